@@ -1,0 +1,5 @@
+import sys
+
+from rotwatchd.cli import main
+
+sys.exit(main())

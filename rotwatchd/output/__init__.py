@@ -1,0 +1,1 @@
+"""The one place that writes files: atomic primitives and the corrected-copy writer."""

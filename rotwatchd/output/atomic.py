@@ -1,0 +1,87 @@
+"""Atomic file primitives. Every byte rotwatchd writes goes through this module.
+
+A target file either does not exist or is complete: data goes to a temporary file in the
+target folder, is fsynced, then renamed over the final name, and the folder is fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(target: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file; on clean exit it atomically becomes ``target``.
+
+    On an exception the temporary file is removed and ``target`` is left untouched.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rwtmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(target: Path, data: bytes) -> None:
+    with atomic_writer(target) as handle:
+        handle.write(data)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits."""
+    with open(source, "rb") as src, atomic_writer(target) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    shutil.copystat(source, target)
+
+
+def unique_path(target: Path) -> Path:
+    """``target`` if free, else ``name.1.ext``, ``name.2.ext``, ... (never overwrites)."""
+    if not target.exists() and not target.is_symlink():
+        return target
+    n = 1
+    while True:
+        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+        n += 1
+
+
+def move_no_clobber(source: Path, target_dir: Path, name: str | None = None) -> Path:
+    """Move ``source`` into ``target_dir`` without overwriting anything; returns the new path.
+
+    Uses rename when on the same filesystem, else copy + fsync + unlink of the source.
+    """
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = unique_path(target_dir / (name or source.name))
+    try:
+        os.rename(source, target)  # same filesystem: atomic
+    except OSError as exc:
+        if exc.errno != 18:  # EXDEV: fall back to copy + delete
+            raise
+        atomic_copy(source, target)
+        source.unlink()
+    _fsync_dir(target_dir)
+    return target
