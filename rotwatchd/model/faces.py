@@ -1,0 +1,343 @@
+"""Face orientation cue: MediaPipe BlazeFace detectors run on the four candidate rotations.
+
+A face detector trained on upright faces fires far more strongly on the rotation that makes
+a portrait upright than on the other three, so "best face score per rotation" is a cheap,
+pretrained orientation cue. The detectors are plain ``.tflite`` files extracted from the
+``mediapipe`` wheel at build time (``training/fetch_face_models.py``); this module never
+imports mediapipe. Pre-processing (letterbox to a square, pixels scaled to [-1, 1]) and the
+SSD anchor layout follow MediaPipe's face-detection graphs, so the raw outputs decode into
+the same boxes and scores MediaPipe would report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from rotwatchd.model.base import CORRECTIONS, ModelError, default_model_dir
+
+FloatArray = npt.NDArray[np.float32]
+RAW_SCORE_CLIP = 100.0  # MediaPipe clips logits before the sigmoid (score_clipping_thresh)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How one BlazeFace-family model is fed and how its SSD anchors are laid out."""
+
+    name: str
+    filename: str
+    input_size: int
+    strides: tuple[int, ...]
+    # Anchors per cell for each distinct stride run, derived like MediaPipe's
+    # SsdAnchorsCalculator with aspect_ratios=[1.0]: every layer adds one anchor, plus one
+    # interpolated-scale anchor when interpolated_scale_aspect_ratio > 0.
+    interpolated_anchor: bool
+    num_keypoints: int
+    face_keypoints: bool  # keypoints are eyes/nose/mouth, so face_tilt() applies
+
+
+# Anchor options from MediaPipe's face_detection_short_range / full_range and pose_detection
+# graphs (min/max scale do not matter: fixed_anchor_size makes every anchor 1x1).
+SHORT_RANGE = DetectorSpec(
+    "short", "face_detection_short_range.tflite", 128, (8, 16, 16, 16), True, 6, True
+)
+FULL_RANGE = DetectorSpec(
+    "full", "face_detection_full_range_sparse.tflite", 192, (4,), False, 6, True
+)
+POSE = DetectorSpec("pose", "pose_detection.tflite", 224, (8, 16, 32, 32, 32), True, 4, False)
+DETECTORS: dict[str, DetectorSpec] = {d.name: d for d in (SHORT_RANGE, FULL_RANGE, POSE)}
+
+
+def ssd_anchor_centres(spec: DetectorSpec) -> FloatArray:
+    """Anchor centres (x, y), normalised to [0, 1], in the order the model emits its boxes.
+
+    Consecutive layers that share a stride share one feature map; each contributes anchors per
+    cell (two when the interpolated-scale anchor is enabled), all at the same centre.
+    """
+    centres: list[FloatArray] = []
+    layer = 0
+    while layer < len(spec.strides):
+        stride = spec.strides[layer]
+        per_cell = 0
+        while layer < len(spec.strides) and spec.strides[layer] == stride:
+            per_cell += 2 if spec.interpolated_anchor else 1
+            layer += 1
+        cells = math.ceil(spec.input_size / stride)
+        grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        xy = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(xy, per_cell, axis=0))
+    return np.concatenate(centres, axis=0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One decoded detection in the letterboxed square's normalised coordinates."""
+
+    score: float
+    box: tuple[float, float, float, float]  # x_centre, y_centre, width, height
+    keypoints: tuple[tuple[float, float], ...]
+    tilt: float | None  # degrees from upright, from the keypoints (None for pose)
+
+
+def decode(
+    spec: DetectorSpec, anchors: FloatArray, regressors: FloatArray, logits: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Decode raw SSD outputs into (scores[N], boxes[N, 4 + 2K]) in normalised coordinates.
+
+    ``regressors`` is ``[N, 4 + 2K]`` (x, y, w, h, then keypoint x, y pairs, in input pixels
+    relative to the anchor centre), ``logits`` is ``[N]`` or ``[N, 1]``.
+    """
+    scale = float(spec.input_size)
+    out = regressors.astype(np.float32) / scale
+    out[:, 0:2] += anchors
+    for k in range(spec.num_keypoints):
+        out[:, 4 + 2 * k : 6 + 2 * k] += anchors
+    return _sigmoid(logits.reshape(-1)), out
+
+
+def face_tilt(boxes: FloatArray) -> FloatArray:
+    """Degrees each decoded face is turned from upright, judged from its keypoints.
+
+    BlazeFace's keypoints follow the real eyes and mouth even when the box fires on a
+    sideways face, so a detection can say "this face is upright" (near 0), "lying on its
+    side" (near +-90) or, less reliably, "upside down". Uses the mouth-to-eyes vector and
+    the eye line turned by 90 degrees, averaged. Positive means the face's top leans right
+    (clockwise). Keypoint order (MediaPipe): right eye, left eye, nose tip, mouth, ...
+    """
+    right_eye, left_eye, mouth = boxes[:, 4:6], boxes[:, 6:8], boxes[:, 10:12]
+    up = (right_eye + left_eye) / 2 - mouth
+    eyes = left_eye - right_eye
+    eyes_up = np.stack([eyes[:, 1], -eyes[:, 0]], axis=1)  # eye line turned 90 deg CCW
+
+    def unit(v: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+        norm = np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+        return np.asarray(v / norm, dtype=np.float64)
+
+    both = unit(up) + unit(eyes_up)
+    # Image y grows downwards: "up" is -y, so the tilt is atan2(x, -y).
+    return np.degrees(np.arctan2(both[:, 0], -both[:, 1])).astype(np.float32)
+
+
+def best_upright_score(
+    spec: DetectorSpec,
+    anchors: FloatArray,
+    regressors: FloatArray,
+    logits: FloatArray,
+    max_tilt: float | None,
+    region: npt.NDArray[np.intp] | None = None,
+) -> FloatArray:
+    """Best detection score among faces tilted at most ``max_tilt`` degrees (any face when
+    None). With ``region`` ([N] quadrant ids of a 2x2 mosaic) returns one score per quadrant,
+    else a 1-element array. Faces are judged by their keypoints (see :func:`face_tilt`)."""
+    parts = 4 if region is not None else 1
+    best = np.zeros(parts, dtype=np.float32)
+    candidates = np.flatnonzero(logits.reshape(-1) > -2.0)  # score > 0.12: cheap pre-filter
+    if candidates.size == 0:
+        return best
+    scores, boxes = decode(spec, anchors[candidates], regressors[candidates], logits[candidates])
+    keep = np.ones(candidates.size, dtype=bool)
+    if max_tilt is not None and spec.face_keypoints:
+        keep = np.abs(face_tilt(boxes)) <= max_tilt
+    ids: npt.NDArray[np.intp] = (
+        region[candidates] if region is not None else np.zeros(candidates.size, np.intp)
+    )
+    np.maximum.at(best, ids[keep], scores[keep])
+    return best
+
+
+def letterbox(image: Image.Image, size: int) -> FloatArray:
+    """Fit ``image`` into a ``size`` x ``size`` square without stretching, pad with black,
+    and scale pixels to [-1, 1] as the BlazeFace graphs do. Returns ``[size, size, 3]``."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    w, h = rgb.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    # reducing_gap makes large downscales cheap (box-reduce first) without visible aliasing.
+    small = rgb.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    canvas = np.zeros((size, size, 3), dtype=np.float32)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    canvas[top : top + nh, left : left + nw] = np.asarray(small, dtype=np.float32)
+    canvas *= 1.0 / 127.5
+    canvas -= 1.0
+    # Padding becomes -1 (black), matching MediaPipe's zero-filled letterbox.
+    return canvas
+
+
+def rotate_clockwise(square: FloatArray, correction: int) -> FloatArray:
+    """Turn an HWC array clockwise by ``correction`` degrees (exact, no resampling)."""
+    # np.rot90 with positive k turns counter-clockwise, so clockwise c is k = -c/90.
+    return np.ascontiguousarray(np.rot90(square, k=-(correction // 90), axes=(0, 1)))
+
+
+def _interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise ModelError(
+                "no TFLite runtime found: install ai-edge-litert (or tflite-runtime)"
+            ) from None
+    return Interpreter
+
+
+class _Detector:
+    """One loaded model with its anchors; runs a batch of letterboxed squares."""
+
+    def __init__(self, spec: DetectorSpec, path: Path, threads: int) -> None:
+        if not path.is_file():
+            raise ModelError(
+                f"face model {path} is missing; run `python training/fetch_face_models.py` "
+                "to extract it from the mediapipe wheel"
+            )
+        try:
+            self._interp = _interpreter_class()(model_path=str(path), num_threads=threads)
+            self._interp.allocate_tensors()
+        except ModelError:
+            raise
+        except Exception as exc:  # the runtimes raise bare ValueError/RuntimeError
+            raise ModelError(f"cannot load face model {path}: {exc}") from exc
+        self.spec = spec
+        self.anchors = ssd_anchor_centres(spec)
+        self._input_index = self._interp.get_input_details()[0]["index"]
+        outputs = self._interp.get_output_details()
+        # The regressor output is the wide one ([.., N, 4+2K]), the score output is [.., N, 1].
+        outputs = sorted(outputs, key=lambda d: int(d["shape"][-1]), reverse=True)
+        self._reg_index, self._score_index = outputs[0]["index"], outputs[1]["index"]
+        n_out = int(outputs[0]["shape"][-2])
+        if n_out != len(self.anchors):
+            raise ModelError(
+                f"{path.name}: model emits {n_out} boxes but the {spec.name} anchor layout "
+                f"has {len(self.anchors)}; wrong model file?"
+            )
+
+    def run(self, square: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Raw (regressors[N, C], logits[N]) for one ``[S, S, 3]`` input."""
+        # One invoke per input: resizing the batch dimension is no faster on one thread, and
+        # the short-range graph then interleaves its outputs by layer, not by batch item.
+        self._interp.set_tensor(self._input_index, square[np.newaxis])
+        self._interp.invoke()
+        reg = np.asarray(self._interp.get_tensor(self._reg_index), dtype=np.float32)
+        logits = np.asarray(self._interp.get_tensor(self._score_index), dtype=np.float32)
+        return reg[0], logits.reshape(-1)
+
+
+class FaceCue:
+    """Scores each candidate correction by how strongly a face appears after applying it.
+
+    ``FaceCue(model_dir=None, detectors=("short",), threads=1, layout="separate")`` loads the
+    named detectors (``"short"``, ``"full"``, ``"pose"``) from ``model_dir`` (default:
+    ``default_model_dir() / "faces"``) with the LiteRT interpreter (XNNPACK), falling back to
+    tflite-runtime. ``layout="separate"`` runs each detector once per rotation;
+    ``layout="mosaic"`` tiles the four rotations, each at half size, into one input and runs
+    each detector once (4x cheaper, blind to small faces). Raises :class:`ModelError` if a
+    model file is missing or cannot be loaded, or a detector name or layout is unknown.
+    """
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        detectors: Sequence[str] = ("short",),
+        threads: int = 1,
+        layout: str = "separate",
+        max_tilt: float | None = 35.0,
+    ) -> None:
+        folder = model_dir if model_dir is not None else default_model_dir() / "faces"
+        unknown = [d for d in detectors if d not in DETECTORS]
+        if unknown or not detectors:
+            raise ModelError(
+                f"unknown face detector(s) {unknown or list(detectors)}; "
+                f"choose from {sorted(DETECTORS)}"
+            )
+        if layout not in ("separate", "mosaic"):
+            raise ModelError(f"unknown face cue layout {layout!r}; use 'separate' or 'mosaic'")
+        self.layout = layout
+        self.max_tilt = max_tilt
+        self._detectors = [
+            _Detector(DETECTORS[name], folder / DETECTORS[name].filename, threads)
+            for name in detectors
+        ]
+
+    @property
+    def detector_names(self) -> tuple[str, ...]:
+        return tuple(d.spec.name for d in self._detectors)
+
+    def scores(self, image: Image.Image) -> tuple[float, float, float, float]:
+        """Best face score in [0, 1] for each correction in ``CORRECTIONS``.
+
+        Entry ``i`` is the highest detection score, over all loaded detectors, found in
+        ``image`` after turning it clockwise by ``CORRECTIONS[i]`` degrees. A clear upright
+        face scores near 1 at the right correction; no face gives values near 0.
+        """
+        best = np.zeros(4, dtype=np.float32)
+        for det in self._detectors:
+            if self.layout == "mosaic":
+                best = np.maximum(best, self._mosaic_scores(det, image))
+            else:
+                best = np.maximum(best, self._separate_scores(det, image))
+        return (float(best[0]), float(best[1]), float(best[2]), float(best[3]))
+
+    def _separate_scores(self, det: _Detector, image: Image.Image) -> FloatArray:
+        square = letterbox(image, det.spec.input_size)
+        best = np.empty(4, dtype=np.float32)
+        for i, correction in enumerate(CORRECTIONS):
+            reg, logits = det.run(rotate_clockwise(square, correction))
+            best[i] = best_upright_score(det.spec, det.anchors, reg, logits, self.max_tilt)[0]
+        return best
+
+    def _mosaic_scores(self, det: _Detector, image: Image.Image) -> FloatArray:
+        size = det.spec.input_size
+        half = size // 2
+        tile = letterbox(image, half)
+        mosaic = np.empty((size, size, 3), dtype=np.float32)
+        for i, correction in enumerate(CORRECTIONS):
+            row, col = divmod(i, 2)
+            rows, cols = slice(row * half, (row + 1) * half), slice(col * half, (col + 1) * half)
+            mosaic[rows, cols] = rotate_clockwise(tile, correction)
+        reg, logits = det.run(mosaic)
+        # An anchor belongs to the quadrant holding its centre (boxes rarely cross tiles).
+        quadrant = ((det.anchors[:, 1] >= 0.5) * 2 + (det.anchors[:, 0] >= 0.5)).astype(np.intp)
+        return best_upright_score(det.spec, det.anchors, reg, logits, self.max_tilt, quadrant)
+
+    def detect(
+        self, image: Image.Image, correction: int = 0, min_score: float = 0.5
+    ) -> list[Detection]:
+        """Detections (not suppressed, best first) in ``image`` turned clockwise by
+        ``correction``, in the letterboxed square's normalised coordinates; for diagnostics.
+        Raises ValueError for a correction outside ``CORRECTIONS``."""
+        if correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction}")
+        found: list[Detection] = []
+        for det in self._detectors:
+            square = rotate_clockwise(letterbox(image, det.spec.input_size), correction)
+            reg, logits = det.run(square)
+            scores, boxes = decode(det.spec, det.anchors, reg, logits)
+            for j in np.flatnonzero(scores >= min_score):
+                row = boxes[j]
+                kps = tuple(
+                    (float(row[4 + 2 * k]), float(row[5 + 2 * k]))
+                    for k in range(det.spec.num_keypoints)
+                )
+                box = (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+                tilt = float(face_tilt(row[np.newaxis])[0]) if det.spec.face_keypoints else None
+                found.append(Detection(float(scores[j]), box, kps, tilt))
+        return sorted(found, key=lambda d: d.score, reverse=True)
+
+    def close(self) -> None:
+        """Release the interpreters (they hold the model buffers)."""
+        self._detectors = []
+
+
+def _sigmoid(logits: FloatArray) -> FloatArray:
+    # float64: exp(100) overflows float32, and MediaPipe's clip is at +-100.
+    clipped = np.clip(logits.astype(np.float64), -RAW_SCORE_CLIP, RAW_SCORE_CLIP)
+    return (1.0 / (1.0 + np.exp(-clipped))).astype(np.float32)
