@@ -1,0 +1,131 @@
+"""sd_notify over real AF_UNIX datagram sockets owned by the test (path and abstract)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rotwatchd.notify import (
+    Heartbeat,
+    SystemdNotifier,
+    monotonic_usec,
+    socket_address,
+    watchdog_interval,
+)
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify"
+    sock.bind(str(path))
+    sock.settimeout(5)
+    yield sock, str(path)
+    sock.close()
+
+
+def receive(sock: socket.socket) -> list[str]:
+    return sock.recv(4096).decode().split("\n")
+
+
+def test_path_socket_messages(listener: tuple[socket.socket, str]) -> None:
+    sock, path = listener
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+    assert notifier.enabled
+    assert notifier.ready("watching 1 inbox")
+    assert receive(sock) == ["READY=1", "STATUS=watching 1 inbox"]
+    before = monotonic_usec()
+    assert notifier.reloading()
+    lines = receive(sock)
+    assert lines[0] == "RELOADING=1" and lines[1].startswith("MONOTONIC_USEC=")
+    assert before <= int(lines[1].split("=")[1]) <= monotonic_usec()
+    notifier.status("queue 3\nok 2")  # a newline would end the assignment: flattened
+    assert receive(sock) == ["STATUS=queue 3 ok 2"]
+    notifier.watchdog()
+    assert receive(sock) == ["WATCHDOG=1"]
+    notifier.stopping()
+    assert receive(sock) == ["STOPPING=1"]
+    notifier.close()
+
+
+def test_abstract_socket() -> None:
+    name = f"rotwatchd-test-{os.getpid()}-{time.monotonic_ns()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(5)
+        notifier = SystemdNotifier({"NOTIFY_SOCKET": "@" + name})
+        assert notifier.ready()
+        assert receive(sock) == ["READY=1"]
+        notifier.close()
+
+
+def test_without_systemd_everything_is_a_no_op() -> None:
+    notifier = SystemdNotifier({})
+    assert not notifier.enabled and not notifier.ready() and notifier.watchdog_interval is None
+
+
+def test_unreachable_socket_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    with caplog.at_level(logging.WARNING):
+        assert not notifier.ready()
+        assert not notifier.watchdog()
+    assert len([r for r in caplog.records if "cannot notify systemd" in r.getMessage()]) == 1
+    notifier.close()
+
+
+def test_addresses() -> None:
+    assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
+    assert socket_address("@sd") == "\0sd"
+    assert socket_address("@") is None
+    assert socket_address("vsock:2:1234") is None
+
+
+def test_watchdog_interval_rules() -> None:
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}, 42) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "42"}, 42) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "7"}, 42) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "0"}, 42) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "soon"}, 42) is None
+    assert watchdog_interval({}, 42) is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_heartbeat_needs_every_loop(listener: tuple[socket.socket, str]) -> None:
+    sock, path = listener
+    sock.settimeout(0.2)
+    clock = Clock()
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
+    beat = Heartbeat(notifier, status=lambda: "queue 0", clock=clock)
+    a, b = beat.register(), beat.register()
+    assert beat.timeout(a) == 1.0
+    clock.now = 0.5
+    assert not beat.beat(a)  # too early
+    assert beat.timeout(a) == 1.0  # already counted for the coming ping
+    assert beat.timeout(b) == 0.5  # must turn by the time the ping is due
+    clock.now = 1.2
+    assert not beat.beat(a)  # b has not turned yet: a stuck loop blocks the ping
+    assert beat.beat(b)
+    assert receive(sock) == ["WATCHDOG=1", "STATUS=queue 0"]
+    beat.unregister(b)
+    clock.now = 2.3
+    assert beat.beat(a) and beat.sent == 2
+    notifier.close()
+
+
+def test_heartbeat_off_without_watchdog(listener: tuple[socket.socket, str]) -> None:
+    beat = Heartbeat(SystemdNotifier({"NOTIFY_SOCKET": listener[1]}))
+    token = beat.register()
+    assert beat.timeout(token) is None and not beat.beat(token)
