@@ -24,9 +24,11 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path) -> Iterator[BinaryIO]:
+def atomic_writer(target: Path, *, stat_from: Path | None = None) -> Iterator[BinaryIO]:
     """Yield a binary file; on clean exit it atomically becomes ``target``.
 
+    With ``stat_from``, that file's mtime/atime and permission bits are given to the temporary
+    file before the rename, so ``target`` never appears with the wrong mtime.
     On an exception the temporary file is removed and ``target`` is left untouched.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +39,8 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if stat_from is not None:
+            shutil.copystat(stat_from, tmp)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -45,16 +49,34 @@ def atomic_writer(target: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    with atomic_writer(target) as handle:
+def atomic_write_bytes(target: Path, data: bytes, *, stat_from: Path | None = None) -> None:
+    """Write ``data`` to ``target`` atomically (see atomic_writer for ``stat_from``)."""
+    with atomic_writer(target, stat_from=stat_from) as handle:
         handle.write(data)
 
 
 def atomic_copy(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits."""
-    with open(source, "rb") as src, atomic_writer(target) as dst:
+    with open(source, "rb") as src, atomic_writer(target, stat_from=source) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-    shutil.copystat(source, target)
+
+
+def atomic_link(source: Path, target: Path) -> None:
+    """Make ``target`` a hard link to ``source``, atomically replacing any existing ``target``.
+
+    Raises OSError (EXDEV across filesystems, EPERM where links are not allowed); callers
+    fall back to atomic_copy.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(target):x}.rwlink")
+    os.link(source, tmp)
+    try:
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def unique_path(target: Path) -> Path:

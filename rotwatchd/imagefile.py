@@ -1,0 +1,273 @@
+"""Open, inspect and verify image files safely; load them upright for the model.
+
+Formats are recognised by their first bytes, never by the file name. Sizes are checked from the
+header before any pixel is decoded (decompression bombs), and inspect() decodes enough to catch
+truncation and corruption. Problems raise ImageProblem with a short machine ``reason``; an
+image in a format rotwatchd does not handle raises UnsupportedFormat (callers send it to review,
+not to quarantine, because it may be a perfectly good file).
+
+HEIC/HEIF: pillow-heif applies the file's own transforms (irot/imir) when it opens the image and
+resets the EXIF Orientation it reports to 1, so the pixels Pillow sees are already as displayed;
+the orientation reported here is always "what is still to be applied to the decoded pixels",
+which keeps every caller from rotating twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import stat
+import struct
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from rotwatchd.output.jpeg_markers import LOSSLESS_SOF, JpegStructureError, parse_jpeg
+
+try:  # a declared dependency; without it HEIF files are reported as unsupported
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    HEIF_AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the install
+    HEIF_AVAILABLE = False
+
+DEFAULT_MAX_PIXELS = 150_000_000  # above the largest camera sensors (~102 MP), far below bombs
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF")
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
+                         b"msf1", b"heif"})
+
+# EXIF orientation -> Pillow transpose that makes the stored pixels upright.
+UPRIGHT_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+class ImageProblem(Exception):
+    """A file that cannot be used as an image. ``reason`` is one of: not-an-image, corrupt,
+    truncated, too-large, empty, unreadable; ``str(exc)`` is a one-line human message."""
+
+    def __init__(self, reason: str, message: str, path: Path | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.reason = reason
+        self.path = path
+
+
+class UnsupportedFormat(Exception):
+    """A real image (or a format we recognise) that rotwatchd does not process.
+    ``format`` names it (e.g. "JPEG2000", "animated GIF"); ``reason`` is "unsupported"."""
+
+    reason = "unsupported"
+
+    def __init__(self, fmt: str, path: Path | None = None) -> None:
+        super().__init__(f"{path}: unsupported format: {fmt}" if path else fmt)
+        self.format = fmt
+        self.path = path
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What inspect() found. ``width``/``height`` are of the decoded pixels (HEIF: after its
+    own transforms); ``exif_orientation`` is a valid 1..8 still to apply, None when absent
+    or invalid; ``animated`` means more than one frame (callers must not rotate it)."""
+
+    format: str
+    width: int
+    height: int
+    exif_orientation: int | None
+    animated: bool
+
+
+_UNSUPPORTED_MAGIC = (
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"), (b"\xff\x4f\xff\x51", "JPEG2000"),
+    (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"IIRO", "ORF raw"), (b"IIU\x00", "RW2 raw"),
+    (b"qoif", "QOI"), (b"DDS ", "DDS"),
+)
+
+
+def sniff(head: bytes) -> str | None:
+    """Pillow format name from the first 32+ bytes, None if no image signature matches.
+
+    Raises UnsupportedFormat for image formats that are recognised but not handled."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        if head[8:10] == b"CR":
+            raise UnsupportedFormat("CR2 raw")
+        return "TIFF"
+    if head[:2] == b"BM" and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in (
+            12, 40, 52, 56, 64, 108, 124):
+        return "BMP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in HEIF_BRANDS:
+            if not HEIF_AVAILABLE:
+                raise UnsupportedFormat("HEIF (pillow-heif not installed)")
+            return "HEIF"
+        if brand in (b"avif", b"avis"):
+            raise UnsupportedFormat("AVIF")
+    for magic, name in _UNSUPPORTED_MAGIC:
+        if head.startswith(magic):
+            raise UnsupportedFormat(name)
+    return None
+
+
+def read_head(path: Path, size: int = 64) -> bytes:
+    """First bytes of ``path``; raises ImageProblem (empty, unreadable, not-an-image)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageProblem("not-an-image", "not a regular file", path)
+        if st.st_size == 0:
+            raise ImageProblem("empty", "file is empty (0 bytes)", path)
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except PermissionError as exc:
+        raise ImageProblem("unreadable", f"permission denied: {exc.strerror}", path) from exc
+    except IsADirectoryError as exc:
+        raise ImageProblem("not-an-image", "is a directory", path) from exc
+
+
+def detect_format(path: Path) -> str:
+    """The sniffed format of ``path``; raises ImageProblem or UnsupportedFormat."""
+    try:
+        fmt = sniff(read_head(path))
+    except UnsupportedFormat as exc:
+        raise UnsupportedFormat(exc.format, path) from None
+    if fmt is None:
+        raise ImageProblem("not-an-image", "content is not a known image format", path)
+    return fmt
+
+
+@contextlib.contextmanager
+def translate_errors(path: Path) -> Iterator[None]:
+    """Turn the many ways Pillow and friends fail into ImageProblem (FileNotFoundError passes,
+    so callers can tell a file that vanished from a bad one)."""
+    try:
+        yield
+    except (ImageProblem, UnsupportedFormat, FileNotFoundError):
+        raise
+    except PermissionError as exc:
+        raise ImageProblem("unreadable", f"permission denied: {exc.strerror}", path) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageProblem("too-large", str(exc), path) from exc
+    except JpegStructureError as exc:
+        raise ImageProblem(exc.kind, str(exc), path) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageProblem("corrupt", "image header cannot be decoded", path) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
+            ZeroDivisionError, RuntimeError) as exc:
+        text = str(exc) or type(exc).__name__
+        truncated = isinstance(exc, EOFError) or "truncat" in text.lower()
+        raise ImageProblem("truncated" if truncated else "corrupt", text, path) from exc
+
+
+def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open lazily (no pixels decoded) with only the ``fmt`` plugin, refusing images over
+    ``max_pixels`` from their header. Call inside translate_errors(path)."""
+    with warnings.catch_warnings():
+        # Our own limit below is the one that counts; Pillow's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(path, formats=[fmt])
+    width, height = im.size
+    if width * height > max_pixels or width <= 0 or height <= 0:
+        im.close()
+        raise ImageProblem("too-large", f"{width}x{height} pixels exceeds the limit of "
+                           f"{max_pixels} pixels", path)
+    return im
+
+
+def orientation_of(im: Image.Image) -> int | None:
+    """A valid EXIF orientation (1..8) still to apply to ``im``'s pixels, None when absent or
+    invalid (0, 9, text, a list...): an invalid tag is treated as absent, never a crash."""
+    try:
+        value = im.getexif().get(0x0112)
+    except (OSError, SyntaxError, ValueError, struct.error, IndexError, TypeError):
+        return None
+    if isinstance(value, tuple) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+        return value
+    return None
+
+
+def to_upright(im: Image.Image, orientation: int | None) -> Image.Image:
+    """``im`` transformed by the EXIF ``orientation`` (1/None: unchanged)."""
+    method = UPRIGHT_TRANSPOSE.get(orientation or 1)
+    return im.transpose(method) if method is not None else im
+
+
+def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Identify and verify ``path``: the whole JPEG marker structure is walked and the pixels
+    are decoded (JPEG at 1/8 scale, which still reads every coefficient).
+
+    Raises ImageProblem, UnsupportedFormat, or FileNotFoundError if the file vanished."""
+    fmt = detect_format(path)
+    with translate_errors(path):
+        if fmt == "JPEG":
+            layout = parse_jpeg(Path(path).read_bytes())
+            if layout.frame.marker in LOSSLESS_SOF or layout.frame.precision != 8:
+                raise UnsupportedFormat(f"JPEG ({layout.frame.precision}-bit or lossless)", path)
+        if fmt == "PNG":  # verify() checks every chunk CRC; the image must be reopened after
+            with open_image(path, fmt, max_pixels) as im:
+                im.verify()
+        with open_image(path, fmt, max_pixels) as im:
+            width, height = im.size
+            animated = bool(getattr(im, "is_animated", False))
+            orientation = orientation_of(im)
+            if fmt == "JPEG":
+                im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
+            im.load()
+    return ImageInfo(fmt, width, height, orientation, animated)
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    """RGB for the model: transparency composited on white, 16-bit scaled to 8-bit."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def load_upright(path: Path, max_side: int | None = None, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """RGB image with its EXIF orientation applied exactly once (HEIF: by pillow-heif only).
+
+    With ``max_side`` the longer side is at most that many pixels; JPEGs are decoded at a
+    reduced DCT scale (draft mode), so a 12 MP photo costs a fraction of a full decode.
+    Animated images give their first frame. Raises ImageProblem / UnsupportedFormat."""
+    fmt = detect_format(path)
+    with translate_errors(path), open_image(path, fmt, max_pixels) as im:
+        orientation = orientation_of(im)
+        if max_side and fmt == "JPEG":
+            scale = max_side / max(im.size)
+            if scale < 1:
+                im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
+        im.load()
+        out = to_upright(_rgb(im), orientation)
+    if max_side and max(out.size) > max_side:
+        out.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return out

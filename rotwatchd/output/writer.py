@@ -1,0 +1,307 @@
+"""Write the upright copy of an image, losing nothing the photographer cares about.
+
+write_corrected() is the one entry point. Per case:
+
+- orientation 1 (already upright): a byte-identical copy, or a hard link when allowed.
+- JPEG, mode "pixels": lossless DCT-domain transform (lossless_jpeg), or for sizes that cannot
+  be transformed losslessly a single re-encode with the source's quantisation tables. The
+  source's metadata segments are carried in their original order: EXIF (Orientation set to 1,
+  pixel dimensions swapped for 90/270, thumbnail rotated; maker notes untouched), XMP
+  (tiff:Orientation=1), ICC profile, comments, IPTC and every other APPn. The MPF index is
+  dropped (its offsets would be wrong); data after EOI (motion-photo video...) is kept.
+- JPEG, mode "tag": only the EXIF Orientation value changes (or an EXIF segment is added);
+  every byte after the EXIF segment is identical.
+- PNG, WebP, TIFF, BMP, static GIF, HEIF: decode, transform, encode in the same format with
+  EXIF (patched the same way), ICC, XMP and PNG text chunks. Lossless PNG/TIFF/BMP/GIF and
+  lossless WebP stay lossless; lossy WebP and HEIF are re-encoded at quality 95.
+- Animated images and unknown formats raise UnsupportedFormat (callers send them to review).
+
+The output mtime and permission bits are the source's; the source is only ever read.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from PIL import Image, PngImagePlugin
+
+from rotwatchd.imagefile import (
+    DEFAULT_MAX_PIXELS,
+    ImageProblem,
+    UnsupportedFormat,
+    detect_format,
+    open_image,
+    read_head,
+    to_upright,
+    translate_errors,
+)
+from rotwatchd.output import exif_edit
+from rotwatchd.output.atomic import atomic_copy, atomic_link, atomic_write_bytes
+from rotwatchd.output.jpeg_markers import (
+    APP0,
+    APP1,
+    APP2,
+    APP14,
+    EXIF_PREFIX,
+    LOSSLESS_SOF,
+    MPF_PREFIX,
+    XMP_PREFIX,
+    JpegLayout,
+    parse_jpeg,
+    segment_bytes,
+)
+from rotwatchd.output.lossless_jpeg import (
+    LosslessUnavailable,
+    find_jpegtran,
+    is_perfect,
+    reencode,
+    transform_lossless,
+)
+
+__all__ = ["Action", "ImageProblem", "UnsupportedFormat", "WriteResult", "write_corrected"]
+
+Action = Literal["copied", "hardlinked", "lossless-jpeg", "re-encoded", "tagged"]
+Mode = Literal["pixels", "tag"]
+_LOSSY_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """``action`` says what was done; ``notes`` say what could not be kept or why a fallback
+    was taken (one short phrase each, for the log)."""
+
+    path: Path
+    action: Action
+    orientation: int
+    notes: tuple[str, ...] = field(default=())
+
+
+def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode = "pixels",
+                    hardlink_upright: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    jpegtran: str | None = None) -> WriteResult:
+    """Write the upright version of ``source`` to ``target`` atomically.
+
+    ``orientation`` is the EXIF orientation (1..8) describing how the source's stored pixels
+    must be transformed to be upright (1: they already are). ``jpegtran`` overrides the
+    binary used for lossless JPEG transforms (default: find_jpegtran()).
+    Raises ValueError (bad orientation, target is the source), ImageProblem (bad file),
+    UnsupportedFormat (unknown format, animated image), OSError (writing failed).
+    """
+    if orientation not in range(1, 9):
+        raise ValueError(f"orientation must be 1..8, got {orientation!r}")
+    if target.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"refusing to write over the source {source}")
+    fmt = detect_format(source)
+    if orientation == 1:
+        return _copy_upright(source, target, hardlink_upright)
+    if fmt == "JPEG":
+        with translate_errors(source):
+            data = source.read_bytes()
+            layout = parse_jpeg(data)
+        if layout.frame.marker in LOSSLESS_SOF or layout.frame.precision != 8:
+            raise UnsupportedFormat(f"JPEG ({layout.frame.precision}-bit or lossless)", source)
+        if mode == "tag":
+            out = _tag_jpeg(data, layout, orientation)
+            atomic_write_bytes(target, out, stat_from=source)
+            return WriteResult(target, "tagged", orientation)
+        return _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran)
+    data_out, notes = _transform_other(source, fmt, orientation, max_pixels)
+    atomic_write_bytes(target, data_out, stat_from=source)
+    note = ("tag mode is JPEG-only: pixels rotated",) if mode == "tag" else ()
+    return WriteResult(target, "re-encoded", orientation, (*note, *notes))
+
+
+def _copy_upright(source: Path, target: Path, hardlink: bool) -> WriteResult:
+    if hardlink:
+        try:
+            atomic_link(source, target)
+            return WriteResult(target, "hardlinked", 1)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            note = f"hard link impossible ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
+            atomic_copy(source, target)
+            return WriteResult(target, "copied", 1, (note,))
+    with translate_errors(source):
+        atomic_copy(source, target)
+    return WriteResult(target, "copied", 1)
+
+
+def _write_jpeg_pixels(source: Path, target: Path, data: bytes, layout: JpegLayout,
+                       orientation: int, jpegtran: str | None) -> WriteResult:
+    notes: list[str] = []
+    binary = jpegtran if jpegtran is not None else find_jpegtran()
+    body: bytes | None = None
+    if not is_perfect(orientation, layout.frame):
+        w, h = layout.frame.mcu_size
+        notes.append(f"size {layout.frame.width}x{layout.frame.height} is not a multiple of the "
+                     f"{w}x{h} MCU on the moved edge: re-encoded with the source's tables")
+    elif binary is None:
+        notes.append("jpegtran not found: re-encoded with the source's tables")
+    else:
+        try:
+            body = transform_lossless(source, orientation, layout.frame, binary)
+        except LosslessUnavailable as exc:
+            notes.append(f"lossless transform failed ({exc}): re-encoded")
+    action: Action = "lossless-jpeg" if body is not None else "re-encoded"
+    if body is None:
+        with translate_errors(source):
+            body = reencode(data, orientation, layout.frame)
+    head, meta_notes = _carried_segments(layout, orientation)
+    out = _assemble(head, body) + data[layout.end:]
+    atomic_write_bytes(target, out, stat_from=source)
+    return WriteResult(target, action, orientation, (*notes, *meta_notes))
+
+
+def _carried_segments(layout: JpegLayout, orientation: int) -> tuple[list[bytes], list[str]]:
+    """The source's metadata segments, patched for the transform, in their original order."""
+    head: list[bytes] = []
+    notes: list[str] = []
+    for seg in layout.header:
+        if not seg.is_metadata or seg.marker == APP14:
+            continue  # coding tables come from the encoder; Adobe APP14 too (colour transform)
+        payload = seg.payload
+        if seg.is_app(APP2, MPF_PREFIX):
+            notes.append("MPF index dropped (its offsets no longer apply)")
+            continue
+        if seg.marker == APP0 and not payload.startswith(b"JFIF\x00"):
+            if payload.startswith(b"JFXX\x00"):
+                notes.append("JFIF extension thumbnail dropped")
+                continue
+        elif seg.is_app(APP1, EXIF_PREFIX):
+            payload = EXIF_PREFIX + _fixed_exif(payload[len(EXIF_PREFIX):], orientation, notes)
+        elif seg.is_app(APP1, XMP_PREFIX):
+            payload = XMP_PREFIX + exif_edit.fix_xmp(payload[len(XMP_PREFIX):], orientation)
+        head.append(segment_bytes(seg.marker, payload))
+    return head, notes
+
+
+def _fixed_exif(tiff: bytes, orientation: int, notes: list[str]) -> bytes:
+    for quality in (90, 75, 50):
+        try:
+            fixed = exif_edit.fix_after_transform(tiff, orientation,
+                                                  _thumbnail_rotator(orientation, quality))
+        except exif_edit.ExifError as exc:
+            # IFD0 unreadable: no viewer can read an Orientation from it either; keep it whole.
+            notes.append(f"EXIF not editable ({exc}): carried unchanged")
+            return tiff
+        if len(fixed) + len(EXIF_PREFIX) <= 0xFFFF - 2:
+            return fixed
+    notes.append("EXIF thumbnail too large after rotation: EXIF carried with Orientation only")
+    return exif_edit.fix_after_transform(tiff, orientation, lambda thumb: thumb)
+
+
+def _thumbnail_rotator(orientation: int, quality: int) -> exif_edit.ThumbnailFn:
+    def rotate(thumb: bytes) -> bytes:
+        try:
+            with Image.open(io.BytesIO(thumb), formats=["JPEG"]) as im:
+                im.load()
+                out = to_upright(im, orientation)
+            buf = io.BytesIO()
+            out.save(buf, "JPEG", quality=quality)
+            return buf.getvalue()
+        except (OSError, SyntaxError, ValueError):
+            return thumb  # an unreadable thumbnail is carried as it is
+    return rotate
+
+
+def _assemble(head: list[bytes], encoded: bytes) -> bytes:
+    """SOI + source JFIF/metadata + the encoder's coding segments and scans (its own JFIF and
+    any other metadata it wrote are dropped; its Adobe APP14 is kept)."""
+    enc = parse_jpeg(encoded)
+    coding = [encoded[s.start:s.end] for s in enc.header
+              if not s.is_metadata or s.marker == APP14]
+    return b"".join([b"\xff\xd8", *head, *coding, encoded[enc.first_scan:enc.end]])
+
+
+def _tag_jpeg(data: bytes, layout: JpegLayout, orientation: int) -> bytes:
+    """Only the EXIF segment changes (or one is inserted after SOI/JFIF)."""
+    seg = layout.find(APP1, EXIF_PREFIX)
+    if seg is None:
+        first = layout.header[0] if layout.header else None
+        at = first.end if first is not None and first.marker == APP0 else 2
+        new = segment_bytes(APP1, EXIF_PREFIX + exif_edit.minimal_exif(orientation))
+        return data[:at] + new + data[at:]
+    try:
+        tiff = exif_edit.set_orientation(seg.payload[len(EXIF_PREFIX):], orientation)
+    except exif_edit.ExifError:
+        tiff = exif_edit.minimal_exif(orientation)  # unreadable EXIF: no viewer used it anyway
+    return data[:seg.start] + segment_bytes(APP1, EXIF_PREFIX + tiff) + data[seg.end:]
+
+
+def _transform_other(source: Path, fmt: str, orientation: int,
+                     max_pixels: int) -> tuple[bytes, list[str]]:
+    notes: list[str] = []
+    head = read_head(source, 4096)
+    with translate_errors(source), open_image(source, fmt, max_pixels) as im:
+        if getattr(im, "is_animated", False):
+            raise UnsupportedFormat(f"animated {fmt} (not rotated)", source)
+        im.load()
+        info = {str(k): v for k, v in im.info.items()}
+        params = _save_params(im, fmt, orientation, info, notes)
+        if fmt == "WEBP":
+            lossless = _webp_is_lossless(head)
+            params.update(lossless=lossless, exact=True)
+            if not lossless:
+                params["quality"] = _LOSSY_QUALITY
+        out = to_upright(im, orientation)
+        buf = io.BytesIO()
+        out.save(buf, fmt, **params)
+    return buf.getvalue(), notes
+
+
+def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, Any],
+                 notes: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    raw_exif = info.get("exif")
+    if isinstance(raw_exif, bytes) and raw_exif and fmt != "TIFF":
+        tiff = raw_exif[len(EXIF_PREFIX):] if raw_exif.startswith(EXIF_PREFIX) else raw_exif
+        params["exif"] = _fixed_exif(tiff, orientation, notes)
+    if info.get("icc_profile"):
+        params["icc_profile"] = info["icc_profile"]
+    xmp = info.get("xmp")
+    if isinstance(xmp, bytes) and xmp and fmt in ("WEBP", "HEIF"):
+        params["xmp"] = exif_edit.fix_xmp(xmp, orientation)
+    if fmt == "PNG":
+        params["pnginfo"] = _png_text(im, orientation)
+        for key in ("transparency", "dpi", "gamma"):
+            if key in info:
+                params[key] = info[key]
+    elif fmt == "TIFF":
+        tags = dict(getattr(im, "tag_v2", {}))
+        tags[exif_edit.ORIENTATION] = 1
+        params["tiffinfo"] = tags
+        if info.get("compression") and info["compression"] != "raw":
+            params["compression"] = info["compression"]
+    elif fmt == "GIF":
+        for key in ("transparency", "comment"):
+            if key in info:
+                params[key] = info[key]
+    elif fmt == "HEIF":
+        params["quality"] = _LOSSY_QUALITY
+    return params
+
+
+def _png_text(im: Image.Image, orientation: int) -> PngImagePlugin.PngInfo:
+    chunks = PngImagePlugin.PngInfo()
+    for key, value in getattr(im, "text", {}).items():
+        if key == "XML:com.adobe.xmp":
+            value = exif_edit.fix_xmp(str(value).encode(), orientation).decode()
+        if isinstance(value, PngImagePlugin.iTXt):
+            chunks.add_itxt(key, value, value.lang or "", value.tkey or "")
+        elif key == "XML:com.adobe.xmp":
+            chunks.add_itxt(key, value)
+        else:
+            chunks.add_text(key, value)
+    return chunks
+
+
+def _webp_is_lossless(head: bytes) -> bool:
+    """RIFF chunk after the WEBP fourcc: VP8L is lossless (VP8X: look for the image chunk)."""
+    chunk = head[12:16]
+    return chunk == b"VP8L" or (chunk == b"VP8X" and b"VP8L" in head[16:])
+
