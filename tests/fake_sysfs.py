@@ -31,7 +31,8 @@ def make_cpufreq_tree(
         (directory / "scaling_available_governors").write_text(available + "\n")
         if layout == "both":
             (root / f"cpu{index}").mkdir()
-            (root / f"cpu{index}" / "cpufreq").symlink_to(directory)
+            # Relative, as sysfs does, so the tree also works inside a throwaway root.
+            (root / f"cpu{index}" / "cpufreq").symlink_to(f"../cpufreq/policy{index}")
     return root
 
 
