@@ -7,9 +7,9 @@ image in a format rotwatchd does not handle raises UnsupportedFormat (callers se
 not to quarantine, because it may be a perfectly good file).
 
 HEIC/HEIF: pillow-heif applies the file's own transforms (irot/imir) when it opens the image and
-resets the EXIF Orientation it reports to 1, so the pixels Pillow sees are already as displayed;
-the orientation reported here is always "what is still to be applied to the decoded pixels",
-which keeps every caller from rotating twice.
+resets the EXIF Orientation it reports to 1; recent Pillow does the same for TIFF on load. So the
+orientation reported here is always "what is still to be applied to the pixels as decoded
+here", and write_corrected's ``orientation`` means the same: nothing is ever rotated twice.
 """
 
 from __future__ import annotations
@@ -197,7 +197,11 @@ def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
 
 def orientation_of(im: Image.Image) -> int | None:
     """A valid EXIF orientation (1..8) still to apply to ``im``'s pixels, None when absent or
-    invalid (0, 9, text, a list...): an invalid tag is treated as absent, never a crash."""
+    invalid (0, 9, text, a list...): an invalid tag is treated as absent, never a crash.
+
+    Call it after ``im.load()``: decoders that apply the orientation themselves (pillow-heif on
+    open, recent Pillow's TIFF decoder on load (13 does)) remove or reset the tag, so the answer is
+    always relative to the pixels as decoded and nothing is rotated twice."""
     try:
         value = im.getexif().get(0x0112)
     except (OSError, SyntaxError, ValueError, struct.error, IndexError, TypeError):
@@ -232,10 +236,12 @@ def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
         with open_image(path, fmt, max_pixels) as im:
             width, height = im.size
             animated = bool(getattr(im, "is_animated", False))
-            orientation = orientation_of(im)
             if fmt == "JPEG":
                 im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
             im.load()
+            if fmt != "JPEG":
+                width, height = im.size
+            orientation = orientation_of(im)  # after load: see orientation_of
     return ImageInfo(fmt, width, height, orientation, animated)
 
 
@@ -261,13 +267,12 @@ def load_upright(path: Path, max_side: int | None = None, *,
     Animated images give their first frame. Raises ImageProblem / UnsupportedFormat."""
     fmt = detect_format(path)
     with translate_errors(path), open_image(path, fmt, max_pixels) as im:
-        orientation = orientation_of(im)
         if max_side and fmt == "JPEG":
             scale = max_side / max(im.size)
             if scale < 1:
                 im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
         im.load()
-        out = to_upright(_rgb(im), orientation)
+        out = to_upright(_rgb(im), orientation_of(im))
     if max_side and max(out.size) > max_side:
         out.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return out

@@ -85,9 +85,12 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
                     jpegtran: str | None = None) -> WriteResult:
     """Write the upright version of ``source`` to ``target`` atomically.
 
-    ``orientation`` is the EXIF orientation (1..8) describing how the source's stored pixels
-    must be transformed to be upright (1: they already are). ``jpegtran`` overrides the
-    binary used for lossless JPEG transforms (default: find_jpegtran()).
+    ``orientation`` is the EXIF orientation (1..8) describing how the source's pixels, as
+    decoded by rotwatchd.imagefile, must be transformed to be upright (1: they already are).
+    For JPEG, PNG, WebP these are the stored pixels; the HEIF decoder (and recent Pillow's
+    TIFF decoder) apply the file's own orientation first, and inspect() then reports 1/None.
+    ``jpegtran`` overrides the binary used for lossless JPEG transforms (default:
+    find_jpegtran()).
     Raises ValueError (bad orientation, target is the source), ImageProblem (bad file),
     UnsupportedFormat (unknown format, animated image), OSError (writing failed).
     """
@@ -272,9 +275,7 @@ def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, An
             if key in info:
                 params[key] = info[key]
     elif fmt == "TIFF":
-        tags = dict(getattr(im, "tag_v2", {}))
-        tags[exif_edit.ORIENTATION] = 1
-        params["tiffinfo"] = tags
+        params["tiffinfo"] = _tiff_tags(im, orientation)
         if info.get("compression") and info["compression"] != "raw":
             params["compression"] = info["compression"]
     elif fmt == "GIF":
@@ -284,6 +285,32 @@ def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, An
     elif fmt == "HEIF":
         params["quality"] = _LOSSY_QUALITY
     return params
+
+
+# Tags that describe the pixel layout of the source (the encoder writes its own) or point to
+# offsets in the source file; the ICC profile is passed separately.
+_TIFF_LAYOUT_TAGS = frozenset({256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 322, 323,
+                               324, 325, 330, 338, 339, 34665, 34853, 40965, 34675})
+
+
+def _tiff_tags(im: Image.Image, orientation: int) -> dict[int, Any]:
+    """The source's descriptive IFD0 tags (Make, Model, DateTime, Artist, XMP, IPTC...) with
+    Orientation 1 and, when present, the Exif and GPS sub-IFDs as nested directories."""
+    tags: dict[int, Any] = {tag: value for tag, value in getattr(im, "tag_v2", {}).items()
+                            if tag not in _TIFF_LAYOUT_TAGS}
+    tags[exif_edit.ORIENTATION] = 1
+    if isinstance(tags.get(700), bytes):
+        tags[700] = exif_edit.fix_xmp(tags[700], orientation)
+    exif = im.getexif()
+    for pointer in (0x8769, 0x8825):
+        sub = dict(exif.get_ifd(pointer))
+        swap = {exif_edit.PIXEL_X, exif_edit.PIXEL_Y} <= set(sub)
+        if swap and orientation in exif_edit.TRANSPOSING:
+            sub[exif_edit.PIXEL_X], sub[exif_edit.PIXEL_Y] = (sub[exif_edit.PIXEL_Y],
+                                                              sub[exif_edit.PIXEL_X])
+        if sub:
+            tags[pointer] = sub
+    return tags
 
 
 def _png_text(im: Image.Image, orientation: int) -> PngImagePlugin.PngInfo:
