@@ -1,0 +1,247 @@
+"""``rotwatchd`` command line: parse arguments, build objects, call the library.
+
+Every failure becomes one clear line on stderr and an exit code: 0 ok, 1 a problem with a file
+or the model, 2 bad configuration or usage, 3 (``status``) the daemon is not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from rotwatchd import __version__
+from rotwatchd.config import (
+    Config,
+    ConfigError,
+    LimitsConfig,
+    ModelConfig,
+    OutputConfig,
+    default_config,
+    load_config,
+)
+from rotwatchd.config_schema import DEFAULT_IGNORE, describe
+from rotwatchd.model.base import ModelError
+
+if TYPE_CHECKING:
+    from rotwatchd.power.model_slot import ModelSlot
+
+DEFAULT_CONFIG = Path("rotwatchd.yaml")
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rotwatchd", description="Watch folders and write upright copies of rotated photos.")
+    parser.add_argument("--version", action="version", version=f"rotwatchd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground (logs to stderr)")
+    _config_args(run)
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+    check = sub.add_parser("check", help="say what rotwatchd would do with images")
+    check.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    check.add_argument("--json", action="store_true", help="one JSON object per line")
+    check.add_argument("-c", "--config", type=Path, help="take model settings from CONFIG")
+
+    fix = sub.add_parser("fix", help="write upright copies of files/folders (no daemon)")
+    fix.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    fix.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    fix.add_argument("-c", "--config", type=Path, help="take model/output settings from CONFIG")
+
+    status = sub.add_parser("status", help="what the running daemon is doing")
+    _config_args(status)
+    status.add_argument("--json", action="store_true", help="print the raw status JSON")
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_check = config_sub.add_parser("check", help="validate a config file")
+    config_check.add_argument("file", type=Path, metavar="FILE")
+    config_sub.add_parser("keys", help="list every key with its type, default and meaning")
+
+    for name, what in (("eval", "evaluate the model (arguments go to rotwatchd.evaluate)"),
+                       ("bench", "benchmark the model (arguments go to rotwatchd.benchmark)")):
+        forward = sub.add_parser(name, help=what, add_help=False)
+        forward.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path,
+                        help="YAML config (default: ./rotwatchd.yaml if present, else built-in "
+                             "defaults ./inbox -> ./outbox, state in ./state)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set workers=2 (repeatable)")
+
+
+def _load(path: Path | None, overrides: list[str]) -> Config:
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    if path is None:
+        return default_config(Path.cwd(), overrides)
+    return load_config(path, overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rotwatchd.daemon import Daemon  # heavy imports only for the commands that need them
+
+    def reload_config() -> Config:
+        return _load(args.config, args.set)
+
+    config = reload_config()
+    _setup_logging(args.log_level or config.log_level)
+    daemon = Daemon(config)
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        daemon.request_stop()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        daemon.request_reload(reload_config)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    daemon.serve_forever()
+    return EXIT_OK
+
+
+def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, OutputConfig,
+                                               tuple[str, ...]]:
+    if path is None:
+        return ModelConfig(), LimitsConfig(), OutputConfig(), DEFAULT_IGNORE
+    cfg = load_config(path)
+    return cfg.model, cfg.limits, cfg.output, cfg.watch.ignore_patterns
+
+
+def _model_slot(model_cfg: ModelConfig) -> ModelSlot:
+    from rotwatchd.daemon import load_configured_classifier
+    from rotwatchd.power.model_slot import ModelSlot
+
+    slot = ModelSlot(lambda: load_configured_classifier(model_cfg))
+    slot.get()  # fail fast, once, with a clear ModelError
+    return slot
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from rotwatchd.oneshot import assess
+
+    model_cfg, limits, _, _ = _tool_settings(args.config)
+    slot = _model_slot(model_cfg)
+    status = EXIT_OK
+    for image in args.images:
+        assessment = assess(image, slot, model_cfg, limits)
+        if assessment.problem is not None:
+            status = EXIT_FAIL
+        print(json.dumps(assessment.as_json()) if args.json else assessment.as_line(),
+              flush=True)
+    return status
+
+
+def _progress_printer() -> Callable[[int, int, Path, str], None]:
+    tty = sys.stderr.isatty()
+
+    def show(done: int, total: int, path: Path, what: str) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if tty:
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\r{bar} {path.name[:40]:<40}{end}")
+        else:
+            sys.stderr.write(f"{bar} {path}: {what}\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from rotwatchd.oneshot import fix
+
+    _setup_logging("warning")
+    model_cfg, limits, output, ignore = _tool_settings(args.config)
+    slot = _model_slot(model_cfg)
+    summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
+                  limits=limits, output=output, ignore_patterns=ignore,
+                  progress=_progress_printer())
+    print(f"{summary.written} written, {summary.review} to review, {summary.failed} failed",
+          file=sys.stderr)
+    return EXIT_FAIL if summary.failed else EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from rotwatchd.journal import JOURNAL_NAME, Journal
+    from rotwatchd.status import format_status, read_status
+
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    state_dir = load_config(path, args.set).state_dir if path else Path("state").absolute()
+    document = read_status(state_dir)
+    if document is None:
+        if not (state_dir / JOURNAL_NAME).is_file():
+            print(f"rotwatchd has never run with state in {state_dir}", file=sys.stderr)
+            return EXIT_NOT_RUNNING
+        with Journal(state_dir) as journal:
+            document = {"running": False, "counts": journal.counts()}
+    print(json.dumps(document, indent=1, sort_keys=True) if args.json
+          else format_status(document))
+    return EXIT_OK if document.get("running") else EXIT_NOT_RUNNING
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "keys":
+        print("\n".join(describe()))
+        return EXIT_OK
+    load_config(args.file)
+    print(f"{args.file}: OK")
+    return EXIT_OK
+
+
+def _forward(command: str, argv: list[str]) -> int:
+    """``eval``/``bench`` belong to the model tools; imported lazily (they pull in more)."""
+    module = importlib.import_module("rotwatchd.evaluate" if command == "eval"
+                                     else "rotwatchd.benchmark")
+    return int(module.main(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``rotwatchd`` command line with ``argv`` (default: sys.argv[1:]); returns the
+    exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("eval", "bench"):  # everything after goes to the model's tools
+        return _forward(argv[0], argv[1:])
+    args = _parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run, "check": _cmd_check, "fix": _cmd_fix, "status": _cmd_status,
+        "config": _cmd_config,
+    }
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except ModelError as exc:
+        print(f"rotwatchd: model: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:
+        print(f"rotwatchd: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The configuration schema: every key with its type, default and one-line description.
+
+``normalise(raw)`` walks a parsed YAML mapping against :data:`SCHEMA`, fills defaults, converts
+durations (``60s``, ``5m``, ``1h``, numbers = seconds) and sizes (``512MiB``) and collects
+*every* problem as a :class:`Problem` naming the YAML path (``inboxes[0].output``). Nothing here
+touches the filesystem; path existence and cross-field rules live in ``config.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal[
+    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "section", "list"
+]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration key. ``children`` describe a ``section`` or the items of a ``list``."""
+
+    name: str
+    kind: Kind
+    default: Any
+    description: str
+    nullable: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    children: tuple[Field, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation error at a YAML path such as ``inboxes[0].output``."""
+
+    path: str
+    message: str
+
+    def format(self, source: str) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{source}: {where}{self.message}"
+
+
+DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~", "*.crdownload", "*.rwtmp", ".syncthing.*")
+
+INBOX = (
+    Field("path", "path", None, "watched folder (must exist)"),
+    Field("output", "path", None, "corrected copies, same relative path and file name"),
+    Field("recursive", "bool", True, "also watch subfolders"),
+    Field("polling", "bool", False, "poll instead of inotify (NFS/SMB/FUSE shares)"),
+    Field("review", "path", None, "low-confidence copies; default: <output>/../review",
+          nullable=True),
+    Field("quarantine", "path", None, "bad input is moved here; default: <state_dir>/quarantine",
+          nullable=True),
+)
+
+SCHEMA: tuple[Field, ...] = (
+    Field("inboxes", "list", [{"path": "./inbox", "output": "./outbox"}],
+          "folders to watch, each with its own output", minimum=1, children=INBOX),
+    Field("state_dir", "path", "./state", "journal (SQLite) and status.json live here"),
+    Field("workers", "int", 1, "worker threads running the model", minimum=1, maximum=64),
+    Field("queue_size", "int", 256, "bounded queue between watcher and workers", minimum=1),
+    Field("log_level", "enum", "info", "logging threshold",
+          choices=("debug", "info", "warning", "error")),
+    Field("watch", "section", None, "how files are noticed", children=(
+        Field("quiet_period", "duration", 2.0,
+              "a file must keep size and mtime this long before it is processed", minimum=0),
+        Field("rescan_interval", "duration", 3600.0,
+              "full rescan of every inbox (0 = only at startup)", minimum=0),
+        Field("ignore_patterns", "globs", list(DEFAULT_IGNORE),
+              "file names matching these globs are ignored until renamed"),
+    )),
+    Field("model", "section", None, "orientation classifier", children=(
+        Field("backend", "str", "auto", "classifier backend name, or auto"),
+        Field("path", "path", None, "model file; default: the shipped model", nullable=True),
+        Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
+        Field("min_confidence", "float", 0.6,
+              "below this the image goes to review (0 = always decide)", minimum=0, maximum=1),
+    )),
+    Field("output", "section", None, "what is written", children=(
+        Field("mode", "enum", "pixels", "pixels: rotate the pixels; tag: only set EXIF orientation",
+              choices=("pixels", "tag")),
+        Field("original", "enum", "keep", "after a successful copy: keep, move (to done_dir) or "
+              "delete the original", choices=("keep", "move", "delete")),
+        Field("done_dir", "path", None, "where original: move puts originals", nullable=True),
+        Field("hardlink_upright", "bool", False,
+              "hard-link already upright files instead of copying"),
+    )),
+    Field("limits", "section", None, "refuse hostile input", children=(
+        Field("max_pixels", "int", 200_000_000, "larger images are quarantined", minimum=1),
+        Field("max_file_size", "size", 512 * 1024**2, "larger files are quarantined", minimum=1),
+    )),
+    Field("power", "section", None, "idle behaviour (SleepController, governors)", children=(
+        Field("idle_timeout", "duration", 60.0, "empty queue this long -> sleep", minimum=0),
+        Field("idle_governor", "str", "powersave", "CPU governor while asleep"),
+        Field("active_governor", "str", None, "governor when awake; default: restore the "
+              "previous one", nullable=True),
+        Field("cpufreq_path", "path", "/sys/devices/system/cpu", "cpufreq sysfs root"),
+        Field("release_model_when_idle", "bool", False, "free the model's memory while asleep"),
+        Field("dynamic", "bool", False, "switch balanced/performance by load while awake"),
+        Field("balanced_governor", "str", "schedutil", "dynamic mode: light load governor"),
+        Field("performance_governor", "str", "performance", "dynamic mode: heavy load governor"),
+    )),
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: object) -> float:
+    """``60s``/``5m``/``1h``/``250ms``/``1d`` or a number (seconds) -> seconds.
+
+    Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60s, 5m or 1h")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (use e.g. 60s, 5m, 1h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(value: object) -> int:
+    """``512MiB``/``2GB``/``100KiB`` or a number of bytes -> bytes. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512MiB")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size (use e.g. 512MiB, 2GB)")
+    unit = (match.group(2) or "B").upper()
+    power = "BKMGT".index(unit[0])
+    base = 1024 if "I" in unit else 1000
+    return int(float(match.group(1)) * base**power)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _scalar(spec: Field, value: object, where: str, problems: list[Problem]) -> object:
+    """Convert one scalar; on error record a problem and return the default."""
+    if value is None:
+        if spec.nullable:
+            return None
+        problems.append(Problem(where, "must not be empty"))
+        return spec.default
+    try:
+        result: object
+        if spec.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {_type_name(value)} {value!r}")
+            return value
+        if spec.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"expected an integer, got {_type_name(value)} {value!r}")
+            result = value
+        elif spec.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"expected a number, got {_type_name(value)} {value!r}")
+            result = float(value)
+        elif spec.kind == "duration":
+            result = parse_duration(value)
+        elif spec.kind == "size":
+            result = parse_size(value)
+        elif spec.kind == "enum":
+            if value not in spec.choices:
+                raise ValueError(f"{value!r} is not one of: {', '.join(spec.choices)}")
+            return value
+        elif spec.kind == "globs":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("expected a list of file name patterns")
+            return list(value)
+        else:  # str, path
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"expected a non-empty string, got {_type_name(value)} {value!r}")
+            return value
+    except ValueError as exc:
+        problems.append(Problem(where, str(exc)))
+        return spec.default
+    assert isinstance(result, int | float)
+    if spec.minimum is not None and result < spec.minimum:
+        problems.append(Problem(where, f"must be at least {spec.minimum:g}, got {value}"))
+    if spec.maximum is not None and result > spec.maximum:
+        problems.append(Problem(where, f"must be at most {spec.maximum:g}, got {value}"))
+    return result
+
+
+def _section(
+    fields: tuple[Field, ...], raw: object, where: str, problems: list[Problem]
+) -> dict[str, Any]:
+    prefix = f"{where}." if where else ""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, f"expected a mapping, got {_type_name(raw)}"))
+        raw = {}
+    known = {f.name for f in fields}
+    for key in raw:
+        if key not in known:
+            hint = ", ".join(sorted(known))
+            problems.append(Problem(f"{prefix}{key}", f"unknown key (known here: {hint})"))
+    out: dict[str, Any] = {}
+    for spec in fields:
+        here = f"{prefix}{spec.name}"
+        present = spec.name in raw
+        value = raw.get(spec.name)
+        if spec.kind == "section":
+            out[spec.name] = _section(spec.children, value, here, problems)
+        elif spec.kind == "list":
+            out[spec.name] = _list(spec, value if present else spec.default, here, problems)
+        elif not present:
+            if spec.default is None and not spec.nullable:
+                problems.append(Problem(here, "required key is missing"))
+            out[spec.name] = spec.default
+        else:
+            out[spec.name] = _scalar(spec, value, here, problems)
+    return out
+
+
+def _list(spec: Field, raw: object, where: str, problems: list[Problem]) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        problems.append(Problem(where, f"expected a list, got {_type_name(raw)}"))
+        return []
+    if spec.minimum is not None and len(raw) < spec.minimum:
+        problems.append(Problem(where, f"needs at least {spec.minimum:g} entry"))
+    return [_section(spec.children, item, f"{where}[{i}]", problems) for i, item in enumerate(raw)]
+
+
+def normalise(raw: object) -> tuple[dict[str, Any], list[Problem]]:
+    """Check ``raw`` (parsed YAML) against :data:`SCHEMA`.
+
+    Returns the mapping with defaults filled and units converted, and every problem found
+    (an empty list means the structure and types are valid).
+    """
+    problems: list[Problem] = []
+    return _section(SCHEMA, raw, "", problems), problems
+
+
+def describe(fields: tuple[Field, ...] = SCHEMA, indent: str = "") -> list[str]:
+    """One line per key, ``name (kind, default): description``, for docs and ``--help``."""
+    lines: list[str] = []
+    for spec in fields:
+        default = "" if spec.kind in ("section", "list") else f", default {spec.default!r}"
+        lines.append(f"{indent}{spec.name} ({spec.kind}{default}): {spec.description}")
+        lines.extend(describe(spec.children, indent + "  "))
+    return lines

@@ -1,0 +1,308 @@
+"""The daemon: watchers -> settler -> bounded queue -> workers -> processor, plus status.
+
+Lifecycle: ``Daemon(config)`` builds everything, :meth:`Daemon.start` starts the threads (the
+startup rescan included) and returns once watches are set up; :meth:`Daemon.stop` lets each
+worker finish its current file, stops everything and closes the journal;
+:meth:`Daemon.reload` applies a new validated config without dropping queued files.
+:meth:`Daemon.serve_forever` is what ``rotwatchd run`` calls: it blocks until
+:meth:`request_stop` (signal-safe) and performs :meth:`request_reload` requests in the main
+thread.
+
+Seams for power management and systemd (issue 3): ``hooks`` (a SleepController: activity,
+begin_work/end_work, inference_started), ``Daemon.queue`` (depth, ActivityListener for
+"work arrived"/"idle"), ``Daemon.model`` (a ModelSlot that can be released and reloaded),
+lifecycle listeners (ready, reloading, reloaded, stopping) and ``set_power_status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rotwatchd import __version__
+from rotwatchd.config import Config, ConfigError, ModelConfig, ensure_dirs
+from rotwatchd.journal import Journal
+from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.model.registry import load_classifier
+from rotwatchd.power.model_slot import ModelSlot
+from rotwatchd.processor import Processor, Result, WorkHooks
+from rotwatchd.settle import Settler
+from rotwatchd.status import StatusPublisher
+from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
+from rotwatchd.workqueue import Worker, WorkQueue
+
+log = logging.getLogger(__name__)
+
+ClassifierFactory = Callable[[ModelConfig], OrientationClassifier]
+
+
+def load_configured_classifier(model: ModelConfig) -> OrientationClassifier:
+    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``)."""
+    return load_classifier(model.backend, model.path, model.threads)
+
+
+class Lifecycle:
+    """Subclass and :meth:`Daemon.add_lifecycle_listener` to follow the daemon (sd_notify)."""
+
+    def on_ready(self) -> None:
+        """Watches are set up and workers run."""
+
+    def on_reloading(self) -> None:
+        """A reload starts."""
+
+    def on_reloaded(self, error: str | None) -> None:
+        """A reload ended; ``error`` is None on success, else why the old config stays."""
+
+    def on_stopping(self) -> None:
+        """Shutdown starts."""
+
+
+class Daemon:
+    """Owns every thread of a running rotwatchd. Not restartable: start() once, stop() once."""
+
+    def __init__(self, config: Config, *,
+                 classifier_factory: ClassifierFactory = load_configured_classifier,
+                 hooks: WorkHooks | None = None,
+                 observer_factory: ObserverFactory = make_observer) -> None:
+        ensure_dirs(config)
+        self.config = config
+        self.started_at = time.time()
+        self.journal = Journal(config.state_dir)
+        self.queue = WorkQueue(config.queue_size)
+        self.model = ModelSlot(lambda: classifier_factory(self.config.model))
+        self.processor = Processor(config, self.journal, self.model, hooks=hooks,
+                                   on_result=self._on_result)
+        self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)
+        self.status = StatusPublisher(config.state_dir, self.snapshot)
+        self.watchers: list[InboxWatcher] = []
+        self.workers: list[Worker] = []
+        self._rescanner: Rescanner | None = None
+        self._observer_factory = observer_factory
+        self._lifecycle: list[Lifecycle] = []
+        self._result_listeners: list[Callable[[Result], None]] = []
+        self._power_status: Callable[[], dict[str, Any]] | None = None
+        self._state = "created"
+        self._lock = threading.Lock()  # serialises start/stop/reload
+        self._stop_requested = False
+        self._reload_requests: list[Callable[[], Config]] = []
+        self._wake_r, self._wake_w = os.pipe()
+
+    # --- seams ---------------------------------------------------------------------------
+    @property
+    def hooks(self) -> WorkHooks:
+        return self.processor.hooks
+
+    def set_hooks(self, hooks: WorkHooks) -> None:
+        """Install power hooks (e.g. a SleepController) before :meth:`start`."""
+        self.processor.hooks = hooks
+
+    def add_lifecycle_listener(self, listener: Lifecycle) -> None:
+        self._lifecycle.append(listener)
+
+    def add_result_listener(self, callback: Callable[[Result], None]) -> None:
+        """``callback(result)`` after each file, from the worker thread."""
+        self._result_listeners.append(callback)
+
+    def set_power_status(self, provider: Callable[[], dict[str, Any]]) -> None:
+        """``provider()`` fills the ``power`` field of status.json; call mark_status_dirty()
+        when it changes."""
+        self._power_status = provider
+        self.status.mark_dirty()
+
+    def mark_status_dirty(self) -> None:
+        self.status.mark_dirty()
+
+    def _activity(self, event_time: float) -> None:
+        activity = getattr(self.processor.hooks, "activity", None)
+        if activity is not None:
+            activity(event_time)
+
+    def _on_result(self, result: Result) -> None:
+        for callback in list(self._result_listeners):
+            callback(result)
+        self.status.mark_dirty()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self, *, load_model: bool = True) -> None:
+        """Load the model (fail fast: raises ModelError), start workers, watchers, rescans."""
+        with self._lock:
+            if self._state != "created":
+                raise RuntimeError(f"cannot start a daemon that is {self._state}")
+            if load_model:
+                self.model.get()
+            interrupted = self.journal.interrupted()
+            if interrupted:
+                log.info("%d file(s) were in progress when the last run stopped; redoing them",
+                         len(interrupted))
+            self.settler.start()
+            self.status.start()
+            self._start_workers()
+            self._start_watching()
+            self._state = "running"
+        self.status.mark_dirty()
+        log.info("rotwatchd %s running: %d inbox(es), %d worker(s), state in %s", __version__,
+                 len(self.watchers), len(self.workers), self.config.state_dir)
+        for listener in self._lifecycle:
+            listener.on_ready()
+
+    def _start_workers(self) -> None:
+        self.queue.reopen()
+        for i in range(self.config.workers):
+            worker = Worker(self.queue, self.processor.handle, f"rotwatchd-worker-{i}")
+            worker.start()
+            self.workers.append(worker)
+
+    def _stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.join()
+        self.workers = []
+
+    def _start_watching(self) -> None:
+        cfg = self.config
+        known = self._known_unchanged
+        for inbox in cfg.inboxes:
+            watcher = InboxWatcher(inbox, self.settler, cfg.watch.ignore_patterns, known=known,
+                                   observer_factory=self._observer_factory)
+            watcher.start()
+            self.watchers.append(watcher)
+        self._rescanner = Rescanner(self.watchers, cfg.watch.rescan_interval)
+        self._rescanner.start()
+
+    def _stop_watching(self) -> None:
+        if self._rescanner is not None:
+            self._rescanner.stop()
+            self._rescanner.join()
+            self._rescanner = None
+        for watcher in self.watchers:
+            watcher.stop()
+        self.watchers = []
+
+    def _known_unchanged(self, path: os.PathLike[str], st: os.stat_result) -> bool:
+        return self.journal.is_known_unchanged(str(path), st.st_size, st.st_mtime_ns)
+
+    def stop(self) -> None:
+        """Finish the files in progress, stop every thread, publish a final status, close."""
+        with self._lock:
+            if self._state in ("stopped", "created"):
+                self._close_quietly()
+                return
+            self._state = "stopping"
+        for listener in self._lifecycle:
+            listener.on_stopping()
+        log.info("stopping: finishing the file(s) in progress")
+        self._stop_watching()
+        self.settler.stop()
+        self.settler.join()
+        self.queue.close()
+        self._stop_workers()
+        self.model.release()
+        with self._lock:
+            self._state = "stopped"
+        self.status.stop()
+        self.status.join()
+        self._close_quietly()
+        log.info("stopped")
+
+    def _close_quietly(self) -> None:
+        self._state = "stopped"
+        self.journal.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def reload(self, new: Config) -> None:
+        """Apply ``new`` (already validated): workers finish their current file, queued and
+        settling files are kept, watchers restart with a rescan. Raises ConfigError (and keeps
+        the old config) for changes that need a restart."""
+        if new.state_dir.resolve() != self.config.state_dir.resolve():
+            raise ConfigError([f"{new.source}: state_dir: cannot change while running; restart"])
+        for listener in self._lifecycle:
+            listener.on_reloading()
+        with self._lock:
+            old = self.config
+            self._stop_watching()
+            self._stop_workers()
+            ensure_dirs(new)
+            self.config = new
+            self.processor.config = new
+            self.settler.quiet_period = new.watch.quiet_period
+            self.queue.set_maxsize(new.queue_size)
+            if new.model != old.model:
+                self.model.release()  # no worker runs now; the next file loads the new model
+            kept = {inbox.path for inbox in new.inboxes}
+            for inbox in old.inboxes:
+                if inbox.path not in kept:
+                    self.settler.forget_under(inbox.path)
+            self._start_workers()
+            self._start_watching()
+        self.status.mark_dirty()
+        log.info("configuration reloaded from %s", new.source)
+        for listener in self._lifecycle:
+            listener.on_reloaded(None)
+
+    # --- foreground service --------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask :meth:`serve_forever` to stop. Safe to call from a signal handler."""
+        self._stop_requested = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"s")
+
+    def request_reload(self, load: Callable[[], Config]) -> None:
+        """Ask :meth:`serve_forever` to run ``load()`` and :meth:`reload` with its result.
+        Signal-safe. A ConfigError from ``load`` is logged and the old config stays."""
+        self._reload_requests.append(load)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"r")
+
+    def serve_forever(self) -> None:
+        """Start, then block (no polling) until request_stop(); always stops on the way out."""
+        try:
+            self.start()
+            while not self._stop_requested:
+                os.read(self._wake_r, 64)  # wakes only when a request byte arrives
+                while self._reload_requests and not self._stop_requested:
+                    self._reload_from(self._reload_requests.pop(0))
+        finally:
+            self.stop()
+
+    def _reload_from(self, load: Callable[[], Config]) -> None:
+        try:
+            self.reload(load())
+        except ConfigError as exc:
+            for line in exc.problems:
+                log.error("reload rejected, keeping the old configuration: %s", line)
+            for listener in self._lifecycle:
+                listener.on_reloaded(str(exc))
+
+    # --- status --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The status.json document (see ``rotwatchd status``)."""
+        power: dict[str, Any] = {"state": "unmanaged"}
+        if self._power_status is not None:
+            try:
+                power = self._power_status()
+            except Exception as exc:  # status must never take the daemon down
+                power = {"state": "unknown", "error": str(exc)}
+        problems = [{"path": r.path, "outcome": r.outcome, "detail": r.detail,
+                     "time": r.finished_at} for r in self.journal.recent_problems(10)]
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "state": self._state,
+            "started_at": self.started_at,
+            "config": self.config.source,
+            "inboxes": [{"path": str(w.inbox.path), "polling": w.polling} for w in self.watchers],
+            "queue": {"depth": self.queue.depth, "running": self.queue.running,
+                      "pending": self.settler.pending(), "capacity": self.config.queue_size},
+            "workers": len(self.workers),
+            "counts": self.journal.counts(),
+            "last_errors": problems,
+            "power": power,
+        }

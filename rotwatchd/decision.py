@@ -1,0 +1,99 @@
+"""What to do with one image: a pure function of what is known about it. No I/O here.
+
+Rules, in order:
+
+1. a problem found while reading (not an image, corrupt, truncated, too large, empty,
+   unreadable) -> ``quarantine``;
+2. animated images and formats the writer cannot rewrite -> ``review`` (a copy, never a guess);
+3. a valid EXIF orientation other than 1 is trusted -> ``rotate`` with source ``exif``;
+4. otherwise the model decides -> ``keep`` (correction 0) or ``rotate``; below
+   ``min_confidence`` -> ``review``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from rotwatchd.model.base import Prediction
+
+Action = Literal["keep", "rotate", "review", "quarantine"]
+Source = Literal["exif", "model"]
+
+#: EXIF orientation that applies a pure clockwise correction (COMMON.md contract).
+ORIENTATION_FOR_CORRECTION: Final = {0: 1, 90: 6, 180: 3, 270: 8}
+#: Clockwise correction that an EXIF orientation implies (mirrored ones map to their rotation).
+CORRECTION_FOR_ORIENTATION: Final = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the daemon learned about a file before deciding (all optional but ``problem``)."""
+
+    problem: str | None = None  # ImageProblem.reason, e.g. "corrupt"
+    unsupported: str | None = None  # UnsupportedFormat.format, e.g. "JPEG2000"
+    exif_orientation: int | None = None
+    animated: bool = False
+    pixels: int = 0
+    prediction: Prediction | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``orientation`` is the EXIF value the writer must apply to the stored pixels (1..8)."""
+
+    action: Action
+    reason: str
+    source: Source | None = None
+    correction: int | None = None
+    confidence: float | None = None
+    orientation: int = 1
+
+
+def trusted_exif(orientation: int | None) -> bool:
+    """A tag we apply without asking the model: valid (1..8) and not plain upright (1)."""
+    return orientation is not None and 2 <= orientation <= 8
+
+
+def needs_model(facts: Facts, max_pixels: int) -> bool:
+    """True when the decision depends on a model prediction the caller has not made yet."""
+    return (
+        facts.problem is None
+        and not facts.animated
+        and facts.unsupported is None
+        and facts.pixels <= max_pixels
+        and not trusted_exif(facts.exif_orientation)
+    )
+
+
+def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
+    """Map facts to an action. Raises ValueError if the model is needed but no prediction given."""
+    if facts.problem is not None:
+        return Decision("quarantine", facts.problem)
+    if facts.pixels > max_pixels:
+        return Decision("quarantine", "too-large")
+    if facts.animated:
+        return Decision("review", "animated")
+    if facts.unsupported is not None:
+        return Decision("review", f"unsupported format {facts.unsupported}")
+    if trusted_exif(facts.exif_orientation):
+        assert facts.exif_orientation is not None
+        return Decision(
+            "rotate", f"exif orientation {facts.exif_orientation}", source="exif",
+            correction=CORRECTION_FOR_ORIENTATION[facts.exif_orientation], confidence=1.0,
+            orientation=facts.exif_orientation,
+        )
+    prediction = facts.prediction
+    if prediction is None:
+        raise ValueError("the model must be asked before deciding this file")
+    if prediction.confidence < min_confidence:
+        return Decision(
+            "review", f"confidence {prediction.confidence:.2f} < {min_confidence:.2f}",
+            source="model", correction=prediction.correction, confidence=prediction.confidence,
+        )
+    action: Action = "keep" if prediction.correction == 0 else "rotate"
+    return Decision(
+        action, f"model {prediction.correction} deg", source="model",
+        correction=prediction.correction, confidence=prediction.confidence,
+        orientation=ORIENTATION_FOR_CORRECTION[prediction.correction],
+    )

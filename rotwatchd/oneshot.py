@@ -1,0 +1,142 @@
+"""One-shot work without the daemon: ``rotwatchd check`` and ``rotwatchd fix``.
+
+Both use the daemon's decision and writer, never the journal, and never modify their inputs:
+``fix`` writes upright copies (and review copies of uncertain images) under an output folder;
+bad files are reported and left where they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
+from rotwatchd.decision import Decision, decide
+from rotwatchd.filing import copy_into
+from rotwatchd.imagefile import ImageProblem, UnsupportedFormat
+from rotwatchd.output.atomic import unique_path
+from rotwatchd.output.writer import write_corrected
+from rotwatchd.processor import ModelSource, gather_facts
+from rotwatchd.watcher import is_ignored
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """``check``'s answer for one file; ``problem`` set means it is not a usable image."""
+
+    path: Path
+    decision: Decision
+
+    @property
+    def problem(self) -> str | None:
+        return self.decision.reason if self.decision.action == "quarantine" else None
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``check --json`` object: path, correction, confidence, source, decision."""
+        d = self.decision
+        if self.problem is not None:
+            reason, _, message = self.problem.partition(": ")
+            return {"path": str(self.path), "error": reason, "message": message or reason}
+        out: dict[str, Any] = {"path": str(self.path), "correction": d.correction,
+                               "confidence": d.confidence, "source": d.source,
+                               "decision": d.action}
+        if d.action == "review":
+            out["reason"] = d.reason
+        return out
+
+    def as_line(self) -> str:
+        d = self.decision
+        if self.problem is not None:
+            return f"{self.path}: ERROR {self.problem}"
+        if d.correction is None:
+            return f"{self.path}: {d.action} ({d.reason})"
+        confidence = f"{d.confidence:.2f}" if d.confidence is not None else "?"
+        return (f"{self.path}: {d.action} correction {d.correction} "
+                f"(confidence {confidence}, {d.source})")
+
+
+def assess(path: Path, model: ModelSource, model_cfg: ModelConfig,
+           limits: LimitsConfig) -> Assessment:
+    """Decide what the daemon would do with ``path``. Raises ModelError if the model fails."""
+    if path.is_symlink() or not path.is_file():
+        what = "a symlink" if path.is_symlink() else "not a regular file"
+        if not path.exists() and not path.is_symlink():
+            what = "no such file"
+        return Assessment(path, Decision("quarantine", f"not-a-file: {what}"))
+    facts = gather_facts(path, model, max_pixels=limits.max_pixels)
+    return Assessment(path, decide(facts, min_confidence=model_cfg.min_confidence,
+                                   max_pixels=limits.max_pixels))
+
+
+def expand(paths: list[Path], ignore_patterns: tuple[str, ...]) -> Iterator[tuple[Path, Path]]:
+    """Files and folders -> ``(file, relative name)``; folders recursively, sorted, skipping
+    temp/hidden names and symlinked folders."""
+    for given in paths:
+        if given.is_dir():
+            for dirpath, dirnames, filenames in os.walk(given):
+                here = Path(dirpath)
+                dirnames[:] = sorted(d for d in dirnames if not is_ignored(Path(d),
+                                                                           ignore_patterns))
+                for name in sorted(filenames):
+                    if not is_ignored(Path(name), ignore_patterns):
+                        yield here / name, (here / name).relative_to(given)
+        else:
+            yield given, Path(given.name)
+
+
+@dataclass
+class FixSummary:
+    written: int = 0
+    review: int = 0
+    failed: int = 0
+
+
+Progress = Callable[[int, int, Path, str], None]  # (done, total, path, what happened)
+
+
+def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: ModelConfig,
+        limits: LimitsConfig, output: OutputConfig, ignore_patterns: tuple[str, ...],
+        progress: Progress | None = None) -> FixSummary:
+    """Write an upright copy of every image under ``outdir`` (same relative names); uncertain
+    ones are copied unchanged to ``outdir/review``; bad files are counted as failed and
+    logged. Inputs are never modified. Raises ModelError if the model cannot load."""
+    files = list(expand(paths, ignore_patterns))
+    summary = FixSummary()
+    for done, (path, relative) in enumerate(files, start=1):
+        what = _fix_one(path, relative, outdir, model, model_cfg, limits, output, summary)
+        if progress is not None:
+            progress(done, len(files), path, what)
+    return summary
+
+
+def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
+             model_cfg: ModelConfig, limits: LimitsConfig, output: OutputConfig,
+             summary: FixSummary) -> str:
+    try:
+        assessment = assess(path, model, model_cfg, limits)
+        decision = assessment.decision
+        if assessment.problem is not None:
+            raise ImageProblem("bad", assessment.problem)
+        if decision.action == "review":
+            target = copy_into(path, outdir / "review", relative)
+            summary.review += 1
+            return f"review ({decision.reason}) -> {target}"
+        result = write_corrected(path, unique_path(outdir / relative),
+                                 orientation=decision.orientation, mode=output.mode,
+                                 max_pixels=limits.max_pixels)
+        summary.written += 1
+        return f"{decision.action} {decision.correction} -> {result.path}"
+    except UnsupportedFormat as exc:
+        target = copy_into(path, outdir / "review", relative)
+        summary.review += 1
+        return f"review (unsupported {exc.format}) -> {target}"
+    except (ImageProblem, OSError) as exc:
+        summary.failed += 1
+        log.error("%s: %s", path, exc)
+        return f"FAILED {exc}"

@@ -1,0 +1,244 @@
+"""Process one file end to end: guard, hash, journal, inspect, decide, write, file away.
+
+This is where the daemon acts; *what* to do is decided by ``decision.decide`` (pure). Every
+outcome is journaled and logged in one line; nothing a file can contain makes this raise, and
+no path loses a byte: outputs are atomic copies, originals are only moved or deleted (when so
+configured) after their upright copy is on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from rotwatchd.config import Config, InboxConfig
+from rotwatchd.decision import Decision, Facts, decide, needs_model
+from rotwatchd.filing import CannotMove, copy_into, dispose_original, move_into, relative_to_inbox
+from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, inspect, load_upright
+from rotwatchd.journal import Journal, Outcome
+from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.output.writer import write_corrected
+from rotwatchd.workqueue import WorkItem
+
+log = logging.getLogger(__name__)
+
+#: Longer side of the image handed to the classifier (JPEGs are decoded at reduced DCT scale).
+MODEL_INPUT_SIDE = 512
+
+
+class ModelSource(Protocol):
+    """Where workers get the classifier (``rotwatchd.power.model_slot.ModelSlot`` fits)."""
+
+    def get(self) -> OrientationClassifier: ...
+
+
+class WorkHooks(Protocol):
+    """Called around each file; the power helper's SleepController fits this protocol."""
+
+    def begin_work(self, timeout: float | None = None) -> bool: ...
+    def end_work(self) -> None: ...
+    def inference_started(self) -> float | None: ...
+
+
+class NoHooks:
+    """Hooks for a daemon without power management: never parks, never measures."""
+
+    def begin_work(self, timeout: float | None = None) -> bool:
+        return True
+
+    def end_work(self) -> None:
+        pass
+
+    def inference_started(self) -> float | None:
+        return None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one file. ``outcome`` is a journal outcome or ``skipped``."""
+
+    path: Path
+    outcome: Outcome | str
+    detail: str
+    decision: Decision | None = None
+    output: Path | None = None
+
+
+def file_digest(path: Path) -> tuple[str, os.stat_result]:
+    """sha256 of a regular file, read without following a symlink. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest(), st
+
+
+def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
+                 hooks: WorkHooks | None = None) -> Facts:
+    """Inspect ``path`` and, only when the decision needs it, ask the model.
+
+    A bad file gives ``Facts(problem=...)``; raises ModelError when the model cannot load,
+    OSError when the file cannot be read after inspection.
+    """
+    try:
+        info = inspect(path, max_pixels=max_pixels)
+    except ImageProblem as exc:
+        return Facts(problem=f"{exc.reason}: {exc}")
+    except UnsupportedFormat as exc:
+        return Facts(unsupported=exc.format)
+    facts = Facts(exif_orientation=info.exif_orientation, animated=info.animated,
+                  pixels=info.width * info.height)
+    if not needs_model(facts, max_pixels):
+        return facts
+    try:
+        image = load_upright(path, MODEL_INPUT_SIDE, max_pixels=max_pixels)
+    except ImageProblem as exc:  # decoding found what inspect missed
+        return Facts(problem=f"{exc.reason}: {exc}")
+    classifier = model.get()
+    if hooks is not None:
+        hooks.inference_started()
+    return Facts(exif_orientation=info.exif_orientation, pixels=facts.pixels,
+                 prediction=classifier.predict(image))
+
+
+class Processor:
+    """Turns a :class:`WorkItem` into an output, a review copy or a quarantined file."""
+
+    def __init__(self, config: Config, journal: Journal, model: ModelSource, *,
+                 hooks: WorkHooks | None = None,
+                 on_result: Callable[[Result], None] | None = None) -> None:
+        self.config = config
+        self.journal = journal
+        self.model = model
+        self.hooks: WorkHooks = hooks or NoHooks()
+        self._on_result = on_result
+
+    def handle(self, item: WorkItem) -> None:
+        """Worker entry point: waits for the power hooks, processes, reports. Never raises
+        for a bad file (an unexpected bug is logged and journaled as ``error``)."""
+        if not self.hooks.begin_work():
+            return  # shutting down: the file stays in the inbox for the next start
+        try:
+            result = self.process(item.path, item.inbox)
+        finally:
+            self.hooks.end_work()
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def process(self, path: Path, inbox: InboxConfig) -> Result:
+        key = str(path)
+        relative = relative_to_inbox(path, inbox.path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return Result(path, "skipped", "gone before it could be processed")
+        except OSError as exc:
+            return self._quarantine(path, inbox, relative, f"stat:{exc.errno}", "unreadable",
+                                    exc.strerror or str(exc))
+        pseudo = f"stat:{st.st_size}:{st.st_mtime_ns}"
+        if stat.S_ISLNK(st.st_mode):
+            return self._symlink(path, inbox, relative)
+        if not stat.S_ISREG(st.st_mode):
+            return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
+                                    "not a regular file")
+        if st.st_size == 0:
+            return self._quarantine(path, inbox, relative, pseudo, "empty", "file is empty")
+        if st.st_size > self.config.limits.max_file_size:
+            return self._quarantine(path, inbox, relative, pseudo, "too-large",
+                                    f"{st.st_size} bytes > limits.max_file_size")
+        try:
+            digest, st = file_digest(path)
+        except FileNotFoundError:
+            return Result(path, "skipped", "gone before it could be processed")
+        except OSError as exc:
+            return self._quarantine(path, inbox, relative, pseudo, "unreadable",
+                                    exc.strerror or str(exc))
+        if not self.journal.needs_processing(key, digest):
+            return Result(path, "skipped", "already processed")
+        if self.journal.begin(key, digest, st.st_size, st.st_mtime_ns):
+            log.info("resuming %s: a previous run stopped while processing it", path)
+        try:
+            return self._process_image(path, inbox, relative, digest, st)
+        except Exception as exc:  # a bug or an I/O failure: keep the file, say so, go on
+            log.exception("error processing %s", path)
+            self.journal.finish(key, digest, "error", detail=f"{type(exc).__name__}: {exc}")
+            return Result(path, "error", str(exc))
+
+    def _process_image(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
+                       st: os.stat_result) -> Result:
+        cfg = self.config
+        facts = gather_facts(path, self.model, max_pixels=cfg.limits.max_pixels,
+                             hooks=self.hooks)
+        decision = decide(facts, min_confidence=cfg.model.min_confidence,
+                          max_pixels=cfg.limits.max_pixels)
+        if decision.action == "quarantine":
+            reason, _, message = decision.reason.partition(": ")
+            return self._quarantine(path, inbox, relative, digest, reason, message or reason,
+                                    decision)
+        if decision.action == "review":
+            return self._review(path, inbox, relative, digest, st, decision)
+        try:
+            written = write_corrected(path, inbox.output / relative,
+                                      orientation=decision.orientation, mode=cfg.output.mode,
+                                      hardlink_upright=cfg.output.hardlink_upright,
+                                      max_pixels=cfg.limits.max_pixels)
+        except UnsupportedFormat as exc:
+            return self._review(path, inbox, relative, digest, st,
+                                Decision("review", f"unsupported format {exc.format}"))
+        except ImageProblem as exc:
+            return self._quarantine(path, inbox, relative, digest, exc.reason, str(exc),
+                                    decision)
+        try:
+            fate = dispose_original(path, cfg.output.original, cfg.output.done_dir, relative)
+        except (CannotMove, OSError) as exc:
+            fate = f"original left in place ({exc})"
+        how = f"{decision.reason}, {written.action}" + "".join(f"; {n}" for n in written.notes)
+        self.journal.finish(str(path), digest, "done", correction=decision.correction,
+                            confidence=decision.confidence, source=decision.source,
+                            output=str(written.path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+        log.info("%s -> %s (%s; %s)", path, written.path, how, fate)
+        return Result(path, "done", how, decision, written.path)
+
+    def _review(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
+                st: os.stat_result, decision: Decision) -> Result:
+        target = copy_into(path, inbox.review, relative)
+        self.journal.finish(str(path), digest, "review", correction=decision.correction,
+                            confidence=decision.confidence, source=decision.source,
+                            output=str(target), detail=decision.reason,
+                            size=st.st_size, mtime_ns=st.st_mtime_ns)
+        log.info("%s needs review (%s): copied to %s", path, decision.reason, target)
+        return Result(path, "review", decision.reason, decision, target)
+
+    def _symlink(self, path: Path, inbox: InboxConfig, relative: Path) -> Result:
+        target = os.readlink(path)
+        resolved = Path(os.path.realpath(path))
+        if resolved.is_relative_to(inbox.path.resolve()) and resolved.is_file():
+            # the target is an inbox file and is processed on its own
+            return Result(path, "skipped", f"symlink to {target} inside the inbox")
+        return self._quarantine(path, inbox, relative, f"symlink:{target}", "symlink",
+                                f"symlink pointing outside the inbox (to {target})")
+
+    def _quarantine(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
+                    reason: str, message: str, decision: Decision | None = None) -> Result:
+        key = str(path)
+        if not self.journal.needs_processing(key, digest):
+            return Result(path, "skipped", "already quarantined")
+        try:
+            moved: Path | None = move_into(path, inbox.quarantine, relative)
+            where = f"moved to {moved}"
+        except CannotMove as exc:
+            moved, where = None, f"left in place, could not move: {exc}"
+        self.journal.finish(key, digest, "quarantined", output=str(moved) if moved else None,
+                            detail=f"{reason}: {message}; {where}")
+        log.warning("quarantined %s: %s (%s); %s", path, reason, message, where)
+        return Result(path, "quarantined", f"{reason}: {message}", decision, moved)

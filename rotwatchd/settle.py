@@ -1,0 +1,170 @@
+"""Files seen in an inbox but not yet complete: wait until they settle, then queue them.
+
+A file is *armed* by a close-after-write, a rename into the inbox, a rescan, or (polling mode)
+any change; it is queued once its size and mtime stayed the same for ``quiet_period``. A file
+that is being written (created/modified, not yet closed) waits for its close event; if none
+ever comes (a hard link, a missed event) it is armed after ``WRITING_TIMEOUT`` of silence.
+One thread waits on a condition variable for the earliest deadline: with nothing pending it
+sleeps without a timeout, so an idle daemon does not wake up at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rotwatchd.config import InboxConfig
+from rotwatchd.workqueue import WorkItem, WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: Silence after which a file that never reported close-after-write is treated as complete.
+WRITING_TIMEOUT = 60.0
+
+
+@dataclass
+class _Entry:
+    inbox: InboxConfig
+    armed: bool
+    due: float
+    last_event: float
+    signature: tuple[int, int] | None
+
+
+def _signature(path: Path, stat: Callable[[Path], os.stat_result]) -> tuple[int, int] | None:
+    try:
+        st = stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _lstat(path: Path) -> os.stat_result:
+    return os.lstat(path)
+
+
+class Settler(threading.Thread):
+    """Holds pending files; hands complete ones to ``queue`` without ever blocking on it."""
+
+    def __init__(self, queue: WorkQueue, quiet_period: float, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 stat: Callable[[Path], os.stat_result] = _lstat,
+                 on_activity: Callable[[float], None] = lambda event_time: None) -> None:
+        super().__init__(name="rotwatchd-settler", daemon=True)
+        self._queue = queue
+        self.quiet_period = quiet_period
+        self._clock = clock
+        self._stat = stat
+        self._on_activity = on_activity
+        self._entries: dict[Path, _Entry] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._queue_full = False
+        self._space_generation = 0
+        queue.on_space(self._space_available)
+
+    # --- called from observer / rescan threads -------------------------------------------
+    def note(self, path: Path, inbox: InboxConfig, *, armed: bool, scan: bool = False) -> None:
+        """Record an event for ``path``.
+
+        ``armed``: the file looks complete (closed, renamed in, found by a scan). ``scan``: the
+        caller is a scan, which must not arm a file that is visibly still being written.
+        """
+        now = self._clock()
+        signature = _signature(path, self._stat)
+        with self._cond:
+            entry = self._entries.get(path)
+            if entry is not None and scan and not entry.armed \
+                    and now - entry.last_event < WRITING_TIMEOUT:
+                return
+            due = now + (self.quiet_period if armed else WRITING_TIMEOUT)
+            self._entries[path] = _Entry(inbox, armed, due, now, signature)
+            self._cond.notify()
+        self._on_activity(now)  # wakes a sleeping daemon early (power management)
+
+    def forget(self, path: Path) -> None:
+        """The file went away (deleted or renamed out)."""
+        with self._cond:
+            self._entries.pop(path, None)
+
+    def forget_under(self, folder: Path) -> None:
+        """Drop every pending file of a folder that was removed or renamed away."""
+        with self._cond:
+            for path in [p for p in self._entries if p.is_relative_to(folder)]:
+                del self._entries[path]
+
+    def _space_available(self) -> None:
+        with self._cond:
+            self._space_generation += 1
+            if self._queue_full:
+                self._queue_full = False
+                self._cond.notify()
+
+    # --- observation ---------------------------------------------------------------------
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    def is_pending(self, path: Path) -> bool:
+        with self._cond:
+            return path in self._entries
+
+    # --- the thread ----------------------------------------------------------------------
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._wait_for_due()
+                if due is None:
+                    return
+            for path, entry in due:
+                self._settle(path, entry)
+
+    def _wait_for_due(self) -> list[tuple[Path, _Entry]] | None:
+        """With the lock held: block until some entries are due; None when stopping."""
+        while not self._stopping:
+            now = self._clock()
+            if not self._queue_full:
+                due = [(p, e) for p, e in self._entries.items() if e.due <= now]
+                if due:
+                    return due
+            deadlines = [e.due for e in self._entries.values()]
+            timeout = None if self._queue_full or not deadlines else max(min(deadlines) - now, 0)
+            self._cond.wait(timeout)
+        return None
+
+    def _settle(self, path: Path, entry: _Entry) -> None:
+        signature = _signature(path, self._stat)
+        now = self._clock()
+        with self._cond:
+            if self._entries.get(path) is not entry:
+                return  # a newer event replaced it meanwhile
+            if signature is None:
+                del self._entries[path]
+                return
+            if signature != entry.signature or not entry.armed:
+                # still changing (or silent writer): wait one more quiet period
+                entry.signature, entry.armed = signature, True
+                entry.due = now + self.quiet_period
+                return
+            if self._queue_full:
+                return
+            generation = self._space_generation
+        # offer outside the lock: activity listeners (power) may take their time
+        accepted = self._queue.offer(WorkItem(path, entry.inbox, entry.last_event))
+        with self._cond:
+            if accepted:
+                if self._entries.get(path) is entry:
+                    del self._entries[path]
+            elif generation == self._space_generation:
+                log.debug("queue full; %s stays pending", path)
+                self._queue_full = True

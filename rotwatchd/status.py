@@ -1,0 +1,127 @@
+"""The daemon's status file (``<state_dir>/status.json``) and how ``rotwatchd status`` reads it.
+
+The daemon publishes a small JSON document atomically whenever something changes (a file
+finished, work arrived, power state changed), at most every ``min_interval`` seconds, and never
+on its own while nothing happens (the publisher thread waits on a condition without timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rotwatchd.output.atomic import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+STATUS_NAME = "status.json"
+Snapshot = Callable[[], dict[str, Any]]
+
+
+class StatusPublisher(threading.Thread):
+    """Writes ``snapshot()`` to ``state_dir/status.json`` after each :meth:`mark_dirty`."""
+
+    def __init__(self, state_dir: Path, snapshot: Snapshot, *, min_interval: float = 0.5) -> None:
+        super().__init__(name="rotwatchd-status", daemon=True)
+        self.path = state_dir / STATUS_NAME
+        self._snapshot = snapshot
+        self._min_interval = min_interval
+        self._cond = threading.Condition()
+        self._dirty = True
+        self._stopping = False
+
+    def mark_dirty(self) -> None:
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Stop the thread after one last write (callers then join())."""
+        with self._cond:
+            self._stopping = True
+            self._dirty = True
+            self._cond.notify()
+
+    def publish(self) -> None:
+        """Write the snapshot now (also usable without the thread)."""
+        document = self._snapshot()
+        document["updated_at"] = time.time()
+        data = json.dumps(document, indent=1, sort_keys=True).encode()
+        try:
+            atomic_write_bytes(self.path, data)
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.path, exc)
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._dirty or self._stopping)
+                self._dirty = False
+                stopping = self._stopping
+            self.publish()
+            if stopping:
+                return
+            with self._cond:  # rate limit, but let stop() cut the wait short
+                self._cond.wait_for(lambda: self._stopping, self._min_interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The last published status, with ``running`` set from the pid; None if never written."""
+    path = state_dir / STATUS_NAME
+    try:
+        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise OSError(f"cannot read {path}: {exc}") from None
+    pid = document.get("pid")
+    document["running"] = (document.get("state") == "running" and isinstance(pid, int)
+                           and pid_alive(pid))
+    return document
+
+
+def _ago(timestamp: object) -> str:
+    if not isinstance(timestamp, int | float):
+        return "?"
+    return f"{max(0.0, time.time() - timestamp):.0f}s ago"
+
+
+def format_status(document: dict[str, Any]) -> str:
+    """Human-readable lines for ``rotwatchd status``."""
+    lines = []
+    if document.get("running"):
+        lines.append(f"rotwatchd is running (pid {document.get('pid')}, "
+                     f"updated {_ago(document.get('updated_at'))})")
+    else:
+        lines.append(f"rotwatchd is not running (last status {_ago(document.get('updated_at'))})")
+    counts = document.get("counts", {})
+    lines.append("files: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    queue = document.get("queue", {})
+    lines.append(f"queue: {queue.get('depth', 0)} queued, {queue.get('running', 0)} in progress, "
+                 f"{queue.get('pending', 0)} settling")
+    power = document.get("power") or {}
+    with contextlib.suppress(AttributeError):
+        lines.append("power: " + ", ".join(f"{k} {v}" for k, v in power.items()
+                                           if not isinstance(v, dict | list)))
+    errors = document.get("last_errors", [])
+    if errors:
+        lines.append("last problems:")
+        lines.extend(f"  {e.get('outcome')}: {e.get('path')}: {e.get('detail')}" for e in errors)
+    return "\n".join(lines)
