@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rotwatchd.output.exif_edit import read_orientation
 from rotwatchd.output.jpeg_markers import LOSSLESS_SOF, JpegStructureError, parse_jpeg
 
 try:  # a declared dependency; without it HEIF files are reported as unsupported
@@ -187,29 +188,40 @@ def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         # Our own limit below is the one that counts; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         im = Image.open(path, formats=[fmt])
-    width, height = im.size
-    if width * height > max_pixels or width <= 0 or height <= 0:
+    try:
+        _check_size(path, *im.size, max_pixels)
+    except ImageProblem:
         im.close()
+        raise
+    return im
+
+
+def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise ImageProblem("too-large", f"{width}x{height} pixels exceeds the limit of "
                            f"{max_pixels} pixels", path)
-    return im
+    if width <= 0 or height <= 0:
+        raise ImageProblem("corrupt", f"impossible size {width}x{height}", path)
 
 
 def orientation_of(im: Image.Image) -> int | None:
     """A valid EXIF orientation (1..8) still to apply to ``im``'s pixels, None when absent or
-    invalid (0, 9, text, a list...): an invalid tag is treated as absent, never a crash.
+    invalid (0, 9, text, two values...): an invalid tag is treated as absent, never a crash.
 
-    Call it after ``im.load()``: decoders that apply the orientation themselves (pillow-heif on
-    open, recent Pillow's TIFF decoder on load (13 does)) remove or reset the tag, so the answer is
-    always relative to the pixels as decoded and nothing is rotated twice."""
-    try:
-        value = im.getexif().get(0x0112)
-    except (OSError, SyntaxError, ValueError, struct.error, IndexError, TypeError):
-        return None
-    if isinstance(value, tuple) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
-        return value
+    The EXIF block is parsed here rather than through Image.getexif(), which warns or raises
+    on malformed tags. Call it after ``im.load()``: decoders that apply the orientation
+    themselves (pillow-heif on open, recent Pillow's TIFF decoder on load) remove or reset the
+    tag, so the answer is relative to the pixels as decoded and nothing is rotated twice."""
+    raw = im.info.get("exif")
+    if isinstance(raw, bytes) and raw:
+        return read_orientation(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
+    tags = getattr(im, "tag_v2", None)  # TIFF: the orientation lives in the image's own IFD
+    if tags is not None:
+        value = tags.get(0x0112)
+        if isinstance(value, tuple) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+            return value
     return None
 
 
@@ -228,6 +240,7 @@ def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     with translate_errors(path):
         if fmt == "JPEG":
             layout = parse_jpeg(Path(path).read_bytes())
+            _check_size(path, layout.frame.width, layout.frame.height, max_pixels)
             if layout.frame.marker in LOSSLESS_SOF or layout.frame.precision != 8:
                 raise UnsupportedFormat(f"JPEG ({layout.frame.precision}-bit or lossless)", path)
         if fmt == "PNG":  # verify() checks every chunk CRC; the image must be reopened after
