@@ -130,9 +130,8 @@ def _model_slot(model_cfg: ModelConfig) -> ModelSlot:
     from rotwatchd.daemon import load_configured_classifier
     from rotwatchd.power.model_slot import ModelSlot
 
-    slot = ModelSlot(lambda: load_configured_classifier(model_cfg))
-    slot.get()  # fail fast, once, with a clear ModelError
-    return slot
+    # loaded on the first image that needs it: EXIF-tagged images never do
+    return ModelSlot(lambda: load_configured_classifier(model_cfg))
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -190,7 +190,8 @@ def daemon_factory(classifier: MarkerClassifier) -> Iterator[Callable[..., Any]]
         def build(model: ModelConfig) -> MarkerClassifier:
             return classifier
 
-        daemon = Daemon(config, classifier_factory=build, **kwargs)
+        kwargs.setdefault("classifier_factory", build)
+        daemon = Daemon(config, **kwargs)
         results = Results()
         daemon.add_result_listener(results)
         made.append(daemon)

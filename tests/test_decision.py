@@ -1,0 +1,68 @@
+"""The pure decision: EXIF first, then the model, review below the threshold, bad -> quarantine."""
+
+from __future__ import annotations
+
+import pytest
+
+from rotwatchd.decision import (
+    ORIENTATION_FOR_CORRECTION,
+    Facts,
+    decide,
+    needs_model,
+    trusted_exif,
+)
+from rotwatchd.model.base import Prediction
+
+LIMIT = 1_000_000
+
+
+def _pred(correction: int, confidence: float) -> Prediction:
+    probs = [(1 - confidence) / 3] * 4
+    probs[correction // 90] = confidence
+    return Prediction.from_probabilities((probs[0], probs[1], probs[2], probs[3]))
+
+
+@pytest.mark.parametrize(("orientation", "correction"), [(3, 180), (6, 90), (8, 270), (2, 0),
+                                                         (5, 90), (7, 270), (4, 180)])
+def test_valid_exif_is_applied_without_the_model(orientation: int, correction: int) -> None:
+    facts = Facts(exif_orientation=orientation, pixels=100)
+    assert not needs_model(facts, LIMIT)
+    d = decide(facts, min_confidence=0.6, max_pixels=LIMIT)
+    assert (d.action, d.source, d.correction, d.orientation) == ("rotate", "exif", correction,
+                                                                orientation)
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_absent_or_upright_exif_asks_the_model(orientation: int | None) -> None:
+    facts = Facts(exif_orientation=orientation, pixels=100)
+    assert needs_model(facts, LIMIT) and not trusted_exif(orientation)
+    with pytest.raises(ValueError):
+        decide(facts, min_confidence=0.6, max_pixels=LIMIT)
+    for correction in (0, 90, 180, 270):
+        d = decide(Facts(pixels=100, prediction=_pred(correction, 0.9)), min_confidence=0.6,
+                   max_pixels=LIMIT)
+        assert d.source == "model" and d.correction == correction
+        assert d.orientation == ORIENTATION_FOR_CORRECTION[correction]
+        assert d.action == ("keep" if correction == 0 else "rotate")
+
+
+def test_low_confidence_goes_to_review_and_zero_threshold_always_decides() -> None:
+    facts = Facts(pixels=100, prediction=_pred(90, 0.5))
+    review = decide(facts, min_confidence=0.6, max_pixels=LIMIT)
+    assert review.action == "review" and review.correction == 90 and review.confidence == 0.5
+    assert decide(facts, min_confidence=0.0, max_pixels=LIMIT).action == "rotate"
+
+
+@pytest.mark.parametrize(("facts", "action"), [
+    (Facts(problem="corrupt: bad huffman table"), "quarantine"),
+    (Facts(pixels=LIMIT + 1), "quarantine"),
+    (Facts(animated=True, pixels=100), "review"),
+    (Facts(unsupported="JPEG2000"), "review"),
+])
+def test_problems_and_unsupported(facts: Facts, action: str) -> None:
+    assert not needs_model(facts, LIMIT)
+    assert decide(facts, min_confidence=0.6, max_pixels=LIMIT).action == action
+
+
+def test_orientation_mapping_matches_the_contract() -> None:
+    assert ORIENTATION_FOR_CORRECTION == {0: 1, 90: 6, 180: 3, 270: 8}
