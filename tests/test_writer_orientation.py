@@ -21,7 +21,13 @@ from writer_images import (
     xmp_packet,
 )
 
-from rotwatchd.imagefile import UPRIGHT_TRANSPOSE, UnsupportedFormat, inspect, load_upright
+from rotwatchd.imagefile import (
+    UPRIGHT_TRANSPOSE,
+    ImageProblem,
+    UnsupportedFormat,
+    inspect,
+    load_upright,
+)
 from rotwatchd.output.exif_edit import minimal_exif
 from rotwatchd.output.jpeg_markers import parse_jpeg
 from rotwatchd.output.writer import write_corrected
@@ -240,3 +246,54 @@ def test_refuses_to_overwrite_source_and_bad_orientation(tmp_path: Path) -> None
         write_corrected(src, tmp_path / "y.jpg", orientation=9)
     buf = io.BytesIO(src.read_bytes())
     assert Image.open(buf).getexif()[0x0112] == 6
+
+
+def test_trailing_data_kept_and_mpf_index_dropped(tmp_path: Path) -> None:
+    """Data after EOI (motion-photo video, MPF secondary images) is carried in both modes; the
+    MPF index, whose offsets would now point to the wrong bytes, is dropped with a note."""
+    src = tmp_path / "motion.jpg"
+    camera_jpeg(src, upright_array(W, H), 6)
+    data = src.read_bytes()
+    mpf = b"\xff\xe2\x00\x0aMPF\x00MM\x00*"  # a (minimal) MPF APP2 after SOI
+    trailer = b"\x00\x00\x00\x18ftypmp42" + bytes(range(200))
+    src.write_bytes(data[:2] + mpf + data[2:] + trailer)
+    pixels = write_corrected(src, tmp_path / "p.jpg", orientation=6)
+    tagged = write_corrected(src, tmp_path / "t.jpg", orientation=6, mode="tag")
+    for result in (pixels, tagged):
+        out = result.path.read_bytes()
+        assert out.endswith(trailer)
+        assert out[:parse_jpeg(out).end] + trailer == out
+    assert b"MPF\x00" not in pixels.path.read_bytes()[:4096]
+    assert any("MPF" in note for note in pixels.notes)
+
+
+def test_tag_mode_on_png_rotates_pixels_and_says_so(tmp_path: Path) -> None:
+    upright = upright_array(W, H)
+    src = tmp_path / "in.png"
+    stored_from_upright(Image.fromarray(upright), 8).save(src)
+    result = write_corrected(src, tmp_path / "out.png", orientation=8, mode="tag")
+    assert result.action == "re-encoded" and any("JPEG-only" in n for n in result.notes)
+    assert np.array_equal(np.asarray(Image.open(result.path).convert("RGB")), upright)
+
+
+@needs_jpegtran
+@pytest.mark.parametrize("orientation", [2, 6, 7])
+def test_grayscale_jpeg_lossless(tmp_path: Path, orientation: int) -> None:
+    upright = np.asarray(Image.fromarray(upright_array(W, H)).convert("L"))
+    src = tmp_path / "g.jpg"
+    stored_from_upright(Image.fromarray(upright), orientation).save(src, quality=90)
+    result = write_corrected(src, tmp_path / "o.jpg", orientation=orientation)
+    assert result.action == "lossless-jpeg"
+    with Image.open(result.path) as im:
+        assert im.mode == "L"
+        assert_upright(np.asarray(im.convert("RGB")),
+                       np.asarray(Image.fromarray(upright).convert("RGB")))
+
+
+def test_jpeg_bomb_refused_by_writer(tmp_path: Path) -> None:
+    src = tmp_path / "big.jpg"
+    camera_jpeg(src, upright_array(W, H), 6)
+    with pytest.raises(ImageProblem) as caught:
+        write_corrected(src, tmp_path / "o.jpg", orientation=6, max_pixels=W * H - 1)
+    assert caught.value.reason == "too-large"
+    assert not (tmp_path / "o.jpg").exists()

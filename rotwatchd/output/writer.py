@@ -107,6 +107,9 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
             layout = parse_jpeg(data)
         if layout.frame.marker in LOSSLESS_SOF or layout.frame.precision != 8:
             raise UnsupportedFormat(f"JPEG ({layout.frame.precision}-bit or lossless)", source)
+        if layout.frame.width * layout.frame.height > max_pixels:
+            raise ImageProblem("too-large", f"{layout.frame.width}x{layout.frame.height} pixels "
+                               f"exceeds the limit of {max_pixels} pixels", source)
         if mode == "tag":
             out = _tag_jpeg(data, layout, orientation)
             atomic_write_bytes(target, out, stat_from=source)
