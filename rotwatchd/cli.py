@@ -209,8 +209,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _forward(command: str, argv: list[str]) -> int:
     """``eval``/``bench`` belong to the model tools; imported lazily (they pull in more)."""
-    module = importlib.import_module("rotwatchd.evaluate" if command == "eval"
-                                     else "rotwatchd.benchmark")
+    name = "rotwatchd.evaluate" if command == "eval" else "rotwatchd.benchmark"
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        print(f"rotwatchd: {command} is not available: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     return int(module.main(argv))
 
 
