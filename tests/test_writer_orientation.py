@@ -297,3 +297,32 @@ def test_jpeg_bomb_refused_by_writer(tmp_path: Path) -> None:
         write_corrected(src, tmp_path / "o.jpg", orientation=6, max_pixels=W * H - 1)
     assert caught.value.reason == "too-large"
     assert not (tmp_path / "o.jpg").exists()
+
+
+def _png_rgb16(width: int, height: int) -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow decodes these to 8 bits)."""
+    import struct
+    import zlib
+
+    arr = (np.arange(height * width * 3).reshape(height, width, 3) * 997 % 65536).astype(">u2")
+    raw = b"".join(b"\x00" + arr[r].tobytes() for r in range(height))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2,
+                                                             0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_goes_to_review_instead_of_losing_precision(tmp_path: Path) -> None:
+    src = tmp_path / "scan.png"
+    src.write_bytes(_png_rgb16(12, 8))
+    assert inspect(src).format == "PNG"  # fine for the model...
+    with pytest.raises(UnsupportedFormat, match="16-bit"):  # ...but not rewritten at 8 bits
+        write_corrected(src, tmp_path / "out.png", orientation=6)
+    gray16 = tmp_path / "gray16.png"
+    Image.fromarray((np.arange(96).reshape(8, 12) * 600).astype(np.uint16)).save(gray16)
+    out = write_corrected(gray16, tmp_path / "g.png", orientation=6).path
+    with Image.open(gray16) as a, Image.open(out) as b:
+        assert np.array_equal(np.asarray(b), np.asarray(a.transpose(Image.Transpose.ROTATE_270)))

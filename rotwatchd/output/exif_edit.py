@@ -122,8 +122,8 @@ def fix_after_transform(tiff: bytes, orientation: int, rotate_thumbnail: Thumbna
     ifd0 = t.u32(4)
     entries0 = t.entries(ifd0)
     for e in entries0:
-        if e.tag == ORIENTATION and not t.set_value(e, 1):
-            raise ExifError("Orientation entry has an unexpected type")
+        if e.tag == ORIENTATION:
+            t.set_value(e, 1)  # an entry of a wrong type is invalid: viewers ignore it anyway
     if orientation in TRANSPOSING:
         t.swap(entries0, IMAGE_WIDTH, IMAGE_LENGTH)
         exif_ptr = next((t.value(e) for e in entries0 if e.tag == EXIF_IFD), None)

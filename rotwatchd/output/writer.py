@@ -247,6 +247,9 @@ def _transform_other(source: Path, fmt: str, orientation: int,
         if getattr(im, "is_animated", False):
             raise UnsupportedFormat(f"animated {fmt} (not rotated)", source)
         im.load()
+        lossy = precision_loss(fmt, im, head)
+        if lossy:
+            raise UnsupportedFormat(f"{lossy} (Pillow would drop precision)", source)
         info = {str(k): v for k, v in im.info.items()}
         params = _save_params(im, fmt, orientation, info, notes)
         if fmt == "WEBP":
@@ -258,6 +261,19 @@ def _transform_other(source: Path, fmt: str, orientation: int,
         buf = io.BytesIO()
         out.save(buf, fmt, **params)
     return buf.getvalue(), notes
+
+
+def precision_loss(fmt: str, im: Image.Image, head: bytes) -> str | None:
+    """Why decoding ``im`` with Pillow loses sample precision (16-bit colour PNG/TIFF are
+    decoded to 8 bits), else None. Such files go to review rather than lose data."""
+    if fmt == "PNG" and len(head) > 25 and head[24] == 16 and head[25] in (2, 6):
+        return "16-bit colour PNG"
+    if fmt == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        if max(bits) > 8 and im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+            return f"{max(bits)}-bit colour TIFF"
+    return None
 
 
 def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, Any],
