@@ -29,7 +29,7 @@ from rotwatchd.workqueue import WorkItem
 log = logging.getLogger(__name__)
 
 #: Longer side of the image handed to the classifier (JPEGs are decoded at reduced DCT scale).
-MODEL_INPUT_SIDE = 512
+MODEL_INPUT_SIDE = 384
 
 
 class ModelSource(Protocol):

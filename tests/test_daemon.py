@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import RED, fast_config, make_photo, red_edge, wait_until
+from conftest import RED, fast_config, make_photo, red_edge
 from PIL import Image
 
 from rotwatchd.journal import Journal
@@ -141,7 +142,6 @@ def test_restart_does_not_reprocess_and_rescan_finds_files_added_while_stopped(
 def test_crash_mid_file_is_redone_on_next_start(tmp_path: Path, daemon_factory: Any) -> None:
     config = fast_config(tmp_path)
     photo = make_photo(config.inboxes[0].path / "interrupted.jpg", correction=270)
-    import hashlib
     digest = hashlib.sha256(photo.read_bytes()).hexdigest()
     st = photo.stat()
     with Journal(config.state_dir) as journal:  # what a run killed mid-file leaves behind
