@@ -132,8 +132,7 @@ def _copy_upright(source: Path, target: Path, hardlink: bool) -> WriteResult:
             note = f"hard link impossible ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
             atomic_copy(source, target)
             return WriteResult(target, "copied", 1, (note,))
-    with translate_errors(source):
-        atomic_copy(source, target)
+    atomic_copy(source, target)  # errors here are about the target (disk full...): OSError
     return WriteResult(target, "copied", 1)
 
 
@@ -252,14 +251,14 @@ def _transform_other(source: Path, fmt: str, orientation: int,
             raise UnsupportedFormat(f"{lossy} (Pillow would drop precision)", source)
         info = {str(k): v for k, v in im.info.items()}
         params = _save_params(im, fmt, orientation, info, notes)
-        if fmt == "WEBP":
-            lossless = _webp_is_lossless(head)
-            params.update(lossless=lossless, exact=True)
-            if not lossless:
-                params["quality"] = _LOSSY_QUALITY
         out = to_upright(im, orientation)
-        buf = io.BytesIO()
-        out.save(buf, fmt, **params)
+    if fmt == "WEBP":
+        lossless = _webp_is_lossless(head)
+        params.update(lossless=lossless, exact=True)
+        if not lossless:
+            params["quality"] = _LOSSY_QUALITY
+    buf = io.BytesIO()
+    out.save(buf, fmt, **params)  # outside translate_errors: not the source's fault
     return buf.getvalue(), notes
 
 
