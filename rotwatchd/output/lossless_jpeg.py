@@ -16,10 +16,13 @@ output straddles two source blocks. jpegtran would either trim the edge (-trim: 
 to 15 px) or leave the edge blocks untransformed (garbage strip). We do neither: such images are
 decoded, transformed exactly in the pixel domain and re-encoded once with the source's own
 quantisation tables (transposed when the transform transposes), its chroma subsampling (4:2:2
-becomes 4:4:4 when transposed, so no chroma is lost) and its progressive mode. Measured cost on
-camera-like 12 MP images: see bench/bench_writer.py (PSNR of the decoded output against the
-exactly transformed decoded input). Transforms that keep the partial edge at the right/bottom
-(e.g. transpose, or 90 CW when only the width is partial) stay lossless.
+becomes 4:4:4 when transposed, so no chroma is lost) and its progressive mode. Measured cost
+(bench/bench_writer.py, synthetic photo-like 4000x3000 q92 4:2:0, 90 CW): PSNR 49.2 dB against
+the exact transform of the decoded source, max |d| 9 levels, file size 0.95x the source; a
+Pillow q95 re-encode scores the same PSNR at 1.30x the size, and the lossless path 59 dB (only
+IDCT rounding, max |d| 3). On a tiny sharp-edged test picture the re-encode scores ~37 dB.
+Transforms that keep the partial edge at the right/bottom (transpose always; 90 CW when only
+the width is partial; a horizontal flip when only the height is) stay lossless.
 
 When jpegtran is missing, the same re-encode is used and the result says so.
 """
