@@ -169,10 +169,15 @@ class Processor:
             log.info("resuming %s: a previous run stopped while processing it", path)
         try:
             return self._process_image(path, inbox, relative, digest, st)
-        except Exception as exc:  # a bug or an I/O failure: keep the file, say so, go on
+        except OSError as exc:  # disk full, permissions on the output...: retried later
+            log.error("error processing %s (will retry on the next event or rescan): %s",
+                      path, exc)
+            detail = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug or a model failure: keep the file, say so, go on
             log.exception("error processing %s", path)
-            self.journal.finish(key, digest, "error", detail=f"{type(exc).__name__}: {exc}")
-            return Result(path, "error", str(exc))
+            detail = f"{type(exc).__name__}: {exc}"
+        self.journal.finish(key, digest, "error", detail=detail)
+        return Result(path, "error", detail)
 
     def _process_image(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
                        st: os.stat_result) -> Result:

@@ -77,3 +77,23 @@ def test_non_recursive_inbox_ignores_subfolders(tmp_path: Path, daemon_factory: 
     daemon.stop()
     with Journal(config.state_dir) as journal:
         assert journal.counts()["done"] == 1
+
+
+def test_write_failure_is_an_error_kept_in_the_inbox_and_retried(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    config = fast_config(tmp_path)
+    outbox = config.inboxes[0].output
+    outbox.mkdir()
+    (outbox / "sub").write_bytes(b"a file where a folder must go")
+    daemon, results = daemon_factory(config)
+    photo = make_photo(config.inboxes[0].path / "sub" / "e.jpg", correction=90)
+    (result,) = results.wait_count(1)
+    assert result.outcome == "error" and photo.exists()
+    (outbox / "sub").unlink()
+    os.utime(photo)  # any new event (or the next rescan) retries it
+    with open(photo, "ab"):
+        pass
+    results.wait_count(2)
+    assert results.items[1].outcome == "done"
+    with Image.open(outbox / "sub" / "e.jpg") as im:
+        assert red_edge(im)[0] == "top"
