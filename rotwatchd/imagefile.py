@@ -186,6 +186,10 @@ def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     ``max_pixels`` from their header. Call inside translate_errors(path)."""
     with warnings.catch_warnings():
         # Our own limit below is the one that counts; Pillow's warning would only be noise.
+        # (catch_warnings is process-wide: concurrent workers can at worst leave this same
+        # "ignore" filter installed, which changes nothing since our check replaces it.)
+        # Pillow still raises DecompressionBombError above 2 * Image.MAX_IMAGE_PIXELS
+        # (~179 MP), so a max_pixels above that is capped there (reported as too-large).
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         im = Image.open(path, formats=[fmt])
     try:

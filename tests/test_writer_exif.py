@@ -41,11 +41,9 @@ def test_fix_after_transform_big_endian(orientation: int) -> None:
 
 
 def _thumb_of(block: bytes) -> bytes:
-    t = exif_edit._Tiff(block)
-    entries = {e.tag: e for e in t.entries(t.next_ifd(t.u32(4)))}
-    off, length = t.value(entries[0x0201]), t.value(entries[0x0202])
-    assert off is not None and length is not None
-    return block[off:off + length]
+    thumb = exif_edit.read_thumbnail(block)
+    assert thumb is not None
+    return thumb
 
 
 @pytest.mark.parametrize("grow", [False, True], ids=["in-place", "appended"])

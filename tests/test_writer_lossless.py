@@ -27,7 +27,7 @@ from writer_images import (
     upright_array,
 )
 
-from rotwatchd.output.exif_edit import _Tiff  # reads the thumbnail offsets the writer wrote
+from rotwatchd.output.exif_edit import read_thumbnail
 from rotwatchd.output.jpeg_markers import parse_jpeg
 from rotwatchd.output.writer import write_corrected
 
@@ -141,15 +141,11 @@ def test_metadata_carried_and_fixed(tmp_path: Path, orientation: int) -> None:
 
 
 def _thumbnail(path: Path) -> Image.Image:
-    data = path.read_bytes()
-    seg = parse_jpeg(data).find(0xE1, b"Exif\x00\x00")
+    seg = parse_jpeg(path.read_bytes()).find(0xE1, b"Exif\x00\x00")
     assert seg is not None
-    tiff = seg.payload[6:]
-    t = _Tiff(tiff)
-    entries = {e.tag: e for e in t.entries(t.next_ifd(t.u32(4)))}
-    off, length = t.value(entries[0x0201]), t.value(entries[0x0202])
-    assert off is not None and length is not None
-    im = Image.open(io.BytesIO(tiff[off:off + length]))
+    thumb = read_thumbnail(seg.payload[6:])
+    assert thumb is not None
+    im = Image.open(io.BytesIO(thumb))
     im.load()
     return im
 

@@ -111,6 +111,22 @@ def read_orientation(tiff: bytes) -> int | None:
     return value if value is not None and 1 <= value <= 8 else None
 
 
+def read_thumbnail(tiff: bytes) -> bytes | None:
+    """The IFD1 JPEG thumbnail, None when there is none or it cannot be located."""
+    try:
+        t = _Tiff(tiff)
+        ifd1 = t.next_ifd(t.u32(4))
+        entries = {e.tag: e for e in t.entries(ifd1)} if ifd1 else {}
+        off_e, len_e = entries.get(THUMB_OFFSET), entries.get(THUMB_LENGTH)
+        off = t.value(off_e) if off_e else None
+        length = t.value(len_e) if len_e else None
+    except ExifError:
+        return None
+    if not off or not length or off + length > len(tiff):
+        return None
+    return tiff[off:off + length]
+
+
 def fix_after_transform(tiff: bytes, orientation: int, rotate_thumbnail: ThumbnailFn) -> bytes:
     """EXIF for pixels already transformed by ``orientation``: Orientation=1, sizes, thumbnail.
 
