@@ -12,6 +12,7 @@ from PIL import Image
 from writer_images import (
     NO_TAG,
     assert_upright,
+    camera_exif,
     camera_jpeg,
     needs_jpegtran,
     psnr,
@@ -326,3 +327,24 @@ def test_16_bit_colour_goes_to_review_instead_of_losing_precision(tmp_path: Path
     out = write_corrected(gray16, tmp_path / "g.png", orientation=6).path
     with Image.open(gray16) as a, Image.open(out) as b:
         assert np.array_equal(np.asarray(b), np.asarray(a.transpose(Image.Transpose.ROTATE_270)))
+
+
+@needs_jpegtran
+def test_tag_mode_with_full_exif_segment_rotates_pixels(tmp_path: Path) -> None:
+    """An EXIF block at the 64 KiB limit has no room for one more entry: no crash, no
+    half-written tag, the pixels are turned instead and the result says why."""
+    upright = upright_array(W, H)
+    stored = stored_from_upright(Image.fromarray(upright), 6)
+    limit = 0xFFFF - 2 - len(b"Exif\x00\x00")  # largest TIFF block one segment can hold
+    base = len(camera_exif(orientation=NO_TAG, width=1, height=1, thumbnail=b"\xff\xd8"))
+    exif = camera_exif(orientation=NO_TAG, width=stored.width, height=stored.height,
+                       thumbnail=b"\xff\xd8" + bytes(limit - base - 64))
+    exif = exif + bytes(limit - len(exif))  # exactly full
+    src = tmp_path / "full.jpg"
+    stored.save(src, quality=92, exif=b"Exif\x00\x00" + exif)
+    result = write_corrected(src, tmp_path / "out.jpg", orientation=6, mode="tag")
+    assert result.action == "lossless-jpeg"
+    assert any("EXIF segment full" in note for note in result.notes)
+    pixels, tag = _raw_pixels(result.path)
+    assert tag in (None, 1)
+    assert_upright(pixels, upright)

@@ -110,15 +110,21 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
         if layout.frame.width * layout.frame.height > max_pixels:
             raise ImageProblem("too-large", f"{layout.frame.width}x{layout.frame.height} pixels "
                                f"exceeds the limit of {max_pixels} pixels", source)
+        note: tuple[str, ...] = ()
         if mode == "tag":
-            out = _tag_jpeg(data, layout, orientation)
-            atomic_write_bytes(target, out, stat_from=source)
-            return WriteResult(target, "tagged", orientation)
-        return _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran)
+            try:
+                out = _tag_jpeg(data, layout, orientation)
+            except ValueError:  # no room for one more IFD entry in a 64 KiB segment
+                note = ("EXIF segment full, tag cannot be added: pixels rotated instead",)
+            else:
+                atomic_write_bytes(target, out, stat_from=source)
+                return WriteResult(target, "tagged", orientation)
+        result = _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran)
+        return WriteResult(result.path, result.action, orientation, (*note, *result.notes))
     data_out, notes = _transform_other(source, fmt, orientation, max_pixels)
     atomic_write_bytes(target, data_out, stat_from=source)
-    note = ("tag mode is JPEG-only: pixels rotated",) if mode == "tag" else ()
-    return WriteResult(target, "re-encoded", orientation, (*note, *notes))
+    other = ("tag mode is JPEG-only: pixels rotated",) if mode == "tag" else ()
+    return WriteResult(target, "re-encoded", orientation, (*other, *notes))
 
 
 def _copy_upright(source: Path, target: Path, hardlink: bool) -> WriteResult:
@@ -224,7 +230,8 @@ def _assemble(head: list[bytes], encoded: bytes) -> bytes:
 
 
 def _tag_jpeg(data: bytes, layout: JpegLayout, orientation: int) -> bytes:
-    """Only the EXIF segment changes (or one is inserted after SOI/JFIF)."""
+    """Only the EXIF segment changes (or one is inserted after SOI/JFIF). Raises ValueError
+    when the grown EXIF no longer fits in a segment."""
     seg = layout.find(APP1, EXIF_PREFIX)
     if seg is None:
         first = layout.header[0] if layout.header else None
