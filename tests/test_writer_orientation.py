@@ -348,3 +348,18 @@ def test_tag_mode_with_full_exif_segment_rotates_pixels(tmp_path: Path) -> None:
     pixels, tag = _raw_pixels(result.path)
     assert tag in (None, 1)
     assert_upright(pixels, upright)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_target_failure_is_an_oserror_not_a_bad_image(tmp_path: Path, orientation: int) -> None:
+    """A target that cannot be written is the output's problem (OSError), never reported as
+    a broken source (ImageProblem would get the original quarantined)."""
+    src = tmp_path / "ok.jpg"
+    camera_jpeg(src, upright_array(W, H), orientation)
+    before = _sha(src)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    with pytest.raises(OSError):
+        write_corrected(src, blocker / "ok.jpg", orientation=orientation)
+    assert _sha(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder", "ok.jpg"]
