@@ -97,6 +97,8 @@ def _setup_logging(level: str) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from rotwatchd.daemon import Daemon  # heavy imports only for the commands that need them
+    from rotwatchd.power.runtime import PowerRuntime
+    from rotwatchd.supervision import SystemdSupervision
 
     def reload_config() -> Config:
         return _load(args.config, args.set)
@@ -104,6 +106,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = reload_config()
     _setup_logging(args.log_level or config.log_level)
     daemon = Daemon(config)
+    # Supervision first: its READY=1/STOPPING=1 go out before the power threads start/stop.
+    supervision = SystemdSupervision.attach(daemon)
+    power = PowerRuntime.attach(daemon)
+    power.sleep.add_listener(lambda state: supervision.send_status())
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         daemon.request_stop()
@@ -114,7 +120,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
-    daemon.serve_forever()
+    try:
+        daemon.serve_forever()
+    finally:
+        power.close()  # normally done at on_stopping; this covers a failed start
     return EXIT_OK
 
 

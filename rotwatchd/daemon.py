@@ -34,7 +34,7 @@ from rotwatchd.processor import Processor, Result, WorkHooks
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
 from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
-from rotwatchd.workqueue import Worker, WorkQueue
+from rotwatchd.workqueue import Heartbeat, Worker, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class Daemon:
         self._lifecycle: list[Lifecycle] = []
         self._result_listeners: list[Callable[[Result], None]] = []
         self._power_status: Callable[[], dict[str, Any]] | None = None
+        self._heartbeat: Heartbeat | None = None
         self._state = "created"
         self._lock = threading.Lock()  # serialises start/stop/reload
         self._stop_requested = False
@@ -100,6 +101,10 @@ class Daemon:
     def set_hooks(self, hooks: WorkHooks) -> None:
         """Install power hooks (e.g. a SleepController) before :meth:`start`."""
         self.processor.hooks = hooks
+
+    def set_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Worker loops started from now on beat ``heartbeat`` (systemd watchdog)."""
+        self._heartbeat = heartbeat
 
     def add_lifecycle_listener(self, listener: Lifecycle) -> None:
         self._lifecycle.append(listener)
@@ -153,7 +158,8 @@ class Daemon:
     def _start_workers(self) -> None:
         self.queue.reopen()
         for i in range(self.config.workers):
-            worker = Worker(self.queue, self.processor.handle, f"rotwatchd-worker-{i}")
+            worker = Worker(self.queue, self.processor.handle, f"rotwatchd-worker-{i}",
+                            heartbeat=self._heartbeat)
             worker.start()
             self.workers.append(worker)
 

@@ -160,6 +160,12 @@ class WorkQueue:
             return len(self._items)
 
     @property
+    def closed(self) -> bool:
+        """True after :meth:`close` (until :meth:`reopen`)."""
+        with self._cond:
+            return self._closed
+
+    @property
     def running(self) -> int:
         with self._cond:
             return self._running
@@ -174,13 +180,29 @@ class WorkQueue:
             return self._cond.wait_for(lambda: not self._items and self._running == 0, timeout)
 
 
-class Worker(threading.Thread):
-    """Takes items from ``queue`` and hands each to ``handle``; stop() after the current one."""
+class Heartbeat(Protocol):
+    """Liveness pings from the worker loops (``rotwatchd.notify.Heartbeat`` fits)."""
 
-    def __init__(self, queue: WorkQueue, handle: Callable[[WorkItem], None], name: str) -> None:
+    def register(self) -> int: ...
+    def unregister(self, token: int) -> None: ...
+    def timeout(self, token: int) -> float | None: ...
+    def beat(self, token: int) -> bool: ...
+
+
+class Worker(threading.Thread):
+    """Takes items from ``queue`` and hands each to ``handle``; stop() after the current one.
+
+    With a ``heartbeat`` the loop also turns when no work comes, at the interval the heartbeat
+    asks for (systemd's WatchdogSec / 2), and beats on every turn, so a ping proves the loop
+    itself is alive, also while the daemon is asleep. Without one it blocks without timeout.
+    """
+
+    def __init__(self, queue: WorkQueue, handle: Callable[[WorkItem], None], name: str,
+                 heartbeat: Heartbeat | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self._queue = queue
         self._handle = handle
+        self._heartbeat = heartbeat
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -189,13 +211,24 @@ class Worker(threading.Thread):
         self._queue.wake_all()
 
     def run(self) -> None:
-        while not self._stopping.is_set():
-            item = self._queue.take(cancelled=self._stopping.is_set)
-            if item is None:
-                return
-            try:
-                self._handle(item)
-            except Exception:  # the handler logs and journals; this is the last safety net
-                log.exception("unexpected failure while processing %s", item.path)
-            finally:
-                self._queue.done(item)
+        beat = self._heartbeat
+        token = beat.register() if beat is not None else 0
+        try:
+            while not self._stopping.is_set():
+                timeout = beat.timeout(token) if beat is not None else None
+                item = self._queue.take(timeout, cancelled=self._stopping.is_set)
+                if beat is not None:
+                    beat.beat(token)
+                if item is None:
+                    if timeout is None or self._queue.closed or self._stopping.is_set():
+                        return
+                    continue  # a heartbeat turn: nothing arrived within the interval
+                try:
+                    self._handle(item)
+                except Exception:  # the handler logs and journals; this is the last safety net
+                    log.exception("unexpected failure while processing %s", item.path)
+                finally:
+                    self._queue.done(item)
+        finally:
+            if beat is not None:
+                beat.unregister(token)

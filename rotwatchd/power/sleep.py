@@ -112,6 +112,13 @@ class SleepController:
         if self.governors is not None:
             self.governors.restore()
 
+    def update_settings(self, settings: PowerSettings) -> None:
+        """Use reloaded settings from now on (a new idle_timeout counts from the last
+        activity; governors already written stay until the next sleep or wake)."""
+        with self._cond:
+            self.settings = settings
+            self._notify()
+
     def add_listener(self, callback: Callable[[PowerState], None]) -> None:
         """Call *callback(state)* from the controller thread: ASLEEP just before the idle
         governor is written, AWAKE once the wake is complete."""
