@@ -194,10 +194,31 @@ def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         im = Image.open(path, formats=[fmt])
     try:
         _check_size(path, *im.size, max_pixels)
-    except ImageProblem:
+        raw = camera_raw_kind(im) if fmt == "TIFF" else None
+        if raw:
+            raise UnsupportedFormat(raw, path)
+    except (ImageProblem, UnsupportedFormat):
         im.close()
         raise
     return im
+
+
+_RAW_PHOTOMETRIC = frozenset({32803, 34892})  # CFA (Bayer) and LinearRaw
+
+
+def camera_raw_kind(im: Image.Image) -> str | None:
+    """Why a TIFF-structured file is a camera raw (DNG, NEF, ARW...), else None.
+
+    Their first IFD is usually a small preview: treating it as the image would write a
+    thumbnail where the photographer expects their photo, so such files go to review."""
+    tags = getattr(im, "tag_v2", {})
+    if 50706 in tags:
+        return "DNG raw"
+    if 330 in tags or tags.get(254) == 1:  # SubIFDs / "reduced-resolution image" first
+        return "camera raw (TIFF-based: the first image is a preview)"
+    if tags.get(262) in _RAW_PHOTOMETRIC:
+        return "camera raw (sensor data)"
+    return None
 
 
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:

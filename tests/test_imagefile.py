@@ -275,3 +275,19 @@ def test_load_upright_flattens_alpha_and_16_bit(tmp_path: Path) -> None:
     Image.fromarray(deep).save(tmp_path / "d.png")
     out = np.asarray(load_upright(tmp_path / "d.png"))
     assert out.shape == (20, 30, 3) and out.max() > 200 and out[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("tag", [(50706, b"\x01\x04\x00\x00"), (254, 1)],
+                         ids=["DNGVersion", "preview-first"])
+def test_tiff_based_camera_raw_goes_to_review(tmp_path: Path, tag: tuple[int, object]) -> None:
+    from PIL import TiffImagePlugin
+
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[tag[0]] = tag[1]
+    path = tmp_path / "DSC_0001.NEF"
+    Image.fromarray(upright_array(40, 30)).save(path, "TIFF", tiffinfo=info)
+    with pytest.raises(UnsupportedFormat, match="raw"):
+        inspect(path)
+    plain = tmp_path / "scan.tif"
+    Image.fromarray(upright_array(40, 30)).save(plain, "TIFF")
+    assert inspect(plain).format == "TIFF"
