@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import stat
 import struct
 import warnings
@@ -28,7 +29,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from rotwatchd.output.exif_edit import read_orientation
-from rotwatchd.output.jpeg_markers import LOSSLESS_SOF, JpegStructureError, parse_jpeg
+from rotwatchd.output.jpeg_markers import (
+    LOSSLESS_SOF,
+    JpegLayout,
+    JpegStructureError,
+    parse_jpeg,
+)
 
 try:  # a declared dependency; without it HEIF files are reported as unsupported
     import pillow_heif
@@ -94,12 +100,17 @@ _UNSUPPORTED_MAGIC = (
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"), (b"\xff\x4f\xff\x51", "JPEG2000"),
     (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
     (b"8BPS", "PSD"), (b"\x00\x00\x01\x00", "ICO"), (b"IIRO", "ORF raw"), (b"IIU\x00", "RW2 raw"),
-    (b"qoif", "QOI"), (b"DDS ", "DDS"),
+    (b"qoif", "QOI"), (b"DDS ", "DDS"), (b"v/1\x01", "OpenEXR"), (b"gimp xcf", "XCF"),
+    (b"icns", "ICNS"), (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"),
+    (b"\x00\x00\x00\x0cftyp", "ISO-BMFF image"),
 )
+_PNM = re.compile(rb"P[1-7]\s")
+_SVG = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE svg[^>]*>\s*)?<svg[\s>]",
+                  re.DOTALL)
 
 
 def sniff(head: bytes) -> str | None:
-    """Pillow format name from the first 32+ bytes, None if no image signature matches.
+    """Pillow format name from the first bytes (512 read), None if no image signature matches.
 
     Raises UnsupportedFormat for image formats that are recognised but not handled."""
     if head.startswith(b"\xff\xd8\xff"):
@@ -128,10 +139,14 @@ def sniff(head: bytes) -> str | None:
     for magic, name in _UNSUPPORTED_MAGIC:
         if head.startswith(magic):
             raise UnsupportedFormat(name)
+    if _PNM.match(head):
+        raise UnsupportedFormat("PNM")
+    if _SVG.match(head):
+        raise UnsupportedFormat("SVG")
     return None
 
 
-def read_head(path: Path, size: int = 64) -> bytes:
+def read_head(path: Path, size: int = 512) -> bytes:
     """First bytes of ``path``; raises ImageProblem (empty, unreadable, not-an-image)."""
     try:
         st = os.stat(path)
@@ -264,10 +279,7 @@ def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     fmt = detect_format(path)
     with translate_errors(path):
         if fmt == "JPEG":
-            layout = parse_jpeg(Path(path).read_bytes())
-            _check_size(path, layout.frame.width, layout.frame.height, max_pixels)
-            if layout.frame.marker in LOSSLESS_SOF or layout.frame.precision != 8:
-                raise UnsupportedFormat(f"JPEG ({layout.frame.precision}-bit or lossless)", path)
+            read_jpeg(path, max_pixels)
         if fmt == "PNG":  # verify() checks every chunk CRC; the image must be reopened after
             with open_image(path, fmt, max_pixels) as im:
                 im.verify()
@@ -281,6 +293,36 @@ def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
                 width, height = im.size
             orientation = orientation_of(im)  # after load: see orientation_of
     return ImageInfo(fmt, width, height, orientation, animated)
+
+
+def read_jpeg(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, JpegLayout]:
+    """The bytes and verified marker structure of a JPEG that rotwatchd can process.
+
+    Raises ImageProblem (truncated, corrupt, too-large: checked from the frame header before
+    any decoding) or UnsupportedFormat (JPEG-LS, 12-bit, lossless JPEG)."""
+    with translate_errors(path):
+        data = Path(path).read_bytes()
+        if b"\xff\xf7" in data[:65536] and _is_jpeg_ls(data):
+            raise UnsupportedFormat("JPEG-LS", path)
+        layout = parse_jpeg(data)
+    frame = layout.frame
+    _check_size(path, frame.width, frame.height, max_pixels)
+    if frame.marker in LOSSLESS_SOF or frame.precision != 8:
+        raise UnsupportedFormat(f"JPEG ({frame.precision}-bit or lossless)", path)
+    return data, layout
+
+
+def _is_jpeg_ls(data: bytes) -> bool:
+    """JPEG-LS (SOF55, FF F7) shares JPEG's SOI but is a different codec."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xF7:
+            return True
+        if marker == 0xDA or marker in range(0xC0, 0xD0):
+            return False
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return False
 
 
 def _rgb(im: Image.Image) -> Image.Image:

@@ -227,6 +227,11 @@ def test_garbage_exif_block(tmp_path: Path) -> None:
     (b"8BPS\x00\x01" + bytes(40), "PSD"),
     (b"\x00\x00\x00\x1cftypavif" + bytes(40), "AVIF"),
     (b"\xff\x0a" + bytes(40), "JPEG XL"),
+    (b"P6\n640 480\n255\n" + bytes(40), "PNM"),
+    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+    (b"v/1\x01" + bytes(40), "OpenEXR"),
+    (b"\xff\xd8\xff\xf7\x00\x0b\x08\x00\x10\x00\x10\x01\x01\x11\x00" + bytes(40),
+     "JPEG-LS"),
 ])
 def test_known_but_unsupported_formats(tmp_path: Path, head: bytes, name: str) -> None:
     path = tmp_path / "picture.jpg"

@@ -36,6 +36,7 @@ from rotwatchd.imagefile import (
     detect_format,
     open_image,
     read_head,
+    read_jpeg,
     to_upright,
     translate_errors,
 )
@@ -47,7 +48,6 @@ from rotwatchd.output.jpeg_markers import (
     APP2,
     APP14,
     EXIF_PREFIX,
-    LOSSLESS_SOF,
     MPF_PREFIX,
     XMP_PREFIX,
     JpegLayout,
@@ -102,14 +102,7 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
     if orientation == 1:
         return _copy_upright(source, target, hardlink_upright)
     if fmt == "JPEG":
-        with translate_errors(source):
-            data = source.read_bytes()
-            layout = parse_jpeg(data)
-        if layout.frame.marker in LOSSLESS_SOF or layout.frame.precision != 8:
-            raise UnsupportedFormat(f"JPEG ({layout.frame.precision}-bit or lossless)", source)
-        if layout.frame.width * layout.frame.height > max_pixels:
-            raise ImageProblem("too-large", f"{layout.frame.width}x{layout.frame.height} pixels "
-                               f"exceeds the limit of {max_pixels} pixels", source)
+        data, layout = read_jpeg(source, max_pixels)
         note: tuple[str, ...] = ()
         if mode == "tag":
             try:
