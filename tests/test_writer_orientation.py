@@ -363,3 +363,25 @@ def test_target_failure_is_an_oserror_not_a_bad_image(tmp_path: Path, orientatio
         write_corrected(src, blocker / "ok.jpg", orientation=orientation)
     assert _sha(src) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder", "ok.jpg"]
+
+
+@pytest.mark.parametrize(("binary", "why"), [
+    ("", "jpegtran not found"),
+    ("/nonexistent/jpegtran", "lossless transform failed"),
+])
+def test_without_jpegtran_reencodes_with_source_tables(tmp_path: Path, binary: str,
+                                                       why: str) -> None:
+    """A pip-only install (no jpegtran) still writes an upright, metadata-complete copy,
+    re-encoded once with the source's own quantisation tables, and says so."""
+    upright = upright_array(W, H)
+    src = tmp_path / "in.jpg"
+    camera_jpeg(src, upright, 6)
+    result = write_corrected(src, tmp_path / "out.jpg", orientation=6, jpegtran=binary)
+    assert result.action == "re-encoded" and any(why in note for note in result.notes)
+    pixels, tag = _raw_pixels(result.path)
+    assert tag == 1
+    assert_upright(pixels, upright)
+    with Image.open(src) as a, Image.open(result.path) as b:
+        for i, table in a.quantization.items():
+            assert list(b.quantization[i]) == list(np.array(table).reshape(8, 8).T.ravel())
+        assert b.getexif()[0x010F] == "TestCam" and b.info["icc_profile"] == srgb_icc()

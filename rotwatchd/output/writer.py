@@ -89,8 +89,8 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
     decoded by rotwatchd.imagefile, must be transformed to be upright (1: they already are).
     For JPEG, PNG, WebP these are the stored pixels; the HEIF decoder (and recent Pillow's
     TIFF decoder) apply the file's own orientation first, and inspect() then reports 1/None.
-    ``jpegtran`` overrides the binary used for lossless JPEG transforms (default:
-    find_jpegtran()).
+    ``jpegtran`` overrides the binary used for lossless JPEG transforms (None: find_jpegtran();
+    "": none, always re-encode).
     Raises ValueError (bad orientation, target is the source), ImageProblem (bad file),
     UnsupportedFormat (unknown format, animated image), OSError (writing failed).
     """
@@ -138,7 +138,7 @@ def _copy_upright(source: Path, target: Path, hardlink: bool) -> WriteResult:
 def _write_jpeg_pixels(source: Path, target: Path, data: bytes, layout: JpegLayout,
                        orientation: int, jpegtran: str | None) -> WriteResult:
     notes: list[str] = []
-    binary = jpegtran if jpegtran is not None else find_jpegtran()
+    binary = find_jpegtran() if jpegtran is None else (jpegtran or None)
     body: bytes | None = None
     if not is_perfect(orientation, layout.frame):
         w, h = layout.frame.mcu_size
