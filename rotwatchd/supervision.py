@@ -36,10 +36,8 @@ def status_line(document: Mapping[str, Any]) -> str:
         f"queue {queue.get('depth', 0)} ({queue.get('running', 0)} running, "
         f"{queue.get('pending', 0)} settling)"
     ]
-    if counts:
-        parts.append(", ".join(f"{name} {n}" for name, n in sorted(counts.items())))
-    else:
-        parts.append("no files yet")
+    seen = {name: n for name, n in sorted(counts.items()) if n}
+    parts.append(", ".join(f"{name} {n}" for name, n in seen.items()) or "no files yet")
     parts.append(f"power {power.get('state', 'unknown')}")
     return "; ".join(parts)
 

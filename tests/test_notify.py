@@ -129,3 +129,15 @@ def test_heartbeat_off_without_watchdog(listener: tuple[socket.socket, str]) -> 
     beat = Heartbeat(SystemdNotifier({"NOTIFY_SOCKET": listener[1]}))
     token = beat.register()
     assert beat.timeout(token) is None and not beat.beat(token)
+
+
+def test_status_line_from_a_status_document() -> None:
+    from rotwatchd.supervision import status_line
+
+    document = {
+        "queue": {"depth": 2, "running": 1, "pending": 3},
+        "counts": {"done": 40, "error": 0, "review": 3},
+        "power": {"state": "awake"},
+    }
+    assert status_line(document) == "queue 2 (1 running, 3 settling); done 40, review 3; power awake"
+    assert status_line({}) == "queue 0 (0 running, 0 settling); no files yet; power unknown"
