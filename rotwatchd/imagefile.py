@@ -176,9 +176,17 @@ def detect_format(path: Path) -> str:
 @contextlib.contextmanager
 def translate_errors(path: Path) -> Iterator[None]:
     """Turn the many ways Pillow and friends fail into ImageProblem (FileNotFoundError passes,
-    so callers can tell a file that vanished from a bad one)."""
+    so callers can tell a file that vanished from a bad one).
+
+    Pillow's UserWarnings about damaged metadata ("Truncated File Read", "Tag data larger
+    than file"...) are silenced here: a hostile file must not flood the log, and what matters
+    (can the pixels be decoded?) surfaces as an exception. catch_warnings is process-wide;
+    concurrent workers can at worst leave these same "ignore" filters installed."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
     except (ImageProblem, UnsupportedFormat, FileNotFoundError):
         raise
     except PermissionError as exc:
@@ -199,14 +207,10 @@ def translate_errors(path: Path) -> Iterator[None]:
 def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open lazily (no pixels decoded) with only the ``fmt`` plugin, refusing images over
     ``max_pixels`` from their header. Call inside translate_errors(path)."""
-    with warnings.catch_warnings():
-        # Our own limit below is the one that counts; Pillow's warning would only be noise.
-        # (catch_warnings is process-wide: concurrent workers can at worst leave this same
-        # "ignore" filter installed, which changes nothing since our check replaces it.)
-        # Pillow still raises DecompressionBombError above 2 * Image.MAX_IMAGE_PIXELS
-        # (~179 MP), so a max_pixels above that is capped there (reported as too-large).
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        im = Image.open(path, formats=[fmt])
+    # Pillow's DecompressionBombWarning is silenced by translate_errors: our own limit below
+    # is the one that counts. Pillow still raises DecompressionBombError above
+    # 2 * Image.MAX_IMAGE_PIXELS (~179 MP), so a max_pixels above that is capped there.
+    im = Image.open(path, formats=[fmt])
     try:
         _check_size(path, *im.size, max_pixels)
         raw = camera_raw_kind(im) if fmt == "TIFF" else None

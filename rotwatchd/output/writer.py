@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -202,9 +203,11 @@ def _fixed_exif(tiff: bytes, orientation: int, notes: list[str]) -> bytes:
 def _thumbnail_rotator(orientation: int, quality: int) -> exif_edit.ThumbnailFn:
     def rotate(thumb: bytes) -> bytes:
         try:
-            with Image.open(io.BytesIO(thumb), formats=["JPEG"]) as im:
-                im.load()
-                out = to_upright(im, orientation)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # damaged thumbnail metadata
+                with Image.open(io.BytesIO(thumb), formats=["JPEG"]) as im:
+                    im.load()
+                    out = to_upright(im, orientation)
             buf = io.BytesIO()
             out.save(buf, "JPEG", quality=quality)
             return buf.getvalue()
