@@ -229,6 +229,8 @@ def test_upright_is_a_byte_identical_copy_or_hard_link(tmp_path: Path) -> None:
     assert copied.action == "copied" and copied.path.read_bytes() == src.read_bytes()
     assert copied.path.stat().st_mtime_ns == src.stat().st_mtime_ns
     assert linked.action == "hardlinked" and linked.path.stat().st_ino == src.stat().st_ino
+    again = write_corrected(src, tmp_path / "b" / "up.jpg", orientation=1, hardlink_upright=True)
+    assert again.path.stat().st_ino == src.stat().st_ino
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temp leftovers
 
 

@@ -72,6 +72,10 @@ def atomic_link(source: Path, target: Path) -> None:
     os.link(source, tmp)
     try:
         os.replace(tmp, target)
+        # rename(2) "does nothing" when both names are links to the same inode (target was
+        # already a link to source): the temporary name would be left behind.
+        if os.path.lexists(tmp):
+            tmp.unlink()
         _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
