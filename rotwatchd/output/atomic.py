@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -68,7 +69,7 @@ def atomic_link(source: Path, target: Path) -> None:
     fall back to atomic_copy.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(target):x}.rwlink")
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.rwlink")
     os.link(source, tmp)
     try:
         os.replace(tmp, target)
