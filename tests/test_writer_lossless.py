@@ -81,7 +81,7 @@ def _sha(path: Path) -> str:
 
 @needs_jpegtran
 @pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
-@pytest.mark.parametrize("subsampling", [0, 2], ids=["444", "420"])
+@pytest.mark.parametrize("subsampling", [0, 1, 2], ids=["444", "422", "420"])
 @pytest.mark.parametrize("orientation", range(2, 9))
 def test_coefficients_moved_exactly(tmp_path: Path, orientation: int, subsampling: int,
                                     progressive: bool) -> None:

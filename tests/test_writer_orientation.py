@@ -387,3 +387,18 @@ def test_without_jpegtran_reencodes_with_source_tables(tmp_path: Path, binary: s
         for i, table in a.quantization.items():
             assert list(b.quantization[i]) == list(np.array(table).reshape(8, 8).T.ravel())
         assert b.getexif()[0x010F] == "TestCam" and b.info["icc_profile"] == srgb_icc()
+
+
+@pytest.mark.parametrize(("orientation", "expected"), [(6, 0), (3, 1)])
+def test_reencode_keeps_chroma_of_422(tmp_path: Path, orientation: int, expected: int) -> None:
+    """A 4:2:2 source turned by 90 degrees would be 4:4:0, which Pillow cannot write: it
+    becomes 4:4:4 (no chroma dropped); a 180-degree turn stays 4:2:2."""
+    from PIL import JpegImagePlugin
+
+    src = tmp_path / "odd422.jpg"
+    camera_jpeg(src, upright_array(100, 75), orientation, subsampling=1)
+    result = write_corrected(src, tmp_path / "o.jpg", orientation=orientation)
+    assert result.action == "re-encoded"
+    with Image.open(result.path) as im:
+        assert isinstance(im, JpegImagePlugin.JpegImageFile)
+        assert JpegImagePlugin.get_sampling(im) == expected
