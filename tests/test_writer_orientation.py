@@ -402,3 +402,16 @@ def test_reencode_keeps_chroma_of_422(tmp_path: Path, orientation: int, expected
     with Image.open(result.path) as im:
         assert isinstance(im, JpegImagePlugin.JpegImageFile)
         assert JpegImagePlugin.get_sampling(im) == expected
+
+
+def test_tag_mode_keeps_an_unreadable_exif_block(tmp_path: Path) -> None:
+    src = tmp_path / "weird.jpg"
+    stored_from_upright(Image.fromarray(upright_array(W, H)), 6).save(
+        src, quality=90, exif=b"Exif\x00\x00" + b"not a TIFF header at all" * 4)
+    data = src.read_bytes()
+    out = write_corrected(src, tmp_path / "o.jpg", orientation=6, mode="tag").path.read_bytes()
+    seg = parse_jpeg(out).find(0xE1, b"Exif\x00\x00")
+    assert seg is not None
+    assert out[seg.end:] == data[seg.start:]  # the old block and all after it, untouched
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.getexif()[0x0112] == 6

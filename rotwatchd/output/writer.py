@@ -14,7 +14,8 @@ write_corrected() is the one entry point. Per case:
 - PNG, WebP, TIFF, BMP, static GIF, HEIF: decode, transform, encode in the same format with
   EXIF (patched the same way), ICC, XMP and PNG text chunks. Lossless PNG/TIFF/BMP/GIF and
   lossless WebP stay lossless; lossy WebP and HEIF are re-encoded at quality 95.
-- Animated images and unknown formats raise UnsupportedFormat (callers send them to review).
+- Animated images, 16-bit colour PNG/TIFF (Pillow would decode them to 8 bits) and unknown
+  formats raise UnsupportedFormat (callers send them to review).
 
 The output mtime and permission bits are the source's; the source is only ever read.
 """
@@ -237,7 +238,10 @@ def _tag_jpeg(data: bytes, layout: JpegLayout, orientation: int) -> bytes:
     try:
         tiff = exif_edit.set_orientation(seg.payload[len(EXIF_PREFIX):], orientation)
     except exif_edit.ExifError:
-        tiff = exif_edit.minimal_exif(orientation)  # unreadable EXIF: no viewer used it anyway
+        # Unreadable EXIF: a readable one goes in front (viewers read the first) and the
+        # damaged block stays, byte for byte, after it.
+        new = segment_bytes(APP1, EXIF_PREFIX + exif_edit.minimal_exif(orientation))
+        return data[:seg.start] + new + data[seg.start:]
     return data[:seg.start] + segment_bytes(APP1, EXIF_PREFIX + tiff) + data[seg.end:]
 
 
