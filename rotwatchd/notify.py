@@ -72,7 +72,7 @@ class SystemdNotifier:
         self.watchdog_interval = watchdog_interval(env, os.getpid())
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._failed = False
+        self._logged_errors: set[int | None] = set()
         if raw and self._address is None:
             log.warning("NOTIFY_SOCKET=%r is not a supported address; not notifying systemd", raw)
 
@@ -89,13 +89,17 @@ class SystemdNotifier:
         with self._lock:
             try:
                 if self._sock is None:
+                    # Non-blocking: a datagram socket whose reader stalls fills up after a few
+                    # messages, and a worker must never hang on its supervisor. A dropped
+                    # message is logged; the next ping or STATUS= goes out as usual.
                     self._sock = socket.socket(
-                        socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                        socket.AF_UNIX,
+                        socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
                     )
                 self._sock.sendto(payload, self._address)
             except OSError as exc:
-                if not self._failed:
-                    self._failed = True
+                if exc.errno not in self._logged_errors:  # once per kind of failure
+                    self._logged_errors.add(exc.errno)
                     log.warning("cannot notify systemd at %r: %s", self._address, exc)
                 return False
         return True

@@ -79,6 +79,21 @@ def test_unreachable_socket_logged_once(tmp_path: Path, caplog: pytest.LogCaptur
     notifier.close()
 
 
+def test_a_reader_that_stalls_never_blocks_the_sender(
+    listener: tuple[socket.socket, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """systemd busy or hung: the socket's queue fills; sends fail fast instead of hanging a
+    worker thread (a blocking send here once hung the daemon's shutdown)."""
+    sock, path = listener
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path})
+    with caplog.at_level(logging.WARNING):
+        sent = [notifier.status(f"message {i}") for i in range(2000)]
+    assert sent[0] and not all(sent)
+    assert len([r for r in caplog.records if "cannot notify" in r.getMessage()]) == 1
+    assert receive(sock) == ["STATUS=message 0"]  # what was queued is intact
+    notifier.close()
+
+
 def test_addresses() -> None:
     assert socket_address("/run/systemd/notify") == "/run/systemd/notify"
     assert socket_address("@sd") == "\0sd"
@@ -139,5 +154,6 @@ def test_status_line_from_a_status_document() -> None:
         "counts": {"done": 40, "error": 0, "review": 3},
         "power": {"state": "awake"},
     }
-    assert status_line(document) == "queue 2 (1 running, 3 settling); done 40, review 3; power awake"
+    expected = "queue 2 (1 running, 3 settling); done 40, review 3; power awake"
+    assert status_line(document) == expected
     assert status_line({}) == "queue 0 (0 running, 0 settling); no files yet; power unknown"

@@ -84,6 +84,7 @@ class SleepController:
         self._wake_trigger: float | None = None  # event time that started the current wake
         self._latency_pending: float | None = None  # same, until the next inference starts
         self._latencies: deque[float] = deque(maxlen=self.LATENCY_WINDOW)
+        self._transitions: deque[float] = deque(maxlen=self.LATENCY_WINDOW)  # trigger -> awake
         self.sleeps = 0
         self.wakes = 0
         self._listeners: list[Callable[[PowerState], None]] = []
@@ -169,7 +170,12 @@ class SleepController:
                 return None
             latency = max(0.0, self._clock() - trigger)
             self._latencies.append(latency)
-        log.info("power: woke up in %.1f ms (event -> inference start)", latency * 1000)
+            transition = self._transitions[-1] if self._transitions else 0.0
+        log.info(
+            "power: woke up in %.1f ms (event -> inference start; the wake itself %.1f ms)",
+            latency * 1000,
+            transition * 1000,
+        )
         return latency
 
     def wait_asleep(self, timeout: float) -> bool:
@@ -276,6 +282,8 @@ class SleepController:
             self._state_since = self._clock()
             self._last_activity = self._clock()
             self._latency_pending = self._wake_trigger
+            if self._wake_trigger is not None:
+                self._transitions.append(max(0.0, self._clock() - self._wake_trigger))
             self.wakes += 1
             self._notify()
         log.info("power: awake")
@@ -306,6 +314,7 @@ class SleepController:
         """Power state for the daemon's status JSON (plain JSON types only)."""
         with self._cond:
             latencies = list(self._latencies)
+            transitions = list(self._transitions)
             result: dict[str, Any] = {
                 "state": self._state.value,
                 "state_seconds": round(self._clock() - self._state_since, 3),
@@ -314,13 +323,14 @@ class SleepController:
                 "model_released": self._model_released,
                 "idle_timeout": self.settings.idle_timeout,
             }
-        if latencies:
-            result["wake_latency_ms"] = {
-                "last": round(latencies[-1] * 1000, 2),
-                "p50": round(percentile(latencies, 0.5) * 1000, 2),
-                "p95": round(percentile(latencies, 0.95) * 1000, 2),
-                "count": len(latencies),
-            }
+        for key, values in (("wake_latency_ms", latencies), ("wake_transition_ms", transitions)):
+            if values:
+                result[key] = {
+                    "last": round(values[-1] * 1000, 2),
+                    "p50": round(percentile(values, 0.5) * 1000, 2),
+                    "p95": round(percentile(values, 0.95) * 1000, 2),
+                    "count": len(values),
+                }
         if self.governors is not None:
             result["governors"] = self.governors.current()
             result["governor_problems"] = list(self.governors.problems)
