@@ -98,6 +98,10 @@ def write_readme(out: Path, written: list[tuple[str, str, int]]) -> None:
         "`python training/fetch_face_models.py` (downloads `mediapipe==0.10.14` with pip and",
         "unzips these files; see NOTICE and LICENSE).",
         "",
+        "The cue runs the short-range detector by default (2 runs cover the 4 rotations);",
+        'adding the full-range one (`FaceCue(detectors=("short", "full"))`) makes the',
+        "scores more trustworthy at about 3.5x the cost. Figures: `bench/bench_faces.py`.",
+        "",
         "| file | bytes | sha256 |",
         "|---|---:|---|",
     ]
