@@ -121,3 +121,18 @@ def test_dynamic_mode_and_reload_of_power_settings(
     assert results.wait_count(1)[0].outcome == "done"
     daemon.stop()
     assert read_governors(tree) == ORIGINAL
+
+
+def test_settings_mirror_the_validated_config_section(tmp_path: Path, tree: Path) -> None:
+    from rotwatchd.power.settings import PowerSettings
+
+    config = power_config(tmp_path, tree, idle_timeout="2m", active_governor="performance",
+                          release_model_when_idle=True, dynamic=True,
+                          balanced_governor="ondemand")
+    settings = PowerSettings.from_config(config.power)
+    assert settings == PowerSettings(
+        idle_timeout=120.0, idle_governor="powersave", active_governor="performance",
+        cpufreq_path=tree, release_model_when_idle=True, dynamic=True,
+        balanced_governor="ondemand", performance_governor="performance",
+    )
+    assert PowerSettings.from_config(None) == PowerSettings()

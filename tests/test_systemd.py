@@ -137,3 +137,22 @@ def test_tmpfiles_rule_lets_the_service_user_switch_governors() -> None:
         assert made.returncode == 0, made.stderr
         assert '"failed": {}' in as_service_user()
         assert read_governors(cpu) == ["powersave", "powersave"]
+
+
+def test_service_config_is_valid_for_the_daemon(tmp_path: Path) -> None:
+    """systemd/rotwatchd.yaml passes the daemon's own validation, with its absolute paths
+    moved under a temporary root (they do not exist on the test machine)."""
+    from rotwatchd.config import load_config
+
+    text = (SYSTEMD / "rotwatchd.yaml").read_text()
+    for absolute in ("/srv/rotwatchd", "/var/lib/rotwatchd", "/sys/devices/system/cpu"):
+        assert absolute in text
+        text = text.replace(absolute, str(tmp_path / absolute.lstrip("/")))
+    (tmp_path / "srv/rotwatchd/inbox").mkdir(parents=True)
+    (tmp_path / "var/lib/rotwatchd").mkdir(parents=True)
+    config_file = tmp_path / "rotwatchd.yaml"
+    config_file.write_text(text)
+    config = load_config(config_file)
+    assert config.state_dir == tmp_path / "var/lib/rotwatchd"
+    assert config.power.idle_timeout == 60.0 and config.power.idle_governor == "powersave"
+    assert config.power.cpufreq_path == tmp_path / "sys/devices/system/cpu"
