@@ -57,7 +57,7 @@ def test_sleep_wake_process_and_sigterm_while_asleep(tmp_path: Path, notify: Not
         log = daemon.text()
         # Woken (governors restored, model reloaded) before the model ran on the file.
         assert log.index("power: awake") < log.index("woke up in")
-        assert "(event -> inference start)" in log
+        assert "(event -> inference start; the wake itself" in log
         status = json.loads((tmp_path / "state" / "status.json").read_text())
         assert status["power"]["wakes"] >= 1
 
