@@ -190,7 +190,7 @@ def test_heic_with_orientation_comes_out_upright(tmp_path: Path, orientation: in
     turned = tmp_path / "turned.heic"
     Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(turned, "HEIF", quality=95)
     fixed = write_corrected(turned, tmp_path / "fixed.heic", orientation=6)
-    assert fixed.action == "re-encoded"
+    assert fixed.action == "lossless-heif"
     assert_upright(np.asarray(load_upright(fixed.path)), upright)
 
 

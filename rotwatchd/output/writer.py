@@ -11,9 +11,12 @@ write_corrected() is the one entry point. Per case:
   dropped (its offsets would be wrong); data after EOI (motion-photo video...) is kept.
 - JPEG, mode "tag": only the EXIF Orientation value changes (or an EXIF segment is added);
   every byte after the EXIF segment is identical.
-- PNG, WebP, TIFF, BMP, static GIF, HEIF: decode, transform, encode in the same format with
-  EXIF (patched the same way), ICC, XMP and PNG text chunks. Lossless PNG/TIFF/BMP/GIF and
-  lossless WebP stay lossless; lossy WebP and HEIF are re-encoded at quality 95.
+- HEIF, pure rotations (the model's corrections): lossless, by editing the file's own irot
+  rotation property for the image and its thumbnails (heif_rotate); the HEVC data is kept.
+- PNG, WebP, TIFF, BMP, static GIF, HEIF otherwise: decode, transform, encode in the same
+  format with EXIF (patched the same way), ICC, XMP and PNG text chunks. Lossless
+  PNG/TIFF/BMP/GIF and lossless WebP stay lossless; lossy WebP and HEIF are re-encoded at
+  quality 95.
 - Animated images, 16-bit colour PNG/TIFF (Pillow would decode them to 8 bits) and unknown
   formats raise UnsupportedFormat (callers send them to review).
 
@@ -44,6 +47,7 @@ from rotwatchd.imagefile import (
 )
 from rotwatchd.output import exif_edit
 from rotwatchd.output.atomic import atomic_copy, atomic_link, atomic_write_bytes
+from rotwatchd.output.heif_rotate import IROT_STEPS, HeifEditError, rotate_heif
 from rotwatchd.output.jpeg_markers import (
     APP0,
     APP1,
@@ -66,7 +70,8 @@ from rotwatchd.output.lossless_jpeg import (
 
 __all__ = ["Action", "ImageProblem", "UnsupportedFormat", "WriteResult", "write_corrected"]
 
-Action = Literal["copied", "hardlinked", "lossless-jpeg", "re-encoded", "tagged"]
+Action = Literal["copied", "hardlinked", "lossless-jpeg", "lossless-heif", "re-encoded",
+                 "tagged"]
 Mode = Literal["pixels", "tag"]
 _LOSSY_QUALITY = 95
 
@@ -116,10 +121,33 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
                 return WriteResult(target, "tagged", orientation)
         result = _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran)
         return WriteResult(result.path, result.action, orientation, (*note, *result.notes))
-    data_out, notes = _transform_other(source, fmt, orientation, max_pixels)
+    notes: list[str] = []
+    if fmt == "HEIF" and orientation in IROT_STEPS:
+        done = _write_heif_lossless(source, target, orientation, max_pixels, notes)
+        if done is not None:
+            return done
+    data_out, more = _transform_other(source, fmt, orientation, max_pixels)
+    notes.extend(more)
     atomic_write_bytes(target, data_out, stat_from=source)
     other = ("tag mode is JPEG-only: pixels rotated",) if mode == "tag" else ()
     return WriteResult(target, "re-encoded", orientation, (*other, *notes))
+
+
+def _write_heif_lossless(source: Path, target: Path, orientation: int, max_pixels: int,
+                         notes: list[str]) -> WriteResult | None:
+    """Turn a HEIF by editing its irot property (coded data untouched); None, with a note,
+    when its structure is not one heif_rotate edits, so the caller re-encodes."""
+    with translate_errors(source):
+        with open_image(source, "HEIF", max_pixels):
+            pass  # size limit and a readable header, before touching the bytes
+        data = source.read_bytes()
+    try:
+        out = rotate_heif(data, orientation)
+    except HeifEditError as exc:
+        notes.append(f"HEIF rotation property not editable ({exc}): re-encoded")
+        return None
+    atomic_write_bytes(target, out, stat_from=source)
+    return WriteResult(target, "lossless-heif", orientation)
 
 
 def _copy_upright(source: Path, target: Path, hardlink: bool) -> WriteResult:

@@ -1,0 +1,248 @@
+"""Turn a HEIC/HEIF image losslessly by editing its rotation property (pure bytes in, bytes out).
+
+A HEIF file stores coded pixels plus "transformative properties" (``irot``: rotate
+anticlockwise by 90-degree steps, ``imir``: mirror) that every reader applies before display.
+Turning the displayed image is therefore a metadata edit: the primary item (and its thumbnails)
+get a new or changed ``irot``; the HEVC data is not touched, so nothing is re-encoded and the
+decoded result is the exact rotation of the decoded source.
+
+Only the ``meta`` box changes. When it grows (a new ``irot`` property and association), every
+``iloc`` file offset that points past it is moved by the same amount. Anything unexpected
+(several ``ipma`` boxes, offsets into ``meta``, an index that does not fit) raises
+HeifEditError and the caller re-encodes instead. Transform order follows ISO/IEC 23008-12:
+``irot`` before ``imir``; turning after a mirror is the mirror after the opposite turn.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# EXIF orientation of a pure clockwise correction -> irot steps (anticlockwise quarter turns).
+IROT_STEPS = {6: 3, 3: 2, 8: 1}
+
+
+class HeifEditError(ValueError):
+    """The file's structure is outside what this module edits safely."""
+
+
+@dataclass(frozen=True)
+class _Box:
+    type: bytes
+    start: int
+    body: int  # offset of the payload (after size/type/largesize)
+    end: int
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[_Box]:
+    out, pos = [], start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        body = pos + 8
+        if size == 1:
+            if pos + 16 > end:
+                raise HeifEditError("truncated box header")
+            size, body = struct.unpack_from(">Q", data, pos + 8)[0], pos + 16
+        elif size == 0:
+            size = end - pos
+        if size < body - pos or pos + size > end:
+            raise HeifEditError(f"box {kind!r} overruns its parent")
+        out.append(_Box(kind, pos, body, pos + size))
+        pos += size
+    return out
+
+
+def _only(boxes: list[_Box], kind: bytes) -> _Box:
+    found = [b for b in boxes if b.type == kind]
+    if len(found) != 1:
+        raise HeifEditError(f"expected one {kind.decode()} box, found {len(found)}")
+    return found[0]
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+Assoc = tuple[bool, int]  # (essential, 1-based property index)
+
+
+def _parse_ipma(data: bytes, box: _Box) -> tuple[int, int, list[tuple[int, list[Assoc]]]]:
+    version, flags = data[box.body], int.from_bytes(data[box.body + 1:box.body + 4], "big")
+    pos = box.body + 4
+    count = struct.unpack_from(">I", data, pos)[0]
+    pos += 4
+    entries = []
+    for _ in range(count):
+        if version < 1:
+            item = struct.unpack_from(">H", data, pos)[0]
+            pos += 2
+        else:
+            item = struct.unpack_from(">I", data, pos)[0]
+            pos += 4
+        n = data[pos]
+        pos += 1
+        assoc: list[Assoc] = []
+        for _ in range(n):
+            if flags & 1:
+                raw = struct.unpack_from(">H", data, pos)[0]
+                pos += 2
+                assoc.append((bool(raw >> 15), raw & 0x7FFF))
+            else:
+                assoc.append((bool(data[pos] >> 7), data[pos] & 0x7F))
+                pos += 1
+        entries.append((item, assoc))
+    if pos > box.end:
+        raise HeifEditError("ipma overruns its box")
+    return version, flags, entries
+
+
+def _build_ipma(version: int, flags: int, entries: list[tuple[int, list[Assoc]]]) -> bytes:
+    out = bytearray([version]) + flags.to_bytes(3, "big") + struct.pack(">I", len(entries))
+    for item, assoc in entries:
+        out += struct.pack(">H" if version < 1 else ">I", item) + bytes([len(assoc)])
+        for essential, index in assoc:
+            if flags & 1:
+                out += struct.pack(">H", (essential << 15) | index)
+            else:
+                out.append((essential << 7) | index)
+    return _box(b"ipma", bytes(out))
+
+
+def _thumbnails_of(data: bytes, meta: list[_Box], primary: int) -> list[int]:
+    iref = [b for b in meta if b.type == b"iref"]
+    if not iref:
+        return []
+    wide = data[iref[0].body] != 0
+    size = 4 if wide else 2
+    found = []
+    for ref in _boxes(data, iref[0].body + 4, iref[0].end):
+        pos = ref.body
+        source = int.from_bytes(data[pos:pos + size], "big")
+        count = struct.unpack_from(">H", data, pos + size)[0]
+        targets = [int.from_bytes(data[p:p + size], "big")
+                   for p in range(pos + size + 2, pos + size + 2 + size * count, size)]
+        if ref.type == b"thmb" and primary in targets:
+            found.append(source)
+    return found
+
+
+def _turn_item(assoc: list[Assoc], props: list[_Box], data: bytes, steps: int,
+               new_props: list[bytes]) -> list[Assoc]:
+    """The item's associations with its irot replaced by (or a new irot inserted as) one
+    that turns the displayed image by ``steps`` more; the new property goes to new_props.
+    The old irot property is left in ipco: other items may share it."""
+    kinds = [props[i - 1].type if 0 < i <= len(props) else b"" for _, i in assoc]
+    if kinds.count(b"irot") > 1 or kinds.count(b"imir") > 1:
+        raise HeifEditError("more than one irot/imir on an item")
+    mirror_at = kinds.index(b"imir") if b"imir" in kinds else None
+    if b"irot" in kinds:
+        at = kinds.index(b"irot")
+        current = data[props[assoc[at][1] - 1].body] & 3
+    else:
+        at = mirror_at if mirror_at is not None else len(assoc)
+        current = 0
+    after_mirror = mirror_at is not None and mirror_at < at
+    angle = (current + (steps if mirror_at is None or after_mirror else -steps)) % 4
+    new_props.append(_box(b"irot", bytes([angle])))
+    index = len(props) + len(new_props)
+    out = list(assoc)
+    if b"irot" in kinds:
+        out[at] = (True, index)
+    else:
+        out.insert(at, (True, index))
+    return out
+
+
+def _shift_iloc(data: bytes, box: _Box, meta: tuple[int, int], delta: int) -> bytes:
+    """The iloc box with every file offset past the meta box (``meta`` = its start, end)
+    moved by ``delta``. An offset into the meta box itself cannot be kept valid: refused."""
+    threshold = meta[1]
+    buf = bytearray(data[box.start:box.end])
+    base = box.body - box.start
+    version = buf[base]
+    sizes = buf[base + 4], buf[base + 5]
+    off_size, len_size, base_size = sizes[0] >> 4, sizes[0] & 15, sizes[1] >> 4
+    idx_size = sizes[1] & 15 if version in (1, 2) else 0
+    pos = base + 6
+    count_fmt = ">H" if version < 2 else ">I"
+    count = struct.unpack_from(count_fmt, buf, pos)[0]
+    pos += struct.calcsize(count_fmt)
+
+    def field(at: int, size: int) -> int:
+        return int.from_bytes(buf[at:at + size], "big") if size else 0
+
+    def shift(at: int, size: int, value: int) -> None:
+        if meta[0] <= value < threshold and delta:
+            raise HeifEditError("an item's data lies inside the meta box")
+        if value >= threshold and delta:
+            if size == 0:
+                raise HeifEditError("an implicit zero offset cannot be moved")
+            buf[at:at + size] = (value + delta).to_bytes(size, "big")
+
+    for _ in range(count):
+        pos += 2 if version < 2 else 4
+        method = 0
+        if version in (1, 2):
+            method = struct.unpack_from(">H", buf, pos)[0] & 15
+            pos += 2
+        data_ref = struct.unpack_from(">H", buf, pos)[0]
+        pos += 2
+        base_at, base_value = pos, field(pos, base_size)
+        pos += base_size
+        extents = struct.unpack_from(">H", buf, pos)[0]
+        pos += 2
+        movable = method == 0 and data_ref == 0
+        if movable and base_size:
+            shift(base_at, base_size, base_value)
+        for _ in range(extents):
+            pos += idx_size
+            if movable and not base_size:
+                shift(pos, off_size, field(pos, off_size))
+            pos += off_size + len_size
+    if pos > len(buf):
+        raise HeifEditError("iloc overruns its box")
+    return bytes(buf)
+
+
+def rotate_heif(data: bytes, orientation: int) -> bytes:
+    """HEIF ``data`` whose displayed primary image (and its thumbnails) is turned as EXIF
+    ``orientation`` 3, 6 or 8 says; the coded image data is untouched.
+
+    Raises HeifEditError for other orientations and for structures it does not edit."""
+    if orientation not in IROT_STEPS:
+        raise HeifEditError(f"orientation {orientation} is not a pure rotation")
+    meta_box = _only(_boxes(data, 0, len(data)), b"meta")
+    meta = _boxes(data, meta_box.body + 4, meta_box.end)
+    pitm = _only(meta, b"pitm")
+    primary = (struct.unpack_from(">H", data, pitm.body + 4)[0] if data[pitm.body] == 0
+               else struct.unpack_from(">I", data, pitm.body + 4)[0])
+    iprp = _only(meta, b"iprp")
+    iprp_children = _boxes(data, iprp.body, iprp.end)
+    ipco, ipma = _only(iprp_children, b"ipco"), _only(iprp_children, b"ipma")
+    props = _boxes(data, ipco.body, ipco.end)
+    version, flags, entries = _parse_ipma(data, ipma)
+    new_props: list[bytes] = []
+    targets = {primary, *_thumbnails_of(data, meta, primary)}
+    entries = [(item, _turn_item(assoc, props, data, IROT_STEPS[orientation], new_props)
+                if item in targets else assoc) for item, assoc in entries]
+    if primary not in {item for item, _ in entries}:
+        raise HeifEditError("the primary item has no property associations")
+    if len(props) + len(new_props) > (0x7FFF if flags & 1 else 0x7F):
+        raise HeifEditError("too many properties for the ipma index size")
+    new_ipco = _box(b"ipco", data[ipco.body:ipco.end] + b"".join(new_props))
+    children = [new_ipco if c.type == b"ipco" else
+                _build_ipma(version, flags, entries) if c.type == b"ipma" else
+                data[c.start:c.end] for c in iprp_children]
+    new_iprp = _box(b"iprp", b"".join(children))
+    # The rebuilt meta box always has a plain 8-byte header.
+    delta = (len(new_iprp) - (iprp.end - iprp.start)) + 8 - (meta_box.body - meta_box.start)
+    parts = []
+    for child in meta:
+        if child.type == b"iprp":
+            parts.append(new_iprp)
+        elif child.type == b"iloc":
+            parts.append(_shift_iloc(data, child, (meta_box.start, meta_box.end), delta))
+        else:
+            parts.append(data[child.start:child.end])
+    new_meta = _box(b"meta", data[meta_box.body:meta_box.body + 4] + b"".join(parts))
+    return data[:meta_box.start] + new_meta + data[meta_box.end:]
