@@ -34,6 +34,15 @@ def write_config(folder: Path, cpu: Path, **power: object) -> Path:
     return config
 
 
+def _power_status(folder: Path) -> dict[str, object]:
+    try:
+        document = json.loads((folder / "state" / "status.json").read_text())
+    except (OSError, ValueError):  # not written yet
+        return {}
+    power: dict[str, object] = document.get("power", {})
+    return power
+
+
 @pytest.fixture
 def notify() -> Iterator[NotifySocket]:
     sock = NotifySocket()
@@ -58,8 +67,8 @@ def test_sleep_wake_process_and_sigterm_while_asleep(tmp_path: Path, notify: Not
         # Woken (governors restored, model reloaded) before the model ran on the file.
         assert log.index("power: awake") < log.index("woke up in")
         assert "(event -> inference start; the wake itself" in log
-        status = json.loads((tmp_path / "state" / "status.json").read_text())
-        assert status["power"]["wakes"] >= 1
+        # status.json is rewritten at most twice a second: wait for the one after the wake.
+        wait_until(lambda: _power_status(tmp_path).get("wakes", 0) >= 1, timeout=10)
 
         # Back to sleep, then SIGTERM while asleep: the originals come back, exit code 0.
         wait_until(lambda: read_governors(cpu) == ["powersave", "powersave"], timeout=IDLE + 5)
