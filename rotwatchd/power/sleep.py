@@ -89,6 +89,7 @@ class SleepController:
         self.wakes = 0
         self._listeners: list[Callable[[PowerState], None]] = []
         self._thread: threading.Thread | None = None
+        self._in_transition = False  # sleep/wake I/O under way (state already says where to)
         self._changes = 0  # bumped on every notify, so the loop never sleeps through one
         self._seen_changes = 0
 
@@ -179,14 +180,19 @@ class SleepController:
         return latency
 
     def wait_asleep(self, timeout: float) -> bool:
-        """Block until the daemon is asleep (for tests and benchmarks). Returns the outcome."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._state is PowerState.ASLEEP, timeout)
+        """Block until the daemon is asleep with the idle governor written (tests, benchmarks).
+        Returns the outcome."""
+        return self._wait_settled(PowerState.ASLEEP, timeout)
 
     def wait_awake(self, timeout: float) -> bool:
         """Block until the daemon is awake. Returns the outcome."""
+        return self._wait_settled(PowerState.AWAKE, timeout)
+
+    def _wait_settled(self, state: PowerState, timeout: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._state is PowerState.AWAKE, timeout)
+            return self._cond.wait_for(
+                lambda: self._state is state and not self._in_transition, timeout
+            )
 
     # -- state machine ---------------------------------------------------------------------
     @property
@@ -240,7 +246,13 @@ class SleepController:
                 self._state = PowerState.ASLEEP
                 self._state_since = self._clock()
                 action = self._sleep
-        action()
+            self._in_transition = True
+        try:
+            action()
+        finally:
+            with self._cond:
+                self._in_transition = False
+                self._notify()
         return 0.0
 
     def _sleep(self) -> None:
