@@ -12,6 +12,7 @@ from PIL import Image
 from writer_images import assert_upright, stored_from_upright, upright_array
 
 from rotwatchd.imagefile import UPRIGHT_TRANSPOSE, inspect, load_upright
+from rotwatchd.output.exif_edit import read_orientation
 from rotwatchd.output.heif_rotate import HeifEditError, rotate_heif
 from rotwatchd.output.writer import write_corrected
 
@@ -68,7 +69,10 @@ def test_heif_turned_by_property_exactly(tmp_path: Path, stored_orientation: int
     assert result.action == "lossless-heif"
     assert src.read_bytes() == data
     out = result.path.read_bytes()
-    assert _mdat(out) == _mdat(data)  # the coded image is untouched
+    old_mdat, new_mdat = _mdat(data), _mdat(out)
+    assert len(old_mdat) == len(new_mdat)
+    # The coded image is untouched; at most the EXIF item's Orientation value (2 bytes) moved.
+    assert sum(a != b for a, b in zip(old_mdat, new_mdat, strict=True)) <= 2
     assert len(out) - len(data) < 64  # only a property or two were added
     after, thumbs_after = _decoded(result.path)
     method = UPRIGHT_TRANSPOSE[correction]
@@ -113,3 +117,55 @@ def test_rotate_heif_refuses_what_it_cannot_edit(tmp_path: Path) -> None:
         rotate_heif(broken, 6)  # a box that overruns its parent
     buf = io.BytesIO(rotate_heif(data, 6))
     assert Image.open(buf).size == (H, W)
+
+
+def test_exif_item_orientation_reset_in_place(tmp_path: Path) -> None:
+    """The EXIF item keeps every byte but the Orientation value, which becomes 1."""
+    src = tmp_path / "e.heic"
+    _heic(src, Image.fromarray(upright_array(W, H)), 6)
+    data = src.read_bytes()
+    exif_at = data.find(b"MM\x00*")
+    if exif_at < 0:
+        exif_at = data.find(b"II*\x00")
+    assert exif_at > 0
+    assert read_orientation(data[exif_at:]) == 6
+    out = rotate_heif(data, 3)
+    new_at = exif_at + (len(out) - len(data))  # the EXIF item lies after the grown meta box
+    assert read_orientation(out[new_at:]) == 1
+    changed = [i for i, (a, b) in enumerate(zip(data[exif_at:], out[new_at:], strict=False))
+               if a != b]
+    assert 0 < len(changed) <= 2
+
+
+def _iloc_v1(entries: list[tuple[int, int, int, list[tuple[int, int]]]]) -> bytes:
+    """iloc version 1, 4-byte offsets/lengths/bases: (item, method, base, [(offset, len)])."""
+    body = bytes([1, 0, 0, 0, 0x44, 0x40]) + struct.pack(">H", len(entries))
+    for item, method, base, extents in entries:
+        body += struct.pack(">HHHIH", item, method, 0, base, len(extents))
+        for offset, length in extents:
+            body += struct.pack(">II", offset, length)
+    return struct.pack(">I4s", 8 + len(body), b"iloc") + body
+
+
+def test_iloc_offsets_past_meta_move_and_others_stay() -> None:
+    from rotwatchd.output.heif_rotate import _boxes, _locations, _shift_iloc
+
+    meta = (100, 500)
+    box_bytes = _iloc_v1([
+        (1, 0, 0, [(600, 10), (700, 5)]),  # absolute extents after meta: both move
+        (2, 0, 800, [(0, 10), (20, 10)]),  # base after meta: only the base moves
+        (3, 0, 50, [(0, 10)]),             # data before meta: unchanged
+        (4, 1, 0, [(4, 10)]),              # idat-relative (method 1): unchanged
+        (5, 0, 60, [(500, 10)]),           # base before, extent after meta: extent moves
+    ])
+    box = _boxes(box_bytes, 0, len(box_bytes))[0]
+    shifted = _shift_iloc(box_bytes, box, meta, 9)
+    locs = {loc.item: loc for loc in _locations(shifted, box.body)[2]}
+    assert [e[1] for e in locs[1].extents] == [609, 709]
+    assert locs[2].base == 809 and [e[1] for e in locs[2].extents] == [0, 20]
+    assert locs[3].base == 50 and locs[3].extents[0][1] == 0
+    assert locs[4].extents[0][1] == 4
+    assert locs[5].base == 60 and locs[5].extents[0][1] == 509
+    inside = _iloc_v1([(1, 0, 0, [(200, 10)])])
+    with pytest.raises(HeifEditError):
+        _shift_iloc(inside, _boxes(inside, 0, len(inside))[0], meta, 9)

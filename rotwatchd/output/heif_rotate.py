@@ -6,17 +6,22 @@ Turning the displayed image is therefore a metadata edit: the primary item (and 
 get a new or changed ``irot``; the HEVC data is not touched, so nothing is re-encoded and the
 decoded result is the exact rotation of the decoded source.
 
-Only the ``meta`` box changes. When it grows (a new ``irot`` property and association), every
-``iloc`` file offset that points past it is moved by the same amount. Anything unexpected
-(several ``ipma`` boxes, offsets into ``meta``, an index that does not fit) raises
-HeifEditError and the caller re-encodes instead. Transform order follows ISO/IEC 23008-12:
-``irot`` before ``imir``; turning after a mirror is the mirror after the opposite turn.
+Only the ``meta`` box changes, plus the Orientation value inside EXIF items, set to 1 in place
+(readers apply irot; a stale EXIF value must not turn the image again). When ``meta`` grows (a
+new ``irot`` property and association), every ``iloc`` file offset that points past it is moved
+by the same amount. Anything unexpected (several ``ipma`` boxes, offsets into ``meta``, an index
+that does not fit) raises HeifEditError and the caller re-encodes instead. Transform order
+follows ISO/IEC 23008-12: ``irot`` before ``imir``; turning after a mirror is the mirror after
+the opposite turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass
+
+from rotwatchd.output.exif_edit import ExifError, fix_after_transform
 
 # EXIF orientation of a pure clockwise correction -> irot steps (anticlockwise quarter turns).
 IROT_STEPS = {6: 3, 3: 2, 8: 1}
@@ -153,55 +158,115 @@ def _turn_item(assoc: list[Assoc], props: list[_Box], data: bytes, steps: int,
     return out
 
 
+@dataclass(frozen=True)
+class _Location:
+    """One iloc entry; ``*_at`` are positions of the fields inside the iloc box bytes."""
+
+    item: int
+    in_file: bool  # construction method 0 and data in this file: offsets are file offsets
+    base_at: int
+    base: int
+    extents: tuple[tuple[int, int, int], ...]  # (offset field position, offset, length)
+
+
+def _locations(buf: bytes, body: int) -> tuple[int, int, list[_Location]]:
+    """(offset field size, base field size, entries) of an iloc box held in ``buf``."""
+    version = buf[body]
+    off_size, len_size = buf[body + 4] >> 4, buf[body + 4] & 15
+    base_size = buf[body + 5] >> 4
+    idx_size = buf[body + 5] & 15 if version in (1, 2) else 0
+    pos = body + 6
+    wide = version >= 2
+
+    def take(size: int) -> int:
+        nonlocal pos
+        value = int.from_bytes(buf[pos:pos + size], "big") if size else 0
+        pos += size
+        return value
+
+    out = []
+    for _ in range(take(4 if wide else 2)):
+        item = take(4 if wide else 2)
+        method = take(2) & 15 if version in (1, 2) else 0
+        data_ref = take(2)
+        base_at = pos
+        base = take(base_size)
+        extents = []
+        for _ in range(take(2)):
+            take(idx_size)
+            off_at = pos
+            offset = take(off_size)
+            extents.append((off_at, offset, take(len_size)))
+        out.append(_Location(item, method == 0 and data_ref == 0, base_at, base,
+                             tuple(extents)))
+    if pos > len(buf):
+        raise HeifEditError("iloc overruns its box")
+    return off_size, base_size, out
+
+
 def _shift_iloc(data: bytes, box: _Box, meta: tuple[int, int], delta: int) -> bytes:
     """The iloc box with every file offset past the meta box (``meta`` = its start, end)
     moved by ``delta``. An offset into the meta box itself cannot be kept valid: refused."""
-    threshold = meta[1]
     buf = bytearray(data[box.start:box.end])
-    base = box.body - box.start
-    version = buf[base]
-    sizes = buf[base + 4], buf[base + 5]
-    off_size, len_size, base_size = sizes[0] >> 4, sizes[0] & 15, sizes[1] >> 4
-    idx_size = sizes[1] & 15 if version in (1, 2) else 0
-    pos = base + 6
-    count_fmt = ">H" if version < 2 else ">I"
-    count = struct.unpack_from(count_fmt, buf, pos)[0]
-    pos += struct.calcsize(count_fmt)
+    off_size, base_size, entries = _locations(bytes(buf), box.body - box.start)
 
-    def field(at: int, size: int) -> int:
-        return int.from_bytes(buf[at:at + size], "big") if size else 0
+    def put(at: int, size: int, value: int) -> None:
+        if size == 0:
+            raise HeifEditError("an implicit zero offset cannot be moved")
+        buf[at:at + size] = value.to_bytes(size, "big")
 
-    def shift(at: int, size: int, value: int) -> None:
-        if meta[0] <= value < threshold and delta:
+    for loc in (e for e in entries if e.in_file and delta):
+        starts = [loc.base + offset for _, offset, _ in loc.extents] or [loc.base]
+        if any(meta[0] <= at < meta[1] for at in starts):
             raise HeifEditError("an item's data lies inside the meta box")
-        if value >= threshold and delta:
-            if size == 0:
-                raise HeifEditError("an implicit zero offset cannot be moved")
-            buf[at:at + size] = (value + delta).to_bytes(size, "big")
-
-    for _ in range(count):
-        pos += 2 if version < 2 else 4
-        method = 0
-        if version in (1, 2):
-            method = struct.unpack_from(">H", buf, pos)[0] & 15
-            pos += 2
-        data_ref = struct.unpack_from(">H", buf, pos)[0]
-        pos += 2
-        base_at, base_value = pos, field(pos, base_size)
-        pos += base_size
-        extents = struct.unpack_from(">H", buf, pos)[0]
-        pos += 2
-        movable = method == 0 and data_ref == 0
-        if movable and base_size:
-            shift(base_at, base_size, base_value)
-        for _ in range(extents):
-            pos += idx_size
-            if movable and not base_size:
-                shift(pos, off_size, field(pos, off_size))
-            pos += off_size + len_size
-    if pos > len(buf):
-        raise HeifEditError("iloc overruns its box")
+        if loc.base >= meta[1]:  # one base offset moves every extent
+            put(loc.base_at, base_size, loc.base + delta)
+            continue
+        for off_at, offset, _ in loc.extents:
+            if loc.base + offset >= meta[1]:
+                put(off_at, off_size, offset + delta)
     return bytes(buf)
+
+
+def _exif_items(data: bytes, meta: list[_Box]) -> set[int]:
+    iinf = [b for b in meta if b.type == b"iinf"]
+    if not iinf:
+        return set()
+    first = iinf[0].body + (6 if data[iinf[0].body] == 0 else 8)
+    found = set()
+    for infe in _boxes(data, first, iinf[0].end):
+        version = data[infe.body] if infe.type == b"infe" else 0
+        if version == 2:
+            item, kind = struct.unpack_from(">H", data, infe.body + 4)[0], infe.body + 8
+        elif version == 3:
+            item, kind = struct.unpack_from(">I", data, infe.body + 4)[0], infe.body + 10
+        else:
+            continue
+        if data[kind:kind + 4] == b"Exif":
+            found.add(item)
+    return found
+
+
+def _exif_orientation_reset(data: bytes, meta: list[_Box]) -> bytes:
+    """``data`` with the Orientation of each EXIF item (stored whole in this file) set to 1,
+    in place: readers apply irot, and a stale EXIF value must not turn the image again."""
+    iloc = [b for b in meta if b.type == b"iloc"]
+    items = _exif_items(data, meta)
+    if not iloc or not items:
+        return data
+    out = bytearray(data)
+    for loc in _locations(data, iloc[0].body)[2]:
+        if loc.item not in items or not loc.in_file or len(loc.extents) != 1:
+            continue
+        start = loc.base + loc.extents[0][1]
+        end = start + (loc.extents[0][2] or len(data) - start)
+        if end > len(data) or end - start < 8:
+            continue
+        tiff_at = start + 4 + int.from_bytes(data[start:start + 4], "big")
+        with contextlib.suppress(ExifError):
+            fixed = fix_after_transform(data[tiff_at:end], 1, lambda thumb: thumb)
+            out[tiff_at:end] = fixed[:end - tiff_at]  # same length: values changed in place
+    return bytes(out)
 
 
 def rotate_heif(data: bytes, orientation: int) -> bytes:
@@ -213,6 +278,7 @@ def rotate_heif(data: bytes, orientation: int) -> bytes:
         raise HeifEditError(f"orientation {orientation} is not a pure rotation")
     meta_box = _only(_boxes(data, 0, len(data)), b"meta")
     meta = _boxes(data, meta_box.body + 4, meta_box.end)
+    data = _exif_orientation_reset(data, meta)  # outside meta: box positions unchanged
     pitm = _only(meta, b"pitm")
     primary = (struct.unpack_from(">H", data, pitm.body + 4)[0] if data[pitm.body] == 0
                else struct.unpack_from(">I", data, pitm.body + 4)[0])
