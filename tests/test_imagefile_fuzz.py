@@ -22,6 +22,13 @@ CASES_PER_FORMAT = 40
 
 
 def _sample(fmt: str, tmp_path: Path) -> bytes:
+    if fmt == "HEIF":
+        pytest.importorskip("pillow_heif")
+        buf = io.BytesIO()
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(upright_array(48, 32)).save(buf, "HEIF", quality=80, exif=exif.tobytes())
+        return buf.getvalue()
     if fmt == "JPEG":
         path = tmp_path / "seed.jpg"
         camera_jpeg(path, upright_array(48, 32), 6, progressive=True)
@@ -49,7 +56,7 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF"])
 def test_mutated_files_raise_only_documented_errors(tmp_path: Path, fmt: str) -> None:
     rng = random.Random(f"rotwatchd-{fmt}")
     seed = _sample(fmt, tmp_path)
@@ -64,7 +71,8 @@ def test_mutated_files_raise_only_documented_errors(tmp_path: Path, fmt: str) ->
                 elif action == "load":
                     load_upright(path, 64)
                 else:
-                    write_corrected(path, tmp_path / "out" / f"m{case}.img", orientation=8)
+                    write_corrected(path, tmp_path / "out" / f"m{case}.img",
+                                    orientation=8 if case % 2 else 6)
                 outcome = "ok"
             except ImageProblem as exc:
                 outcome = exc.reason

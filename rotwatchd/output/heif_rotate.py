@@ -276,6 +276,13 @@ def rotate_heif(data: bytes, orientation: int) -> bytes:
     Raises HeifEditError for other orientations and for structures it does not edit."""
     if orientation not in IROT_STEPS:
         raise HeifEditError(f"orientation {orientation} is not a pure rotation")
+    try:
+        return _rotate(data, orientation)
+    except (struct.error, IndexError, OverflowError) as exc:  # fields past their box's end
+        raise HeifEditError(f"damaged box structure ({exc})") from exc
+
+
+def _rotate(data: bytes, orientation: int) -> bytes:
     meta_box = _only(_boxes(data, 0, len(data)), b"meta")
     meta = _boxes(data, meta_box.body + 4, meta_box.end)
     data = _exif_orientation_reset(data, meta)  # outside meta: box positions unchanged
