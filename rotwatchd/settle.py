@@ -123,24 +123,33 @@ class Settler(threading.Thread):
     def run(self) -> None:
         while True:
             with self._cond:
-                due = self._wait_for_due()
-                if due is None:
+                while not self._stopping and not self._due_now():
+                    self._cond.wait(self._next_wait())
+                if self._stopping:
                     return
-            for path, entry in due:
-                self._settle(path, entry)
+            self.settle_due()
 
-    def _wait_for_due(self) -> list[tuple[Path, _Entry]] | None:
-        """With the lock held: block until some entries are due; None when stopping."""
-        while not self._stopping:
-            now = self._clock()
-            if not self._queue_full:
-                due = [(p, e) for p, e in self._entries.items() if e.due <= now]
-                if due:
-                    return due
-            deadlines = [e.due for e in self._entries.values()]
-            timeout = None if self._queue_full or not deadlines else max(min(deadlines) - now, 0)
-            self._cond.wait(timeout)
-        return None
+    def _due_now(self) -> list[tuple[Path, _Entry]]:
+        """Caller holds the lock. Entries whose deadline passed (none while the queue is full)."""
+        if self._queue_full:
+            return []
+        now = self._clock()
+        return [(p, e) for p, e in self._entries.items() if e.due <= now]
+
+    def _next_wait(self) -> float | None:
+        """Caller holds the lock. Seconds to the next deadline; None = wait for a notify."""
+        if self._queue_full or not self._entries:
+            return None
+        return max(min(e.due for e in self._entries.values()) - self._clock(), 0.0)
+
+    def settle_due(self) -> None:
+        """One pass: every due file is queued if its size and mtime held still for a quiet
+        period, re-armed if it changed, forgotten if it vanished. The thread calls this;
+        tests with an injected clock call it directly."""
+        with self._cond:
+            due = self._due_now()
+        for path, entry in due:
+            self._settle(path, entry)
 
     def _settle(self, path: Path, entry: _Entry) -> None:
         signature = _signature(path, self._stat)

@@ -135,16 +135,26 @@ class MarkerClassifier:
 
 
 class Results:
-    """Collects processor results from worker threads; tests wait on its condition."""
+    """Collects processor results from worker threads; tests wait on its condition.
+
+    ``items`` holds files that were acted on; ``skipped`` the harmless no-ops (a duplicate
+    event for a file already done or already moved away), whose number depends on timing.
+    """
 
     def __init__(self) -> None:
         self.items: list[Result] = []
+        self.skipped: list[Result] = []
         self._cond = threading.Condition()
 
     def __call__(self, result: Result) -> None:
         with self._cond:
-            self.items.append(result)
+            (self.skipped if result.outcome == "skipped" else self.items).append(result)
             self._cond.notify_all()
+
+    def wait_skipped(self, n: int, timeout: float = 15.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.skipped) >= n, timeout):
+                raise AssertionError(f"{n} skipped results not reached within {timeout}s")
 
     def wait_for(self, predicate: Callable[[list[Result]], bool], timeout: float = 15.0) -> None:
         with self._cond:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from rotwatchd.config import InboxConfig
 from rotwatchd.config_schema import DEFAULT_IGNORE
-from rotwatchd.settle import Settler
+from rotwatchd.settle import WRITING_TIMEOUT, Settler
 from rotwatchd.watcher import InboxWatcher, is_ignored
 from rotwatchd.workqueue import WorkItem, WorkQueue
 
@@ -50,82 +49,139 @@ def test_wants_respects_recursion_and_inbox_bounds(tmp_path: Path,
     assert not flat.wants(tmp_path / "in")
 
 
+class FakeClock:
+    """Monotonic time the test moves by hand (the settler's injected clock)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked() -> tuple[Settler, WorkQueue, FakeClock]:
+    """A settler driven by settle_due() and a fake clock: no thread, no timing."""
+    clock = FakeClock()
+    queue = WorkQueue(maxsize=2)
+    return Settler(queue, quiet_period=2.0, clock=clock), queue, clock
+
+
 def test_armed_file_is_queued_only_after_a_quiet_period(
-        tmp_path: Path, settler_and_queue: tuple[Settler, WorkQueue]) -> None:
-    settler, queue = settler_and_queue
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked
     inbox = _inbox(tmp_path)
     path = inbox.path / "a.jpg"
     path.write_bytes(b"first")
     settler.note(path, inbox, armed=True)
-    item = queue.take(timeout=5)
-    assert item is not None and item.path == path
-    queue.done(item)
-    assert settler.pending() == 0
+    clock.now += 1.9
+    settler.settle_due()
+    assert queue.depth == 0 and settler.is_pending(path)
+    clock.now += 0.1
+    settler.settle_due()
+    assert queue.depth == 1 and settler.pending() == 0
 
 
-def test_changing_file_waits_until_stable(tmp_path: Path,
-                                          settler_and_queue: tuple[Settler, WorkQueue]) -> None:
-    settler, queue = settler_and_queue
+def test_changing_file_waits_until_stable(
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked
     inbox = _inbox(tmp_path)
     path = inbox.path / "grow.jpg"
     path.write_bytes(b"x")
     settler.note(path, inbox, armed=True)
-    tick = threading.Event()
-    for i in range(6):  # keeps growing faster than the quiet period, without new events
-        tick.wait(0.05)
+    for i in range(3):  # grows between checks, without any new event
         with open(path, "ab") as handle:
             handle.write(b"more" * (i + 1))
-        assert queue.depth == 0
-    item = queue.take(timeout=5)
-    assert item is not None and item.path == path
+        clock.now += 2.0
+        settler.settle_due()
+        assert queue.depth == 0, i
+    clock.now += 2.0  # one full quiet period without change
+    settler.settle_due()
+    assert queue.depth == 1
 
 
-def test_file_being_written_waits_for_its_close(tmp_path: Path,
-                                                settler_and_queue: tuple[Settler, WorkQueue]
-                                                ) -> None:
-    settler, queue = settler_and_queue
+def test_file_being_written_waits_for_its_close(
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked
     inbox = _inbox(tmp_path)
     path = inbox.path / "open.jpg"
     path.write_bytes(b"partial")
     settler.note(path, inbox, armed=False)  # created/modified, no close yet
-    assert queue.take(timeout=0.6) is None  # several quiet periods pass: still waiting
-    settler.note(path, inbox, armed=True, scan=True)  # a rescan may not arm it either
-    assert queue.take(timeout=0.4) is None
+    clock.now += 30
+    settler.note(path, inbox, armed=True, scan=True)  # a rescan may not arm it
+    clock.now += 20
+    settler.settle_due()
+    assert queue.depth == 0
     settler.note(path, inbox, armed=True)  # the close-after-write event
-    item = queue.take(timeout=5)
-    assert item is not None and item.path == path
+    clock.now += 2.0
+    settler.settle_due()
+    assert queue.depth == 1
 
 
-def test_vanished_file_is_forgotten(tmp_path: Path,
-                                    settler_and_queue: tuple[Settler, WorkQueue]) -> None:
-    settler, queue = settler_and_queue
+def test_silent_writer_is_armed_after_the_writing_timeout(
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked
+    inbox = _inbox(tmp_path)
+    path = inbox.path / "hardlinked.jpg"
+    path.write_bytes(b"complete, but no close event ever comes")
+    settler.note(path, inbox, armed=False)
+    clock.now += WRITING_TIMEOUT - 1
+    settler.settle_due()
+    assert queue.depth == 0
+    clock.now += 1
+    settler.settle_due()  # silence long enough: armed, one quiet period still required
+    assert queue.depth == 0
+    clock.now += 2.0
+    settler.settle_due()
+    assert queue.depth == 1
+
+
+def test_vanished_file_is_forgotten(
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked
     inbox = _inbox(tmp_path)
     path = inbox.path / "gone.jpg"
     path.write_bytes(b"x")
     settler.note(path, inbox, armed=True)
     path.unlink()
-    assert queue.take(timeout=0.6) is None
-    assert settler.pending() == 0
+    clock.now += 2.0
+    settler.settle_due()
+    assert queue.depth == 0 and settler.pending() == 0
 
 
 def test_full_queue_leaves_files_pending_until_space(
-        tmp_path: Path, settler_and_queue: tuple[Settler, WorkQueue]) -> None:
-    settler, queue = settler_and_queue  # capacity 2
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked  # capacity 2
     inbox = _inbox(tmp_path)
     paths = []
     for i in range(5):
         paths.append(inbox.path / f"{i}.jpg")
         paths[-1].write_bytes(b"data%d" % i)
         settler.note(paths[-1], inbox, armed=True)
+    clock.now += 2.0
+    settler.settle_due()
+    assert queue.depth == 2 and settler.pending() == 3  # kept, not dropped
     got: list[WorkItem] = []
     while len(got) < 5:
-        item = queue.take(timeout=5)
+        item = queue.take(timeout=1)  # taking one makes room: the settler is told
         assert item is not None
-        assert queue.depth <= 2
         got.append(item)
         queue.done(item)
+        settler.settle_due()
     assert sorted(i.path for i in got) == sorted(paths)
     assert settler.pending() == 0
+
+
+def test_settler_thread_queues_a_settled_file(
+        tmp_path: Path, settler_and_queue: tuple[Settler, WorkQueue]) -> None:
+    settler, queue = settler_and_queue  # real clock, real thread, 0.15 s quiet period
+    inbox = _inbox(tmp_path)
+    path = inbox.path / "t.jpg"
+    path.write_bytes(b"x")
+    settler.note(path, inbox, armed=True)
+    item = queue.take(timeout=10)
+    assert item is not None and item.path == path
+    queue.done(item)
 
 
 def test_queue_defers_a_path_that_is_running(tmp_path: Path) -> None:
