@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"rotwatchd: model: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         print(f"rotwatchd: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
