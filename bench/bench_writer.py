@@ -6,6 +6,8 @@ transform of the decoded source (inf = identical pixels).
 
     nice -n 15 .venv/bin/python bench/bench_writer.py [--repeats 3]
 
+(a few minutes: the HEIC re-encode row runs the x265 encoder on 12 MP once)
+
 The source images are synthetic but photo-like (smooth light, textures, sensor noise), written
 at quality 92 with 4:2:0 chroma like a phone or camera: 4032x3024 (MCU-aligned) and 4000x3000
 (3000 is not a multiple of the 16-px MCU, so a 90-degree turn cannot be lossless).
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rotwatchd.imagefile import UPRIGHT_TRANSPOSE
+from rotwatchd.imagefile import UPRIGHT_TRANSPOSE  # also registers the HEIF opener
 from rotwatchd.output.lossless_jpeg import find_jpegtran
 from rotwatchd.output.writer import write_corrected
 
@@ -75,6 +77,31 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _heif_rows(repeats: int) -> list[tuple[str, str, float, tuple[float, int] | None, float]]:
+    """A 12 MP HEIC turned by its irot property vs decoded, turned and re-encoded (q95)."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return []
+    rows: list[tuple[str, str, float, tuple[float, int] | None, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out, base = Path(tmp) / "src.heic", Path(tmp) / "out.heic", Path(tmp) / "re.heic"
+        pillow_heif.from_pillow(Image.fromarray(photo_like(4032, 3024))).save(src, quality=90)
+        exact = exact_reference(src, 6)
+        result = write_corrected(src, out, orientation=6)
+        secs = timed(lambda: write_corrected(src, out, orientation=6), repeats)
+        rows.append(("4032x3024 HEIC", f"rotwatchd {result.action}", secs,
+                     fidelity(decoded(out), exact), out.stat().st_size / src.stat().st_size))
+
+        def reencode() -> None:
+            with Image.open(src) as im:
+                im.transpose(UPRIGHT_TRANSPOSE[6]).save(base, "HEIF", quality=95)
+        secs = timed(reencode, 1)
+        rows.append(("4032x3024 HEIC", "pillow-heif decode/rotate/q95", secs,
+                     fidelity(decoded(base), exact), base.stat().st_size / src.stat().st_size))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -112,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("4032x3024 o=1", "rotwatchd upright copy",
                      timed(lambda: write_corrected(src, copy, orientation=1), args.repeats),
                      fidelity(decoded(copy), decoded(src)), 1.0))
+    rows.extend(_heif_rows(args.repeats))
     print(f"{'image':<16} {'path':<34} {'seconds':>8} {'PSNR dB':>8} {'max|d|':>6} {'size':>6}")
     for label, path, secs, quality, size in rows:
         score, worst = (f"{quality[0]:8.2f}", f"{quality[1]:6d}") if quality else ("n/a", "n/a")
