@@ -70,6 +70,12 @@ def test_separate_layout_agrees(needed: int) -> None:
     assert best_and_margin(scores)[0] == needed, scores
 
 
+def test_greyscale_and_alpha_images_are_accepted(cue: FaceCue) -> None:
+    for mode in ("L", "RGBA"):
+        scores = cue.scores(load("jesper.jpg").convert(mode).rotate(270, expand=True))
+        assert best_and_margin(scores)[0] == 270, (mode, scores)
+
+
 def test_photo_without_face_scores_low(cue: FaceCue) -> None:
     for needed in CORRECTIONS:
         scores = cue.scores(load("skagen.jpg").rotate(needed, expand=True))
@@ -120,6 +126,12 @@ def test_letterbox_pads_instead_of_stretching() -> None:
     assert square.shape == (128, 128, 3)
     assert np.all(square[:32] == -1.0) and np.all(square[96:] == -1.0)
     assert np.allclose(square[32:96], 1.0)
+    # A half-height box (used to pack two rotations in one input) keeps the aspect too.
+    strip = letterbox(wide, 128, 64)
+    assert strip.shape == (64, 128, 3) and np.allclose(strip, 1.0)
+    tall = letterbox(wide, 64, 128)
+    assert tall.shape == (128, 64, 3)
+    assert np.all(tall[:48] == -1.0) and np.allclose(tall[48:80], 1.0)
 
 
 def test_rotate_clockwise_matches_pil() -> None:

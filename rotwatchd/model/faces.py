@@ -4,9 +4,12 @@ A face detector trained on upright faces fires far more strongly on the rotation
 a portrait upright than on the other three, so "best face score per rotation" is a cheap,
 pretrained orientation cue. The detectors are plain ``.tflite`` files extracted from the
 ``mediapipe`` wheel at build time (``training/fetch_face_models.py``); this module never
-imports mediapipe. Pre-processing (letterbox to a square, pixels scaled to [-1, 1]) and the
-SSD anchor layout follow MediaPipe's face-detection graphs, so the raw outputs decode into
-the same boxes and scores MediaPipe would report.
+imports mediapipe. Pre-processing (letterbox without stretching, pixels scaled to [-1, 1])
+and the SSD anchor layout follow MediaPipe's face-detection graphs, so the raw outputs decode
+into the same boxes, keypoints and scores MediaPipe would report.
+
+Measured figures (precision per score threshold, cost per image) and how to reproduce them:
+``bench/bench_faces.py``. Not thread-safe: use one FaceCue per worker thread.
 """
 
 from __future__ import annotations
@@ -193,7 +196,7 @@ def _interpreter_class() -> Any:
 
 
 class _Detector:
-    """One loaded model with its anchors; runs a batch of letterboxed squares."""
+    """One loaded model with its anchors; runs one letterboxed square at a time."""
 
     def __init__(self, spec: DetectorSpec, path: Path, threads: int) -> None:
         if not path.is_file():
@@ -226,10 +229,13 @@ class _Detector:
         """Raw (regressors[N, C], logits[N]) for one ``[S, S, 3]`` input."""
         # One invoke per input: resizing the batch dimension is no faster on one thread, and
         # the short-range graph then interleaves its outputs by layer, not by batch item.
-        self._interp.set_tensor(self._input_index, square[np.newaxis])
-        self._interp.invoke()
-        reg = np.asarray(self._interp.get_tensor(self._reg_index), dtype=np.float32)
-        logits = np.asarray(self._interp.get_tensor(self._score_index), dtype=np.float32)
+        try:
+            self._interp.set_tensor(self._input_index, square[np.newaxis])
+            self._interp.invoke()
+            reg = np.asarray(self._interp.get_tensor(self._reg_index), dtype=np.float32)
+            logits = np.asarray(self._interp.get_tensor(self._score_index), dtype=np.float32)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"face detector {self.spec.name} failed: {exc}") from exc
         return reg[0], logits.reshape(-1)
 
 
