@@ -105,14 +105,15 @@ def test_acceptance_fifty_images_with_restart(workspace: tuple[Path, Path]) -> N
     inbox, outbox, staging = root / "inbox", root / "outbox", root / "staging"
     plan: list[tuple[str, str, int | None]] = []  # (relative name, how, exif orientation)
     for i in range(50):
-        folder = ["", "a/", "b/c/", "a/deep/"][i % 4]
+        folder = ["", "a/", "b/c/", "a/deep/", "d/"][i // 12]
         how = ["slow", "rename", "copy", "rename", "copy"][i % 5]
         tag = [None, 6, None, 3, 8][i % 5] if i % 2 else None
-        plan.append((f"{folder}img{i % 20:02d}.jpg", how, tag))
+        plan.append((f"{folder}img{i % 12:02d}.jpg", how, tag))
     assert len({name for name, _, _ in plan}) == 50  # same names, different subfolders
     sources: dict[str, Path] = {}
     for i, (name, _, tag) in enumerate(plan):
-        sources[name] = make_photo(staging / name, correction=[0, 90, 180, 270][i % 4],
+        turn = 0 if tag else [0, 90, 180, 270][i % 4]  # tagged: the tag alone fixes it
+        sources[name] = make_photo(staging / name, correction=turn,
                                    exif_orientation=tag, size=(640, 480), seed=i)
     digests = {name: _sha(path) for name, path in sources.items()}
 
