@@ -95,3 +95,19 @@ def test_fix_xmp_attribute_and_element_forms() -> None:
     assert exif_edit.fix_xmp(elem, 3) == elem.replace(b">3<", b">1<")  # 180: sizes unchanged
     assert b"<tiff:Orientation>1<" in exif_edit.fix_xmp(elem, 6)
     assert b"PixelXDimension>480<" in exif_edit.fix_xmp(elem, 6)
+
+
+def test_hostile_thumbnail_is_carried_not_decoded() -> None:
+    """A 'thumbnail' whose header claims 60000x60000 pixels must not be decoded."""
+    import io
+
+    from rotwatchd.output.writer import _thumbnail_rotator
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    bomb = bytes(data)
+    assert _thumbnail_rotator(6, 90)(bomb) == bomb
+    assert _thumbnail_rotator(6, 90)(b"\xff\xd8garbage") == b"\xff\xd8garbage"

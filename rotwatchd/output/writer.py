@@ -229,18 +229,25 @@ def _fixed_exif(tiff: bytes, orientation: int, notes: list[str]) -> bytes:
     return exif_edit.fix_after_transform(tiff, orientation, lambda thumb: thumb)
 
 
+_MAX_THUMBNAIL_PIXELS = 1_000_000  # EXIF thumbnails are ~160x120; bigger claims are bombs
+
+
 def _thumbnail_rotator(orientation: int, quality: int) -> exif_edit.ThumbnailFn:
     def rotate(thumb: bytes) -> bytes:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # damaged thumbnail metadata
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(io.BytesIO(thumb), formats=["JPEG"]) as im:
+                    if im.width * im.height > _MAX_THUMBNAIL_PIXELS:
+                        return thumb
                     im.load()
                     out = to_upright(im, orientation)
             buf = io.BytesIO()
             out.save(buf, "JPEG", quality=quality)
             return buf.getvalue()
-        except (OSError, SyntaxError, ValueError):
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
+                ZeroDivisionError, RuntimeError, Image.DecompressionBombError):
             return thumb  # an unreadable thumbnail is carried as it is
     return rotate
 
