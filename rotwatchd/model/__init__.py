@@ -13,6 +13,9 @@ from rotwatchd.model.base import (
 )
 from rotwatchd.model.registry import available_backends, load_classifier
 
+# Importing the backends registers them ("litert" = scene network + face cue, "litert-scene").
+from rotwatchd.model import fusion as _fusion  # noqa: E402,F401  isort: skip
+
 __all__ = [
     "CORRECTIONS",
     "ModelError",

@@ -1,0 +1,137 @@
+"""Fusion of the orientation cues into one correction and one confidence.
+
+Cues: the scene network's calibrated probabilities (always) and the face cue's best face score
+per candidate correction (when face models are installed). Fusion is log-linear: a face score
+acts as evidence ``weight * score`` added to the scene's log-probability of that correction.
+Where the cues disagree (both confident, different corrections) the confidence is capped below
+any sensible review threshold, so the image goes to review instead of being turned wrongly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
+from rotwatchd.model.litert import LiteRTClassifier
+
+Probs = tuple[float, float, float, float]
+
+
+class FaceScores(Protocol):
+    def scores(self, image: Image.Image) -> Probs: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    face_present: float = 0.6  # a face cue counts only if its best score reaches this
+    face_weight: float = 6.0  # log-evidence per unit of face score
+    scene_sure: float = 0.6  # scene probability at which a contradiction counts as one
+    disagreement_cap: float = 0.35  # confidence ceiling when scene and faces contradict
+
+
+@dataclass(frozen=True)
+class Fused:
+    probabilities: Probs
+    confidence: float
+    correction: int
+    face_used: bool
+    disagreement: bool
+
+
+def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams()) -> Fused:
+    """Combine scene probabilities with per-correction face scores (or None: no face cue).
+
+    Pure function. Returns fused probabilities, the chosen correction and its confidence.
+    """
+    s = np.clip(np.asarray(scene, dtype=np.float64), 1e-6, 1.0)
+    if faces is None or max(faces) < params.face_present:
+        p = s / s.sum()
+        best = int(np.argmax(p))
+        return Fused(_tuple(p), float(p[best]), CORRECTIONS[best], False, False)
+    f = np.asarray(faces, dtype=np.float64)
+    logp = np.log(s) + params.face_weight * (f - f.max())
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    best = int(np.argmax(p))
+    scene_best, face_best = int(np.argmax(s)), int(np.argmax(f))
+    disagree = scene_best != face_best and float(s[scene_best] / s.sum()) >= params.scene_sure
+    conf = float(p[best])
+    if disagree:
+        conf = min(conf, params.disagreement_cap)
+    return Fused(_tuple(p), conf, CORRECTIONS[best], True, disagree)
+
+
+def _tuple(p: np.ndarray) -> Probs:
+    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+
+
+class FusedClassifier:
+    """Scene network + face cue behind the ``OrientationClassifier`` interface."""
+
+    def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
+                 params: FusionParams = FusionParams()) -> None:
+        self.scene = scene
+        self.faces = faces
+        self.params = params
+        self.meta = scene.meta
+
+    def predict(self, image: Image.Image) -> Prediction:
+        scene = self.scene.probabilities(image)
+        faces = self.faces.scores(image) if self.faces is not None else None
+        fused = fuse(scene, faces, self.params)
+        cues: list[tuple[str, float]] = [("scene", max(scene))]
+        if faces is not None:
+            cues.append(("face", max(faces)))
+            cues.append(("face_correction", float(CORRECTIONS[int(np.argmax(faces))])))
+        if fused.disagreement:
+            cues.append(("disagreement", 1.0))
+        return Prediction(fused.correction, fused.confidence, fused.probabilities, tuple(cues))
+
+    def close(self) -> None:
+        self.scene.close()
+        if self.faces is not None:
+            self.faces.close()
+
+
+def load_fused(model_path: Path | None, threads: int) -> FusedClassifier:
+    """Scene model plus the face cue when ``<model dir>/faces`` holds its detectors.
+
+    Raises ModelError when the scene model is unusable; a missing face model only removes
+    that cue (the scene network alone still answers, with its own calibrated confidence).
+    """
+    scene = LiteRTClassifier(model_path, threads)
+    faces: FaceScores | None = None
+    face_dir = (Path(model_path).parent if model_path else default_model_dir()) / "faces"
+    if face_dir.is_dir():
+        try:
+            from rotwatchd.model.faces import FaceCue
+
+            faces = FaceCue(face_dir, threads=threads)
+        except ModelError:
+            faces = None
+    return FusedClassifier(scene, faces)
+
+
+def load_scene_only(model_path: Path | None, threads: int) -> LiteRTClassifier:
+    return LiteRTClassifier(model_path, threads)
+
+
+__all__ = ["FusedClassifier", "FusionParams", "fuse", "load_fused", "load_scene_only"]
+
+
+def _register() -> None:
+    from rotwatchd.model.registry import register_backend
+
+    # "litert" (first registered -> the "auto" choice): every cue; "litert-scene": network only.
+    register_backend("litert", load_fused)
+    register_backend("litert-scene", load_scene_only)
+
+
+_register()

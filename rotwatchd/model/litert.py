@@ -1,0 +1,120 @@
+"""LiteRT (TFLite) backend for the scene orientation network.
+
+The model file takes one NHWC image (float32, or int8 for a fully quantized model) and returns
+4 logits, class ``i`` meaning clockwise correction ``CORRECTIONS[i]``. A JSON sidecar next to
+the model (same stem, ``.json``) holds the input size and the softmax temperature fitted on the
+validation sources. Preprocessing here must match ``training/augment.py:to_input`` exactly:
+RGB, squash-resize to size x size with bilinear filtering, then ``(pixel - 127) / 128``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
+
+MODEL_FILE = "orientation.tflite"
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What the runtime must know about a model file besides its graph."""
+
+    input_size: int = 128
+    temperature: float = 1.0
+    min_confidence: float = 0.5  # recommended review threshold (chosen on validation sources)
+
+    @classmethod
+    def for_model(cls, model_path: Path) -> ModelMeta:
+        """Read ``<model>.json`` (or the shared ``orientation.json``); defaults if absent."""
+        for cand in (model_path.with_suffix(".json"), model_path.parent / "orientation.json"):
+            if cand.is_file():
+                raw = json.loads(cand.read_text())
+                return cls(int(raw.get("input_size", 128)), float(raw.get("temperature", 1.0)),
+                           float(raw.get("min_confidence", 0.5)))
+        return cls()
+
+
+def _interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as exc:
+            raise ModelError("neither ai-edge-litert nor tflite-runtime is installed") from exc
+    return Interpreter
+
+
+def preprocess(image: Image.Image, size: int) -> np.ndarray:
+    """PIL image -> float32 array (size, size, 3) normalised as in training."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    # reducing_gap keeps big photos fast (box pre-shrink) without changing the result visibly.
+    small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return (np.asarray(small, dtype=np.float32) - 127.0) / 128.0
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    z -= z.max()
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum()
+    return out
+
+
+class LiteRTClassifier:
+    """Scene network on ai-edge-litert (XNNPACK CPU kernels), ``threads`` worker threads.
+
+    Raises ModelError when the file is missing or is not a loadable 4-way orientation model.
+    """
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+        path = Path(model_path) if model_path is not None else default_model_dir() / MODEL_FILE
+        if not path.is_file():
+            raise ModelError(f"orientation model not found: {path}")
+        self.path = path
+        self.meta = ModelMeta.for_model(path)
+        try:
+            self._interp = _interpreter_class()(model_path=str(path), num_threads=max(1, threads))
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load orientation model {path}: {exc}") from exc
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        shape = tuple(self._in["shape"])
+        if len(shape) != 4 or shape[3] != 3 or tuple(self._out["shape"])[-1] != 4:
+            raise ModelError(f"{path} is not a 4-way NHWC orientation model (input {shape})")
+        self.input_size = int(shape[1])
+
+    def logits(self, image: Image.Image) -> np.ndarray:
+        """Raw 4 logits of the network for one image (dequantized when the model is int8)."""
+        x = preprocess(image, self.input_size)[None]
+        if self._in["dtype"] != np.float32:
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(self._in["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in["dtype"])
+        self._interp.set_tensor(self._in["index"], x)
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out["index"])[0]
+        if self._out["dtype"] != np.float32:
+            scale, zero = self._out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return np.asarray(y, dtype=np.float32)
+
+    def probabilities(self, image: Image.Image) -> tuple[float, float, float, float]:
+        p = softmax(self.logits(image), self.meta.temperature)
+        return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+
+    def predict(self, image: Image.Image) -> Prediction:
+        probs = self.probabilities(image)
+        best = int(np.argmax(probs))
+        return Prediction(CORRECTIONS[best], probs[best], probs, (("scene", probs[best]),))
+
+    def close(self) -> None:
+        self._interp = None
