@@ -101,7 +101,7 @@ def test_hostile_thumbnail_is_carried_not_decoded() -> None:
     """A 'thumbnail' whose header claims 60000x60000 pixels must not be decoded."""
     import io
 
-    from rotwatchd.output.writer import _thumbnail_rotator
+    from rotwatchd.output.metadata import thumbnail_rotator
 
     buf = io.BytesIO()
     Image.new("RGB", (16, 16)).save(buf, "JPEG")
@@ -109,5 +109,5 @@ def test_hostile_thumbnail_is_carried_not_decoded() -> None:
     sof = data.find(b"\xff\xc0")
     data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
     bomb = bytes(data)
-    assert _thumbnail_rotator(6, 90)(bomb) == bomb
-    assert _thumbnail_rotator(6, 90)(b"\xff\xd8garbage") == b"\xff\xd8garbage"
+    assert thumbnail_rotator(6, 90)(bomb) == bomb
+    assert thumbnail_rotator(6, 90)(b"\xff\xd8garbage") == b"\xff\xd8garbage"

@@ -26,13 +26,9 @@ The output mtime and permission bits are the source's; the source is only ever r
 from __future__ import annotations
 
 import errno
-import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from PIL import Image, PngImagePlugin
+from typing import Literal
 
 from rotwatchd.imagefile import (
     DEFAULT_MAX_PIXELS,
@@ -40,9 +36,7 @@ from rotwatchd.imagefile import (
     UnsupportedFormat,
     detect_format,
     open_image,
-    read_head,
     read_jpeg,
-    to_upright,
     translate_errors,
 )
 from rotwatchd.output import exif_edit
@@ -67,13 +61,14 @@ from rotwatchd.output.lossless_jpeg import (
     reencode,
     transform_lossless,
 )
+from rotwatchd.output.metadata import fixed_exif
+from rotwatchd.output.other_formats import transform_other
 
 __all__ = ["Action", "ImageProblem", "UnsupportedFormat", "WriteResult", "write_corrected"]
 
 Action = Literal["copied", "hardlinked", "lossless-jpeg", "lossless-heif", "re-encoded",
                  "tagged"]
 Mode = Literal["pixels", "tag"]
-_LOSSY_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -126,7 +121,7 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
         done = _write_heif_lossless(source, target, orientation, max_pixels, notes)
         if done is not None:
             return done
-    data_out, more = _transform_other(source, fmt, orientation, max_pixels)
+    data_out, more = transform_other(source, fmt, orientation, max_pixels)
     notes.extend(more)
     atomic_write_bytes(target, data_out, stat_from=source)
     other = ("tag mode is JPEG-only: pixels rotated",) if mode == "tag" else ()
@@ -207,49 +202,11 @@ def _carried_segments(layout: JpegLayout, orientation: int) -> tuple[list[bytes]
                 notes.append("JFIF extension thumbnail dropped")
                 continue
         elif seg.is_app(APP1, EXIF_PREFIX):
-            payload = EXIF_PREFIX + _fixed_exif(payload[len(EXIF_PREFIX):], orientation, notes)
+            payload = EXIF_PREFIX + fixed_exif(payload[len(EXIF_PREFIX):], orientation, notes)
         elif seg.is_app(APP1, XMP_PREFIX):
             payload = XMP_PREFIX + exif_edit.fix_xmp(payload[len(XMP_PREFIX):], orientation)
         head.append(segment_bytes(seg.marker, payload))
     return head, notes
-
-
-def _fixed_exif(tiff: bytes, orientation: int, notes: list[str]) -> bytes:
-    for quality in (90, 75, 50):
-        try:
-            fixed = exif_edit.fix_after_transform(tiff, orientation,
-                                                  _thumbnail_rotator(orientation, quality))
-        except exif_edit.ExifError as exc:
-            # IFD0 unreadable: no viewer can read an Orientation from it either; keep it whole.
-            notes.append(f"EXIF not editable ({exc}): carried unchanged")
-            return tiff
-        if len(fixed) + len(EXIF_PREFIX) <= 0xFFFF - 2:
-            return fixed
-    notes.append("EXIF thumbnail too large after rotation: EXIF carried with Orientation only")
-    return exif_edit.fix_after_transform(tiff, orientation, lambda thumb: thumb)
-
-
-_MAX_THUMBNAIL_PIXELS = 1_000_000  # EXIF thumbnails are ~160x120; bigger claims are bombs
-
-
-def _thumbnail_rotator(orientation: int, quality: int) -> exif_edit.ThumbnailFn:
-    def rotate(thumb: bytes) -> bytes:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # damaged thumbnail metadata
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(thumb), formats=["JPEG"]) as im:
-                    if im.width * im.height > _MAX_THUMBNAIL_PIXELS:
-                        return thumb
-                    im.load()
-                    out = to_upright(im, orientation)
-            buf = io.BytesIO()
-            out.save(buf, "JPEG", quality=quality)
-            return buf.getvalue()
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-                ZeroDivisionError, RuntimeError, Image.DecompressionBombError):
-            return thumb  # an unreadable thumbnail is carried as it is
-    return rotate
 
 
 def _assemble(head: list[bytes], encoded: bytes) -> bytes:
@@ -279,116 +236,4 @@ def _tag_jpeg(data: bytes, layout: JpegLayout, orientation: int) -> bytes:
         return data[:seg.start] + new + data[seg.start:]
     return data[:seg.start] + segment_bytes(APP1, EXIF_PREFIX + tiff) + data[seg.end:]
 
-
-def _transform_other(source: Path, fmt: str, orientation: int,
-                     max_pixels: int) -> tuple[bytes, list[str]]:
-    notes: list[str] = []
-    head = read_head(source, 4096)
-    with translate_errors(source), open_image(source, fmt, max_pixels) as im:
-        if getattr(im, "is_animated", False):
-            raise UnsupportedFormat(f"animated {fmt} (not rotated)", source)
-        im.load()
-        lossy = precision_loss(fmt, im, head)
-        if lossy:
-            raise UnsupportedFormat(f"{lossy} (Pillow would drop precision)", source)
-        info = {str(k): v for k, v in im.info.items()}
-        params = _save_params(im, fmt, orientation, info, notes)
-        out = to_upright(im, orientation)
-    if fmt == "WEBP":
-        lossless = _webp_is_lossless(head)
-        params.update(lossless=lossless, exact=True)
-        if not lossless:
-            params["quality"] = _LOSSY_QUALITY
-    buf = io.BytesIO()
-    out.save(buf, fmt, **params)  # outside translate_errors: not the source's fault
-    return buf.getvalue(), notes
-
-
-def precision_loss(fmt: str, im: Image.Image, head: bytes) -> str | None:
-    """Why decoding ``im`` with Pillow loses sample precision (16-bit colour PNG/TIFF are
-    decoded to 8 bits), else None. Such files go to review rather than lose data."""
-    if fmt == "PNG" and len(head) > 25 and head[24] == 16 and head[25] in (2, 6):
-        return "16-bit colour PNG"
-    if fmt == "TIFF":
-        bits = getattr(im, "tag_v2", {}).get(258, (8,))
-        bits = bits if isinstance(bits, tuple) else (bits,)
-        if max(bits) > 8 and im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
-            return f"{max(bits)}-bit colour TIFF"
-    return None
-
-
-def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, Any],
-                 notes: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    raw_exif = info.get("exif")
-    if isinstance(raw_exif, bytes) and raw_exif and fmt != "TIFF":
-        tiff = raw_exif[len(EXIF_PREFIX):] if raw_exif.startswith(EXIF_PREFIX) else raw_exif
-        params["exif"] = _fixed_exif(tiff, orientation, notes)
-    if info.get("icc_profile"):
-        params["icc_profile"] = info["icc_profile"]
-    xmp = info.get("xmp")
-    if isinstance(xmp, bytes) and xmp and fmt in ("WEBP", "HEIF"):
-        params["xmp"] = exif_edit.fix_xmp(xmp, orientation)
-    if fmt == "PNG":
-        params["pnginfo"] = _png_text(im, orientation)
-        for key in ("transparency", "dpi", "gamma"):
-            if key in info:
-                params[key] = info[key]
-    elif fmt == "TIFF":
-        params["tiffinfo"] = _tiff_tags(im, orientation)
-        if info.get("compression") and info["compression"] != "raw":
-            params["compression"] = info["compression"]
-    elif fmt == "GIF":
-        for key in ("transparency", "comment"):
-            if key in info:
-                params[key] = info[key]
-    elif fmt == "HEIF":
-        params["quality"] = _LOSSY_QUALITY
-    return params
-
-
-# Tags that describe the pixel layout of the source (the encoder writes its own) or point to
-# offsets in the source file; the ICC profile is passed separately.
-_TIFF_LAYOUT_TAGS = frozenset({256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 322, 323,
-                               324, 325, 330, 338, 339, 34665, 34853, 40965, 34675})
-
-
-def _tiff_tags(im: Image.Image, orientation: int) -> dict[int, Any]:
-    """The source's descriptive IFD0 tags (Make, Model, DateTime, Artist, XMP, IPTC...) with
-    Orientation 1 and, when present, the Exif and GPS sub-IFDs as nested directories."""
-    tags: dict[int, Any] = {tag: value for tag, value in getattr(im, "tag_v2", {}).items()
-                            if tag not in _TIFF_LAYOUT_TAGS}
-    tags[exif_edit.ORIENTATION] = 1
-    if isinstance(tags.get(700), bytes):
-        tags[700] = exif_edit.fix_xmp(tags[700], orientation)
-    exif = im.getexif()
-    for pointer in (0x8769, 0x8825):
-        sub = dict(exif.get_ifd(pointer))
-        swap = {exif_edit.PIXEL_X, exif_edit.PIXEL_Y} <= set(sub)
-        if swap and orientation in exif_edit.TRANSPOSING:
-            sub[exif_edit.PIXEL_X], sub[exif_edit.PIXEL_Y] = (sub[exif_edit.PIXEL_Y],
-                                                              sub[exif_edit.PIXEL_X])
-        if sub:
-            tags[pointer] = sub
-    return tags
-
-
-def _png_text(im: Image.Image, orientation: int) -> PngImagePlugin.PngInfo:
-    chunks = PngImagePlugin.PngInfo()
-    for key, value in getattr(im, "text", {}).items():
-        if key == "XML:com.adobe.xmp":
-            value = exif_edit.fix_xmp(str(value).encode(), orientation).decode()
-        if isinstance(value, PngImagePlugin.iTXt):
-            chunks.add_itxt(key, value, value.lang or "", value.tkey or "")
-        elif key == "XML:com.adobe.xmp":
-            chunks.add_itxt(key, value)
-        else:
-            chunks.add_text(key, value)
-    return chunks
-
-
-def _webp_is_lossless(head: bytes) -> bool:
-    """RIFF chunk after the WEBP fourcc: VP8L is lossless (VP8X: look for the image chunk)."""
-    chunk = head[12:16]
-    return chunk == b"VP8L" or (chunk == b"VP8X" and b"VP8L" in head[16:])
 
