@@ -157,3 +157,27 @@ def test_status_line_from_a_status_document() -> None:
     expected = "queue 2 (1 running, 3 settling); done 40, review 3; power awake"
     assert status_line(document) == expected
     assert status_line({}) == "queue 0 (0 running, 0 settling); no files yet; power unknown"
+
+
+def test_idle_worker_loops_keep_the_watchdog_fed(listener: tuple[socket.socket, str]) -> None:
+    """Two idle workers blocked on an empty queue still turn and ping at the interval; a stop
+    ends them promptly (the heartbeat's timeout never delays shutdown)."""
+    from rotwatchd.workqueue import Worker, WorkQueue
+
+    sock, path = listener
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    beat = Heartbeat(notifier)
+    queue = WorkQueue(4)
+    workers = [Worker(queue, lambda item: None, f"w{i}", heartbeat=beat) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(5):
+            assert receive(sock) == ["WATCHDOG=1"]
+    finally:
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.join(5)
+    assert not any(worker.is_alive() for worker in workers)
+    notifier.close()

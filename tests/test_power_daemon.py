@@ -101,7 +101,7 @@ def test_unavailable_governor_is_logged_and_files_still_flow(
 
 
 def test_dynamic_mode_and_reload_of_power_settings(
-    tmp_path: Path, tree: Path, daemon_factory: Any
+    tmp_path: Path, tree: Path, daemon_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = power_config(tmp_path, tree, dynamic=True, idle_timeout="1h")
     daemon, results = daemon_factory(config, start=False)
@@ -113,14 +113,19 @@ def test_dynamic_mode_and_reload_of_power_settings(
     assert power.state is PowerState.AWAKE
     assert power.status()["dynamic"]["mode"] == "balanced"
 
-    daemon.reload(power_config(tmp_path, tree, dynamic=True, idle_timeout="300ms"))
+    other = make_cpufreq_tree(tmp_path / "other-cpu", ("ondemand",))
+    with caplog.at_level(logging.WARNING, logger="rotwatchd.power"):
+        daemon.reload(power_config(tmp_path, other, dynamic=True, idle_timeout="300ms"))
     assert power.sleep.settings.idle_timeout == pytest.approx(0.3)
+    assert "power.cpufreq_path changed: takes effect after a restart" in caplog.text
+    assert power.settings.cpufreq_path == tree  # the governors in use stay under control
     assert power.sleep.wait_asleep(timeout=5)
     assert read_governors(tree) == ["powersave", "powersave"]
     make_photo(config.inboxes[0].path / "c.jpg", correction=90)
     assert results.wait_count(1)[0].outcome == "done"
     daemon.stop()
     assert read_governors(tree) == ORIGINAL
+    assert read_governors(other) == ["ondemand"]
 
 
 def test_settings_mirror_the_validated_config_section(tmp_path: Path, tree: Path) -> None:
