@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for workers in (1, 2):
             rate, rss_idle, rss_busy = throughput(images, workers)
+            print(f"{workers} worker(s): {rate:.2f} images/s", file=sys.stderr)
             rows.append((workers, rate, rss_idle, rss_busy))
+        print(f"measuring the idle daemon for {args.idle:.0f} s", file=sys.stderr)
         cpu, rss = idle_cpu(scratch, args.idle)
     cpus = os.cpu_count()
     print(f"\nrotwatchd daemon benchmark ({w}x{h} JPEG, {args.images} images, {cpus} CPUs, "

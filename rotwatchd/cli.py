@@ -32,7 +32,7 @@ from rotwatchd.config_schema import DEFAULT_IGNORE, describe
 from rotwatchd.model.base import ModelError
 
 if TYPE_CHECKING:
-    from rotwatchd.power.model_slot import ModelSlot
+    from rotwatchd.classifier_pool import ClassifierPool
 
 DEFAULT_CONFIG = Path("rotwatchd.yaml")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
@@ -136,12 +136,12 @@ def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, Output
     return cfg.model, cfg.limits, cfg.output, cfg.watch.ignore_patterns
 
 
-def _model_slot(model_cfg: ModelConfig) -> ModelSlot:
+def _model_slot(model_cfg: ModelConfig) -> ClassifierPool:
+    from rotwatchd.classifier_pool import ClassifierPool
     from rotwatchd.daemon import load_configured_classifier
-    from rotwatchd.power.model_slot import ModelSlot
 
     # loaded on the first image that needs it: EXIF-tagged images never do
-    return ModelSlot(lambda: load_configured_classifier(model_cfg))
+    return ClassifierPool(lambda: load_configured_classifier(model_cfg))
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ thread.
 
 Seams for power management and systemd (issue 3): ``hooks`` (a SleepController: activity,
 begin_work/end_work, inference_started), ``Daemon.queue`` (depth, ActivityListener for
-"work arrived"/"idle"), ``Daemon.model`` (a ModelSlot that can be released and reloaded),
+"work arrived"/"idle"), ``Daemon.model`` (a ClassifierPool that can be released and reloaded),
 lifecycle listeners (ready, reloading, reloaded, stopping) and ``set_power_status``.
 """
 
@@ -25,11 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 from rotwatchd import __version__
+from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, ConfigError, ModelConfig, ensure_dirs
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.registry import load_classifier
-from rotwatchd.power.model_slot import ModelSlot
 from rotwatchd.processor import Processor, Result, WorkHooks
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
@@ -74,7 +74,8 @@ class Daemon:
         self.started_at = time.time()
         self.journal = Journal(config.state_dir)
         self.queue = WorkQueue(config.queue_size)
-        self.model = ModelSlot(lambda: classifier_factory(self.config.model))
+        # one classifier per concurrently working thread: interpreters are not thread-safe
+        self.model = ClassifierPool(lambda: classifier_factory(self.config.model))
         self.processor = Processor(config, self.journal, self.model, hooks=hooks,
                                    on_result=self._on_result)
         self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)

@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,9 +34,9 @@ MODEL_INPUT_SIDE = 384
 
 
 class ModelSource(Protocol):
-    """Where workers get the classifier (``rotwatchd.power.model_slot.ModelSlot`` fits)."""
+    """Where workers get a classifier for one prediction (``ClassifierPool`` fits)."""
 
-    def get(self) -> OrientationClassifier: ...
+    def lease(self) -> AbstractContextManager[OrientationClassifier]: ...
 
 
 class WorkHooks(Protocol):
@@ -104,11 +105,12 @@ def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
         image = load_upright(path, MODEL_INPUT_SIDE, max_pixels=max_pixels)
     except ImageProblem as exc:  # decoding found what inspect missed
         return Facts(problem=f"{exc.reason}: {exc}")
-    classifier = model.get()
-    if hooks is not None:
-        hooks.inference_started()
+    with model.lease() as classifier:
+        if hooks is not None:
+            hooks.inference_started()
+        prediction = classifier.predict(image)
     return Facts(exif_orientation=info.exif_orientation, pixels=facts.pixels,
-                 prediction=classifier.predict(image))
+                 prediction=prediction)
 
 
 class Processor:

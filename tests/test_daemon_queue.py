@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
@@ -121,3 +122,39 @@ def test_status_file_reflects_the_running_daemon(tmp_path: Path, daemon_factory:
     daemon.stop()
     final = read_status(config.state_dir)
     assert final is not None and final["running"] is False and final["state"] == "stopped"
+
+
+class NonReentrantClassifier(MarkerClassifier):
+    """Fails like a LiteRT interpreter if two threads predict with it at once."""
+
+    def __init__(self, overlap: threading.Barrier) -> None:
+        super().__init__()
+        self._busy = threading.Lock()
+        self._overlap = overlap
+
+    def predict(self, image: Image.Image) -> Prediction:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("There is at least 1 reference to internal data")
+        try:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self._overlap.wait(5)  # hold on until the other worker is inside predict too
+            return super().predict(image)
+        finally:
+            self._busy.release()
+
+
+def test_two_workers_never_share_a_classifier(tmp_path: Path, daemon_factory: Any) -> None:
+    overlap = threading.Barrier(2)
+    made: list[NonReentrantClassifier] = []
+
+    def build(model: ModelConfig) -> NonReentrantClassifier:
+        made.append(NonReentrantClassifier(overlap))
+        return made[-1]
+
+    config = fast_config(tmp_path, workers=2)
+    daemon, results = daemon_factory(config, classifier_factory=build)
+    for i in range(4):
+        make_photo(config.inboxes[0].path / f"w{i}.jpg", correction=90, seed=i)
+    results.wait_count(4, timeout=30)
+    assert {r.outcome for r in results.items} == {"done"}
+    assert len(made) == 2  # one per concurrent worker, reused afterwards
