@@ -60,12 +60,21 @@ def wait_for(predicate: object, timeout: float) -> None:
         tick.wait(0.02)
 
 
-def done_count(state: Path) -> int:
+def outcome_counts(state: Path) -> dict[str, int]:
+    """Journal rows per outcome (the daemon writes, we only read: WAL allows it)."""
     db = state / "journal.sqlite3"
     if not db.exists():
-        return 0
-    with sqlite3.connect(db, timeout=30) as conn:
-        return int(conn.execute("SELECT count(*) FROM files WHERE outcome='done'").fetchone()[0])
+        return {}
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        rows = conn.execute("SELECT outcome, count(*) FROM files GROUP BY outcome").fetchall()
+    finally:
+        conn.close()
+    return {str(k): int(v) for k, v in rows}
+
+
+def finished(state: Path) -> int:
+    return sum(n for k, n in outcome_counts(state).items() if k != "in-progress")
 
 
 def start_daemon(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], Path]:
@@ -102,8 +111,11 @@ def throughput(images: list[Path], workers: int) -> tuple[float, float, float]:
         started = time.monotonic()
         for path in copies:  # a rename is instant: measures the daemon, not the copy
             os.rename(path, root / "inbox" / path.name)
-        wait_for(lambda: done_count(root / "state") >= len(images), 1200)
+        wait_for(lambda: finished(root / "state") >= len(images), 1200)
         elapsed = time.monotonic() - started
+        counts = outcome_counts(root / "state")
+        if counts.get("done") != len(images):
+            raise RuntimeError(f"not every image was done: {counts}")
         rss_busy = process.memory_info().rss / 2**20
         stop(proc)
     return len(images) / elapsed, rss_idle, rss_busy
