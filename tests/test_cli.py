@@ -103,3 +103,11 @@ def test_unknown_model_backend_is_one_clear_line(tmp_path: Path,
     assert main(["check", "-c", str(config), str(plain)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rotwatchd: model: unknown model backend 'nope'")
+
+
+def test_eval_and_bench_forward_their_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("eval", "bench"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])  # the model tools' own argparse answers
+        assert done.value.code == 0
+        assert f"rotwatchd {command}" in capsys.readouterr().out
