@@ -191,6 +191,11 @@ class Daemon:
             watcher.stop()
         self.watchers = []
 
+    @property
+    def rescans(self) -> int:
+        """Full rescans completed since the watchers (re)started."""
+        return self._rescanner.passes if self._rescanner is not None else 0
+
     def _known_unchanged(self, path: os.PathLike[str], st: os.stat_result) -> bool:
         return self.journal.is_known_unchanged(str(path), st.st_size, st.st_mtime_ns)
 

@@ -222,6 +222,7 @@ class Rescanner(threading.Thread):
         self._watchers = watchers
         self._interval = interval
         self._stop_event = threading.Event()
+        self.passes = 0  # completed full rescans (status, tests)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -238,5 +239,6 @@ class Rescanner(threading.Thread):
                     continue
                 if found:
                     log.info("rescan of %s: %d file(s) to look at", watcher.inbox.path, found)
+            self.passes += 1
             if self._stop_event.wait(self._interval or None):
                 return

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import fast_config, make_photo, red_edge
+from conftest import fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
 from rotwatchd.journal import Journal
@@ -96,3 +96,31 @@ def test_write_failure_is_an_error_kept_in_the_inbox_and_retried(
     results.wait_for(lambda items: items[-1].outcome == "done")
     with Image.open(outbox / "sub" / "e.jpg") as im:
         assert red_edge(im)[0] == "top"
+
+
+class BlindObserver:
+    """An observer that sees nothing: what an inotify queue overflow looks like."""
+
+    def schedule(self, event_handler: Any, path: str, *, recursive: bool = False) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_periodic_rescan_finds_missed_files_and_never_redoes_done_ones(
+        tmp_path: Path, daemon_factory: Any, classifier: Any) -> None:
+    config = fast_config(tmp_path, watch={"quiet_period": 0.1, "rescan_interval": 0.2})
+    daemon, results = daemon_factory(config, observer_factory=lambda polling: BlindObserver())
+    make_photo(config.inboxes[0].path / "missed.jpg", correction=90)
+    results.wait_count(1)
+    assert results.items[0].outcome == "done"
+    passes = daemon.rescans
+    wait_until(lambda: daemon.rescans >= passes + 3)
+    assert classifier.calls == 1 and len(results.items) == 1 and not results.skipped
