@@ -223,11 +223,16 @@ class Daemon:
         log.info("stopped")
 
     def _close_quietly(self) -> None:
+        """Close the journal and the wake pipe, once (a second call must not close fds that
+        meanwhile belong to someone else)."""
         self._state = "stopped"
+        if self._wake_r < 0:
+            return
         self.journal.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._wake_r = self._wake_w = -1
 
     def reload(self, new: Config) -> None:
         """Apply ``new`` (already validated): workers finish their current file, queued and

@@ -13,7 +13,8 @@ import pytest
 from conftest import MarkerClassifier, fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
-from rotwatchd.config import ModelConfig
+from rotwatchd.config import ConfigError, ModelConfig
+from rotwatchd.daemon import Lifecycle
 from rotwatchd.model.base import Prediction
 from rotwatchd.status import read_status
 from rotwatchd.watcher import make_observer
@@ -158,3 +159,39 @@ def test_two_workers_never_share_a_classifier(tmp_path: Path, daemon_factory: An
     results.wait_count(4, timeout=30)
     assert {r.outcome for r in results.items} == {"done"}
     assert len(made) == 2  # one per concurrent worker, reused afterwards
+
+
+def test_serve_forever_reloads_on_request_and_rejects_a_bad_config(
+        tmp_path: Path, daemon_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    config = fast_config(tmp_path)
+    daemon, results = daemon_factory(config, start=False)
+    seen: list[str | None] = []
+
+    class Reloads(Lifecycle):
+        def on_reloaded(self, error: str | None) -> None:
+            seen.append(error)
+
+    daemon.add_lifecycle_listener(Reloads())
+    server = threading.Thread(target=daemon.serve_forever)
+    server.start()
+    try:
+        wait_until(lambda: daemon.workers)
+
+        def broken() -> Any:
+            raise ConfigError(["test.yaml: workers: must be at least 1, got 0"])
+        daemon.request_reload(broken)
+        wait_until(lambda: seen)
+        assert seen[0] is not None and daemon.config is config
+        assert any("reload rejected, keeping the old configuration: test.yaml: workers" in
+                   r.getMessage() for r in caplog.records)
+        new = fast_config(tmp_path, workers=2)
+        daemon.request_reload(lambda: new)
+        wait_until(lambda: len(seen) == 2)
+        assert seen[1] is None and daemon.config is new and len(daemon.workers) == 2
+        make_photo(config.inboxes[0].path / "after.jpg", correction=90)
+        results.wait_count(1)
+    finally:
+        daemon.request_stop()
+        server.join(30)
+    assert not server.is_alive()
