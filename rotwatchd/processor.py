@@ -84,6 +84,13 @@ def file_digest(path: Path) -> tuple[str, os.stat_result]:
     return digest.hexdigest(), st
 
 
+def _problem(exc: ImageProblem) -> str:
+    """``reason: message`` without the path prefix ImageProblem puts in its text."""
+    text = str(exc)
+    prefix = f"{exc.path}: " if exc.path is not None else ""
+    return f"{exc.reason}: {text.removeprefix(prefix)}"
+
+
 def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
                  hooks: WorkHooks | None = None) -> Facts:
     """Inspect ``path`` and, only when the decision needs it, ask the model.
@@ -94,7 +101,7 @@ def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
     try:
         info = inspect(path, max_pixels=max_pixels)
     except ImageProblem as exc:
-        return Facts(problem=f"{exc.reason}: {exc}")
+        return Facts(problem=_problem(exc))
     except UnsupportedFormat as exc:
         return Facts(unsupported=exc.format)
     facts = Facts(exif_orientation=info.exif_orientation, animated=info.animated,
@@ -104,7 +111,7 @@ def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
     try:
         image = load_upright(path, MODEL_INPUT_SIDE, max_pixels=max_pixels)
     except ImageProblem as exc:  # decoding found what inspect missed
-        return Facts(problem=f"{exc.reason}: {exc}")
+        return Facts(problem=_problem(exc))
     with model.lease() as classifier:
         if hooks is not None:
             hooks.inference_started()
