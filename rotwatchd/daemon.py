@@ -22,11 +22,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rotwatchd import __version__
 from rotwatchd.classifier_pool import ClassifierPool
-from rotwatchd.config import Config, ConfigError, ModelConfig, ensure_dirs
+from rotwatchd.config import Config, ConfigError, InboxConfig, ModelConfig, ensure_dirs
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.registry import load_classifier
@@ -79,6 +80,7 @@ class Daemon:
         self.processor = Processor(config, self.journal, self.model, hooks=hooks,
                                    on_result=self._on_result)
         self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)
+        self.processor.retry_later = self._retry_later
         self.status = StatusPublisher(config.state_dir, self.snapshot)
         self.watchers: list[InboxWatcher] = []
         self.workers: list[Worker] = []
@@ -122,6 +124,10 @@ class Daemon:
 
     def mark_status_dirty(self) -> None:
         self.status.mark_dirty()
+
+    def _retry_later(self, path: Path, inbox: InboxConfig) -> None:
+        """A file that looked unfinished: wait for its close event or WRITING_TIMEOUT."""
+        self.settler.note(path, inbox, armed=False)
 
     def _activity(self, event_time: float) -> None:
         activity = getattr(self.processor.hooks, "activity", None)

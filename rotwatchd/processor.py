@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,9 +26,13 @@ from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, inspect, load_u
 from rotwatchd.journal import Journal, Outcome
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.output.writer import write_corrected
+from rotwatchd.settle import WRITING_TIMEOUT
 from rotwatchd.workqueue import WorkItem
 
 log = logging.getLogger(__name__)
+
+#: What a file still being written looks like (ImageProblem reasons).
+UNFINISHED_LOOKS = frozenset({"truncated", "corrupt", "not-an-image"})
 
 #: Longer side of the image handed to the classifier (JPEGs are decoded at reduced DCT scale).
 MODEL_INPUT_SIDE = 384
@@ -131,6 +136,8 @@ class Processor:
         self.model = model
         self.hooks: WorkHooks = hooks or NoHooks()
         self._on_result = on_result
+        #: called with (path, inbox) to look at a file again once it has been quiet a while
+        self.retry_later: Callable[[Path, InboxConfig], None] | None = None
 
     def handle(self, item: WorkItem) -> None:
         """Worker entry point: waits for the power hooks, processes, reports. Never raises
@@ -138,13 +145,16 @@ class Processor:
         if not self.hooks.begin_work():
             return  # shutting down: the file stays in the inbox for the next start
         try:
-            result = self.process(item.path, item.inbox)
+            result = self.process(item.path, item.inbox, confirmed=item.confirmed)
         finally:
             self.hooks.end_work()
         if self._on_result is not None:
             self._on_result(result)
 
-    def process(self, path: Path, inbox: InboxConfig) -> Result:
+    def process(self, path: Path, inbox: InboxConfig, *, confirmed: bool = True) -> Result:
+        """Handle one file. ``confirmed`` False (found by a scan or by polling, no close event
+        seen) makes a broken-looking file that changed recently wait instead of being
+        quarantined: it may still be being written."""
         key = str(path)
         relative = relative_to_inbox(path, inbox.path)
         try:
@@ -161,6 +171,8 @@ class Processor:
             return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
                                     "not a regular file")
         if st.st_size == 0:
+            if self._maybe_unfinished(confirmed, st):
+                return self._defer(path, inbox, "empty")
             return self._quarantine(path, inbox, relative, pseudo, "empty", "file is empty")
         if st.st_size > self.config.limits.max_file_size:
             return self._quarantine(path, inbox, relative, pseudo, "too-large",
@@ -177,7 +189,7 @@ class Processor:
         if self.journal.begin(key, digest, st.st_size, st.st_mtime_ns):
             log.info("resuming %s: a previous run stopped while processing it", path)
         try:
-            return self._process_image(path, inbox, relative, digest, st)
+            return self._process_image(path, inbox, relative, digest, st, confirmed)
         except OSError as exc:  # disk full, permissions on the output...: retried later
             log.error("error processing %s (will retry on the next event or rescan): %s",
                       path, exc)
@@ -188,8 +200,19 @@ class Processor:
         self.journal.finish(key, digest, "error", detail=detail)
         return Result(path, "error", detail)
 
+    def _maybe_unfinished(self, confirmed: bool, st: os.stat_result) -> bool:
+        return (not confirmed and self.retry_later is not None
+                and time.time() - st.st_mtime < WRITING_TIMEOUT)
+
+    def _defer(self, path: Path, inbox: InboxConfig, why: str) -> Result:
+        assert self.retry_later is not None
+        self.retry_later(path, inbox)
+        log.info("%s looks unfinished (%s) and changed recently; looking again once it has "
+                 "been quiet for %.0fs or is closed", path, why, WRITING_TIMEOUT)
+        return Result(path, "deferred", why)
+
     def _process_image(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
-                       st: os.stat_result) -> Result:
+                       st: os.stat_result, confirmed: bool) -> Result:
         cfg = self.config
         facts = gather_facts(path, self.model, max_pixels=cfg.limits.max_pixels,
                              hooks=self.hooks)
@@ -197,6 +220,9 @@ class Processor:
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")
+            if reason in UNFINISHED_LOOKS and self._maybe_unfinished(confirmed, st):
+                self.journal.finish(str(path), digest, "error", detail=f"deferred: {reason}")
+                return self._defer(path, inbox, reason)
             return self._quarantine(path, inbox, relative, digest, reason, message or reason,
                                     decision)
         if decision.action == "review":

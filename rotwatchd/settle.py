@@ -34,6 +34,7 @@ class _Entry:
     due: float
     last_event: float
     signature: tuple[int, int] | None
+    confirmed: bool = False
 
 
 def _signature(path: Path, stat: Callable[[Path], os.stat_result]) -> tuple[int, int] | None:
@@ -69,21 +70,24 @@ class Settler(threading.Thread):
         queue.on_space(self._space_available)
 
     # --- called from observer / rescan threads -------------------------------------------
-    def note(self, path: Path, inbox: InboxConfig, *, armed: bool, scan: bool = False) -> None:
+    def note(self, path: Path, inbox: InboxConfig, *, armed: bool, scan: bool = False,
+             confirmed: bool = False) -> None:
         """Record an event for ``path``.
 
-        ``armed``: the file looks complete (closed, renamed in, found by a scan). ``scan``: the
-        caller is a scan, which must not arm a file that is visibly still being written.
+        ``armed``: the file looks complete (closed, renamed in, found by a scan).
+        ``confirmed``: an event proved it complete (close-after-write, rename into the inbox).
+        ``scan``: the caller only found the file; it neither replaces a pending entry nor
+        arms a file that is visibly still being written.
         """
         now = self._clock()
         signature = _signature(path, self._stat)
         with self._cond:
             entry = self._entries.get(path)
-            if entry is not None and scan and not entry.armed \
-                    and now - entry.last_event < WRITING_TIMEOUT:
+            if entry is not None and scan and (
+                    entry.armed or now - entry.last_event < WRITING_TIMEOUT):
                 return
             due = now + (self.quiet_period if armed else WRITING_TIMEOUT)
-            self._entries[path] = _Entry(inbox, armed, due, now, signature)
+            self._entries[path] = _Entry(inbox, armed, due, now, signature, armed and confirmed)
             self._cond.notify()
         self._on_activity(now)  # wakes a sleeping daemon early (power management)
 
@@ -169,7 +173,8 @@ class Settler(threading.Thread):
                 return
             generation = self._space_generation
         # offer outside the lock: activity listeners (power) may take their time
-        accepted = self._queue.offer(WorkItem(path, entry.inbox, entry.last_event))
+        accepted = self._queue.offer(
+            WorkItem(path, entry.inbox, entry.last_event, entry.confirmed))
         with self._cond:
             if accepted:
                 if self._entries.get(path) is entry:

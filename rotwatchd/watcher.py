@@ -103,13 +103,13 @@ class _Handler(FileSystemEventHandler):
                 w.settler.forget(src)
             if dest is not None and w.wants(dest):
                 if event.is_directory:
-                    w.scan(dest, armed=True)  # a folder moved in holds complete files
+                    w.scan(dest, confirmed=True)  # a folder moved in holds complete files
                 else:
-                    w.note(dest, armed=True)
+                    w.note(dest, armed=True, confirmed=True)
         elif src is None or not w.wants(src):
             return
         elif isinstance(event, FileClosedEvent):
-            w.note(src, armed=True)
+            w.note(src, armed=True, confirmed=True)
         elif isinstance(event, FileCreatedEvent):
             # Created files usually get modify + close events next. Some never do: links, and
             # files written before a new subfolder's watch existed (watchdog then synthesises
@@ -125,7 +125,7 @@ class _Handler(FileSystemEventHandler):
         elif isinstance(event, DirCreatedEvent) and w.inbox.recursive:
             # files written before the new folder's watch existed sent no events to us; arm
             # them (a scan never overrides a file whose own events say it is being written)
-            w.scan(src, armed=True)
+            w.scan(src)
 
 
 class InboxWatcher:
@@ -152,8 +152,9 @@ class InboxWatcher:
             return False
         return not is_ignored(relative, self.ignore_patterns)
 
-    def note(self, path: Path, *, armed: bool, scan: bool = False) -> None:
-        self.settler.note(path, self.inbox, armed=armed, scan=scan)
+    def note(self, path: Path, *, armed: bool, scan: bool = False,
+             confirmed: bool = False) -> None:
+        self.settler.note(path, self.inbox, armed=armed, scan=scan, confirmed=confirmed)
 
     def start(self) -> None:
         """Start watching; falls back to polling (logged) when inotify cannot be set up."""
@@ -186,7 +187,7 @@ class InboxWatcher:
             self._observer.join()
             self._observer = None
 
-    def scan(self, folder: Path | None = None, *, armed: bool = True) -> int:
+    def scan(self, folder: Path | None = None, *, confirmed: bool = False) -> int:
         """Walk ``folder`` (default: the inbox) and note every wanted file not already handled.
 
         Returns how many files were noted. Never follows symlinked folders.
@@ -209,7 +210,7 @@ class InboxWatcher:
                     continue
                 if self._known(path, st):
                     continue
-                self.note(path, armed=armed, scan=True)
+                self.note(path, armed=True, scan=True, confirmed=confirmed)
                 noted += 1
         return noted
 

@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkItem:
-    """A file that looked complete. ``detected_at`` is the monotonic time of its last event."""
+    """A file that looked complete. ``detected_at`` is the monotonic time of its last event;
+    ``confirmed`` says an event proved it complete (close-after-write, rename into the inbox)
+    rather than only a quiet period (scans, polling, missed events)."""
 
     path: Path
     inbox: InboxConfig
     detected_at: float = field(default_factory=time.monotonic)
+    confirmed: bool = True
 
 
 class ActivityListener(Protocol):

@@ -138,7 +138,8 @@ class Results:
     """Collects processor results from worker threads; tests wait on its condition.
 
     ``items`` holds files that were acted on; ``skipped`` the harmless no-ops (a duplicate
-    event for a file already done or already moved away), whose number depends on timing.
+    event for a file already done or moved away, a file deferred because it looked unfinished),
+    whose number depends on timing.
     """
 
     def __init__(self) -> None:
@@ -148,7 +149,8 @@ class Results:
 
     def __call__(self, result: Result) -> None:
         with self._cond:
-            (self.skipped if result.outcome == "skipped" else self.items).append(result)
+            noop = result.outcome in ("skipped", "deferred")
+            (self.skipped if noop else self.items).append(result)
             self._cond.notify_all()
 
     def wait_skipped(self, n: int, timeout: float = 15.0) -> None:

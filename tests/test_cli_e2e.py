@@ -35,7 +35,12 @@ def _command() -> list[str]:
 
 
 class DaemonProcess:
-    """``rotwatchd run -c CONFIG`` with stderr captured to a file the test can search."""
+    """``rotwatchd run -c CONFIG`` with stderr captured to a file the test can search.
+
+    Every instance is registered so the ``daemons`` fixture kills leftovers of a failed test.
+    """
+
+    started: list[DaemonProcess] = []
 
     def __init__(self, config: Path, log: Path) -> None:
         self.log = log
@@ -43,6 +48,13 @@ class DaemonProcess:
         self.proc = subprocess.Popen([*_command(), "run", "-c", str(config)],
                                      stderr=self._log_handle, stdout=subprocess.DEVNULL,
                                      cwd=config.parent)
+        DaemonProcess.started.append(self)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._log_handle.close()
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -61,6 +73,14 @@ class DaemonProcess:
             return self.proc.wait(timeout)
         finally:
             self._log_handle.close()
+
+
+@pytest.fixture(autouse=True)
+def daemons() -> Iterator[None]:
+    """Kill any daemon a failing test left running (and close its log)."""
+    yield
+    while DaemonProcess.started:
+        DaemonProcess.started.pop().kill()
 
 
 @pytest.fixture

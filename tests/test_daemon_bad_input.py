@@ -89,3 +89,34 @@ def test_quarantine_never_overwrites(tmp_path: Path, daemon_factory: Any) -> Non
     results.wait_count(1)
     assert (quarantine / "bad.jpg").read_bytes() == b"an earlier bad file"
     assert (quarantine / "bad.1.jpg").read_bytes() == b"a newer bad file"
+
+
+def test_unconfirmed_broken_file_that_just_changed_waits_instead_of_quarantine(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    """A scan (or a missed close event) may find a file mid-write: it looks truncated."""
+    config = fast_config(tmp_path)
+    inbox = config.inboxes[0]
+    daemon, results = daemon_factory(config, start=False)
+    whole = make_photo(tmp_path / "whole.jpg", size=(320, 240)).read_bytes()
+    partial = inbox.path / "partial.jpg"
+    partial.write_bytes(whole[: len(whole) // 2])
+
+    deferred = daemon.processor.process(partial, inbox, confirmed=False)
+    assert deferred.outcome == "deferred" and partial.exists()
+    assert daemon.settler.is_pending(partial)  # waits for its close event or the timeout
+
+    old = partial.stat().st_mtime - 120  # silent for two minutes: really truncated
+    os.utime(partial, (old, old))
+    late = daemon.processor.process(partial, inbox, confirmed=False)
+    assert late.outcome == "quarantined"
+    assert (inbox.quarantine / "partial.jpg").read_bytes() == whole[: len(whole) // 2]
+
+
+def test_confirmed_broken_file_is_quarantined_at_once(tmp_path: Path,
+                                                      daemon_factory: Any) -> None:
+    config = fast_config(tmp_path)
+    inbox = config.inboxes[0]
+    daemon, results = daemon_factory(config, start=False)
+    broken = inbox.path / "closed.jpg"
+    broken.write_bytes(make_photo(tmp_path / "w.jpg").read_bytes()[:100])
+    assert daemon.processor.process(broken, inbox, confirmed=True).outcome == "quarantined"
