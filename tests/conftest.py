@@ -153,18 +153,18 @@ class Results:
             (self.skipped if noop else self.items).append(result)
             self._cond.notify_all()
 
-    def wait_skipped(self, n: int, timeout: float = 15.0) -> None:
+    def wait_skipped(self, n: int, timeout: float = 30.0) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.skipped) >= n, timeout):
                 raise AssertionError(f"{n} skipped results not reached within {timeout}s")
 
-    def wait_for(self, predicate: Callable[[list[Result]], bool], timeout: float = 15.0) -> None:
+    def wait_for(self, predicate: Callable[[list[Result]], bool], timeout: float = 30.0) -> None:
         with self._cond:
             if not self._cond.wait_for(lambda: predicate(self.items), timeout):
                 got = [(str(r.path), r.outcome) for r in self.items]
                 raise AssertionError(f"results not reached within {timeout}s; got {got}")
 
-    def wait_count(self, n: int, timeout: float = 15.0) -> list[Result]:
+    def wait_count(self, n: int, timeout: float = 30.0) -> list[Result]:
         self.wait_for(lambda items: len(items) >= n, timeout)
         return list(self.items)
 
