@@ -40,7 +40,7 @@ def no_leaked_threads() -> Iterator[None]:
     pytest.fail(f"leaked threads: {[t.name for t in leaked]}")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.02) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.02) -> Any:
     """Re-check ``predicate`` until truthy (returned) or fail after ``timeout`` seconds.
 
     For things only the filesystem can tell (subprocess daemons); in-process tests wait on
