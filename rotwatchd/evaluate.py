@@ -135,7 +135,7 @@ def report(cases: Sequence[Case], shipped_threshold: float | None) -> str:
                  f"{'decided correctly':>18s}")
     for r in risk_coverage(cases, thresholds):
         mark = "  <- shipped default" if r.threshold == shipped_threshold else ""
-        lines.append(f"{r.threshold:9.2f} {r.coverage:8.1%} {r.risk:20.1%} "
+        lines.append(f"{r.threshold:9.3f} {r.coverage:8.1%} {r.risk:20.1%} "
                      f"{r.decided_correct:18.1%}{mark}")
     return "\n".join(lines)
 

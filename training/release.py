@@ -1,10 +1,10 @@
 """Turn a checkpoint into the shipped model: export, calibrate, install, fixture reference.
 
-    python -m training.release runs/lite0/last.pt [--variant int8]
+    python -m training.release runs/lite0/last.pt [--variant dr]
 
 1. export the three TFLite variants to bench/models/ (training.export);
-2. fit temperature + review threshold on the validation sources for the chosen variant and
-   write its sidecar (training.calibrate);
+2. fit temperature + review threshold on the validation sources for each variant and write
+   its sidecar (training.calibrate): every variant gets its own calibration;
 3. copy that variant to models/orientation.tflite (+ orientation.json);
 4. store the PyTorch reference predictions on the fixture set (training.fixture_reference).
 """
@@ -26,18 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--variant", choices=("f32", "dr", "int8"), default="int8")
+    p.add_argument("--variant", choices=("f32", "dr", "int8"), default="dr")
     p.add_argument("--skip-export", action="store_true")
     a = p.parse_args(argv)
     if not a.skip_export:
         export.main([str(a.checkpoint), "--size", str(a.size), "--out", str(VARIANTS)])
+    for variant in ("f32", "dr", "int8"):
+        calibrate.main([str(VARIANTS / f"orientation-{variant}.tflite"), "--size", str(a.size)])
     chosen = VARIANTS / f"orientation-{a.variant}.tflite"
-    calibrate.main([str(chosen), "--size", str(a.size)])
     shutil.copyfile(chosen, MODELS / "orientation.tflite")
     shutil.copyfile(chosen.with_suffix(".json"), MODELS / "orientation.json")
-    for other in ("f32", "dr", "int8"):  # every variant gets the same sidecar for the bench
-        if other != a.variant:
-            shutil.copyfile(chosen.with_suffix(".json"), VARIANTS / f"orientation-{other}.json")
     fixture_reference.main([str(a.checkpoint), "--size", str(a.size)])
     return 0
 

@@ -1,10 +1,13 @@
 """Fusion of the orientation cues into one correction and one confidence.
 
 Cues: the scene network's calibrated probabilities (always) and the face cue's best face score
-per candidate correction (when face models are installed). Fusion is log-linear: a face score
-acts as evidence ``weight * score`` added to the scene's log-probability of that correction.
-Where the cues disagree (both confident, different corrections) the confidence is capped below
-any sensible review threshold, so the image goes to review instead of being turned wrongly.
+per candidate correction (when face models are installed). Fusion is log-linear: the face cue
+votes for its best correction with a log-evidence that grows with its best score, in the bands
+the face cue's own measurements support (faces helper, .coord/faces-ready: below 0.7 it is
+noise, 0.7-0.8 a tie-breaker, 0.8-0.9 ~97 % right, >= 0.9 no error seen). Where the cues
+contradict each other (a strong face and a sure scene network pointing different ways) the
+confidence is capped below any sensible review threshold, so the image goes to review instead
+of being turned wrongly.
 """
 
 from __future__ import annotations
@@ -30,10 +33,18 @@ class FaceScores(Protocol):
 
 @dataclass(frozen=True)
 class FusionParams:
-    face_present: float = 0.6  # a face cue counts only if its best score reaches this
-    face_weight: float = 6.0  # log-evidence per unit of face score
+    # (lowest best face score, log-evidence added to the face's best correction), ascending
+    face_bands: tuple[tuple[float, float], ...] = ((0.7, 1.0), (0.8, 3.0), (0.9, 6.0))
+    face_strong: float = 0.8  # from here a contradiction with a sure scene means review
     scene_sure: float = 0.6  # scene probability at which a contradiction counts as one
     disagreement_cap: float = 0.35  # confidence ceiling when scene and faces contradict
+
+    def face_evidence(self, best: float) -> float:
+        weight = 0.0
+        for lowest, evidence in self.face_bands:
+            if best >= lowest:
+                weight = evidence
+        return weight
 
 
 @dataclass(frozen=True)
@@ -51,17 +62,20 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
     Pure function. Returns fused probabilities, the chosen correction and its confidence.
     """
     s = np.clip(np.asarray(scene, dtype=np.float64), 1e-6, 1.0)
-    if faces is None or max(faces) < params.face_present:
+    evidence = params.face_evidence(max(faces)) if faces is not None else 0.0
+    if faces is None or evidence <= 0.0:
         p = s / s.sum()
         best = int(np.argmax(p))
         return Fused(_tuple(p), float(p[best]), CORRECTIONS[best], False, False)
-    f = np.asarray(faces, dtype=np.float64)
-    logp = np.log(s) + params.face_weight * (f - f.max())
+    face_best = int(np.argmax(faces))
+    logp = np.log(s / s.sum())
+    logp[face_best] += evidence
     p = np.exp(logp - logp.max())
     p /= p.sum()
     best = int(np.argmax(p))
-    scene_best, face_best = int(np.argmax(s)), int(np.argmax(f))
-    disagree = scene_best != face_best and float(s[scene_best] / s.sum()) >= params.scene_sure
+    scene_best = int(np.argmax(s))
+    disagree = (scene_best != face_best and max(faces) >= params.face_strong
+                and float(s[scene_best] / s.sum()) >= params.scene_sure)
     conf = float(p[best])
     if disagree:
         conf = min(conf, params.disagreement_cap)

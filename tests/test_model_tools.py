@@ -1,0 +1,77 @@
+"""`rotwatchd eval` and `rotwatchd bench`: pure metrics and the real commands on real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from rotwatchd import benchmark, evaluate
+from rotwatchd.evaluate import Case, accuracy, confusion, resave, risk_coverage, turned
+from rotwatchd.model import default_model_dir
+
+FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
+
+
+def test_metrics_on_known_cases() -> None:
+    cases = [Case("a", 0, 0, 0.99), Case("a", 90, 90, 0.8), Case("b", 180, 0, 0.7),
+             Case("b", 270, 270, 0.4)]
+    assert accuracy(cases) == 0.75
+    m = confusion(cases)
+    assert m[0][0] == 1 and m[1][1] == 1 and m[2][0] == 1 and m[3][3] == 1
+    assert sum(map(sum, m)) == 4
+    rows = {r.threshold: r for r in risk_coverage(cases, (0.0, 0.75, 0.9, 1.0))}
+    assert rows[0.0].coverage == 1.0 and rows[0.0].risk == 0.25
+    assert rows[0.75].coverage == 0.5 and rows[0.75].risk == 0.0
+    assert rows[0.75].decided_correct == 0.5
+    assert rows[1.0].coverage == 0.0 and rows[1.0].risk == 0.0
+
+
+def test_turned_needs_the_stated_clockwise_correction() -> None:
+    """An image stored with correction c becomes upright again when turned c clockwise."""
+    image = Image.new("RGB", (4, 2))
+    image.putpixel((0, 0), (255, 0, 0))  # red mark at the upright top-left corner
+    for correction in (0, 90, 180, 270):
+        stored = turned(image, correction)
+        back = stored.rotate(-correction, expand=True)  # PIL rotate is counter-clockwise
+        assert back.size == image.size and back.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_resave_round_trips_through_the_codec() -> None:
+    image = Image.new("RGB", (32, 24), (10, 200, 30))
+    assert resave(image, "png", 0).tobytes() == image.tobytes()
+    jpeg = resave(image, "jpeg", 60)
+    assert jpeg.format == "JPEG" and jpeg.size == image.size
+
+
+def test_eval_command_on_a_real_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for sub in ("kphotoalbum", "documents"):
+        (tmp_path / sub).mkdir()
+        for p in sorted((FIXTURES / sub).glob("*.jpg"))[:2]:
+            shutil.copy(p, tmp_path / sub / p.name)
+    assert evaluate.main([str(tmp_path), "--json", "--backend", "litert-scene"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cases"] == 16 and set(out["per_group"]) == {"kphotoalbum", "documents"}
+    assert sum(map(sum, out["confusion"])) == 16
+    assert evaluate.main([str(tmp_path), "--format", "png", "--backend", "litert-scene"]) == 0
+    text = capsys.readouterr().out
+    assert "confusion" in text and "wrong among decided" in text and "<- shipped default" in text
+
+
+def test_eval_rejects_an_empty_or_missing_folder(tmp_path: Path) -> None:
+    assert evaluate.main([str(tmp_path)]) == 2
+    assert evaluate.main([str(tmp_path / "nope")]) == 2
+
+
+def test_bench_prints_a_row_per_variant_and_thread_count(capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    shipped = default_model_dir() / "orientation.tflite"
+    assert benchmark.main(["--model", str(shipped), "--runs", "3", "--threads", "1,2",
+                           "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["threads"] for r in rows} == {1, 2}
+    for r in rows:
+        assert r["size_mb"] > 0.5 and r["p95_ms"] >= r["p50_ms"] > 0 and r["peak_rss_mb"] > 10

@@ -1,0 +1,75 @@
+"""Every held-out figure of the model card, from the exported files, in one run.
+
+    python -m training.evaluate_all --out runs/eval
+
+Uses the same code path as ``rotwatchd eval`` (rotwatchd.evaluate.run_cases: exact 4-way
+turns, in-memory JPEG re-save at quality 75-95, the LiteRT runtime) on the *test* folders that
+training/build_dataset.py links under data/eval/ (sources never trained or tuned on):
+  - shipped cue set (models/orientation.tflite + faces) on test photos, paintings, documents;
+  - each variant (f32 / dynamic-range / int8), scene network alone, photos and documents;
+  - PNG vs JPEG q60-95 robustness on the test photos.
+Writes one JSON per run and summary.md with the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rotwatchd.evaluate import accuracy, as_json, report, run_cases, upright_images
+from rotwatchd.model.fusion import load_fused, load_scene_only
+from rotwatchd.model.litert import ModelMeta
+from training.sources import ROOT
+
+EVAL = ROOT / "data" / "eval"
+VARIANTS = ROOT / "bench" / "models"
+SHIPPED = ROOT / "models" / "orientation.tflite"
+
+
+def _run(name: str, loader: str, model: Path, folder: Path, fmt: str, quality: tuple[int, int],
+         out: Path, threshold: float) -> dict[str, object]:
+    clf = (load_fused if loader == "fused" else load_scene_only)(model, 1)
+    t0 = time.time()
+    try:
+        cases = run_cases(clf, upright_images(folder), fmt, quality, 1024, seed=0)
+    finally:
+        clf.close()
+    res = as_json(cases, threshold)
+    res["seconds"] = round(time.time() - t0, 1)
+    (out / f"{name}.json").write_text(json.dumps(res, indent=1))
+    (out / f"{name}.txt").write_text(report(cases, threshold) + "\n")
+    print(f"{name:40s} cases {len(cases):5d} acc {accuracy(cases):.3f} ({res['seconds']}s)",
+          flush=True)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "eval")
+    p.add_argument("--skip-variants", action="store_true")
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    thr = ModelMeta.for_model(SHIPPED).min_confidence
+    jq = (75, 95)
+    _run("shipped-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, thr)
+    _run("shipped-scene-only-photos", "scene", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out,
+         thr)
+    _run("shipped-docs", "fused", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, thr)
+    _run("shipped-paintings", "fused", SHIPPED, EVAL / "test-paintings", "jpeg", jq, a.out, thr)
+    _run("robust-png-photos", "fused", SHIPPED, EVAL / "test-photos", "png", jq, a.out, thr)
+    _run("robust-jpeg60-95-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", (60, 95),
+         a.out, thr)
+    _run("val-photos", "fused", SHIPPED, EVAL / "val-photos", "jpeg", jq, a.out, thr)
+    if not a.skip_variants:
+        for v in ("f32", "dr", "int8"):
+            model = VARIANTS / f"orientation-{v}.tflite"
+            _run(f"variant-{v}-photos", "scene", model, EVAL / "test-photos", "jpeg", jq, a.out,
+                 thr)
+            _run(f"variant-{v}-docs", "scene", model, EVAL / "test-docs", "jpeg", jq, a.out, thr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
