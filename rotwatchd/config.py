@@ -50,7 +50,7 @@ class ModelConfig:
     backend: str = "auto"
     path: Path | None = None
     threads: int = 1
-    min_confidence: float = 0.6
+    min_confidence: float = 0.975
 
 
 @dataclass(frozen=True)

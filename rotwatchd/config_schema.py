@@ -77,7 +77,7 @@ SCHEMA: tuple[Field, ...] = (
         Field("backend", "str", "auto", "classifier backend name, or auto"),
         Field("path", "path", None, "model file; default: the shipped model", nullable=True),
         Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
-        Field("min_confidence", "float", 0.6,
+        Field("min_confidence", "float", 0.975,
               "below this the image goes to review (0 = always decide)", minimum=0, maximum=1),
     )),
     Field("output", "section", None, "what is written", children=(
