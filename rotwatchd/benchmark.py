@@ -5,7 +5,8 @@ checkout, or the files given with ``--model``) and every thread count, one fresh
 loads the model and classifies a fixed synthetic photo ``--runs`` times. Reported: file size,
 load time, latency per image p50/p95 (preprocessing included), throughput, and the child's peak
 resident memory. ``--cues`` adds the whole shipped cue set (scene network + face cue on all
-four rotations) as one more row. Prints a table; ``--json`` prints the rows instead.
+four rotations) and the 4-pass ensemble backend ``litert-tta`` (the same with the scene
+network run on all four turns) as more rows. Prints a table; ``--json`` prints the rows instead.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ def test_image(size: tuple[int, int] = (1024, 768)) -> Image.Image:
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 
-def measure(model: Path | None, threads: int, runs: int, cues: bool) -> dict[str, object]:
+CUE_ROWS = {"litert": " + faces (all cues)", "litert-tta": " all cues, 4-pass"}
+
+
+def measure(model: Path | None, threads: int, runs: int, backend: str) -> dict[str, object]:
     """Run inside the child process: load, warm up, time ``runs`` predictions."""
-    from rotwatchd.model.fusion import load_fused, load_scene_only
+    from rotwatchd.model import load_classifier
 
     image = test_image()
     t0 = time.perf_counter()
-    clf = load_fused(model, threads) if cues else load_scene_only(model, threads)
+    clf = load_classifier(backend, model, threads)
     load_s = time.perf_counter() - t0
     for _ in range(3):
         clf.predict(image)
@@ -66,9 +70,9 @@ def variants(given: list[Path]) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
-def _child(model: Path, threads: int, runs: int, cues: bool) -> dict[str, object]:
+def _child(model: Path, threads: int, runs: int, backend: str) -> dict[str, object]:
     cmd = [sys.executable, "-m", "rotwatchd.benchmark", "--child", str(model),
-           "--threads", str(threads), "--runs", str(runs)] + (["--cues"] if cues else [])
+           "--threads", str(threads), "--runs", str(runs), "--backend", backend]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     row: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return row
@@ -94,30 +98,31 @@ def main(argv: list[str]) -> int:
     p.add_argument("--cues", action="store_true", help="also time the whole shipped cue set")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--backend", default="litert-scene", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     threads = [int(t) for t in a.threads.split(",")]
     if a.child is not None:
-        print(json.dumps(measure(a.child, threads[0], a.runs, a.cues)))
+        print(json.dumps(measure(a.child, threads[0], a.runs, a.backend)))
         return 0
     models = variants(a.model)
     if not models:
         print("rotwatchd bench: no model files found", file=sys.stderr)
         return 1
-    jobs = [(m, t, False) for m in models for t in threads]
+    jobs = [(m, t, "litert-scene") for m in models for t in threads]
     if a.cues:
-        jobs += [(models[0], t, True) for t in threads]
+        jobs += [(models[0], t, backend) for backend in CUE_ROWS for t in threads]
     rows = []
-    for model, t, cues in jobs:
+    for model, t, backend in jobs:
         try:
-            r = _child(model, t, a.runs, cues)
+            r = _child(model, t, a.runs, backend)
         except subprocess.CalledProcessError as exc:
             print(f"rotwatchd bench: {model}: {exc.stderr.strip().splitlines()[-1:]}",
                   file=sys.stderr)
             return 1
         size = model.stat().st_size
-        if cues:
+        if backend in CUE_ROWS:
             size += sum(f.stat().st_size for f in (model.parent / "faces").glob("*.tflite"))
-        rows.append({"name": model.name + (" + faces (all cues)" if cues else ""),
+        rows.append({"name": model.name + CUE_ROWS.get(backend, ""),
                      "threads": t, "size_mb": size / 1e6, **r})
     print(json.dumps(rows, indent=1) if a.json else table(rows))
     return 0

@@ -50,7 +50,7 @@ class ModelConfig:
     backend: str = "auto"
     path: Path | None = None
     threads: int = 1
-    min_confidence: float = 0.975
+    min_confidence: float | None = None  # None: the model's calibrated threshold
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,10 @@ SCHEMA: tuple[Field, ...] = (
         Field("backend", "str", "auto", "classifier backend name, or auto"),
         Field("path", "path", None, "model file; default: the shipped model", nullable=True),
         Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
-        Field("min_confidence", "float", 0.975,
-              "below this the image goes to review (0 = always decide)", minimum=0, maximum=1),
+        Field("min_confidence", "float", None,
+              "below this the image goes to review (0 = always decide); default: the threshold "
+              "calibrated for the model and backend (the model's .json)", nullable=True,
+              minimum=0, maximum=1),
     )),
     Field("output", "section", None, "what is written", children=(
         Field("mode", "enum", "pixels", "pixels: rotate the pixels; tag: only set EXIF orientation",

@@ -198,6 +198,6 @@ def main(argv: list[str]) -> int:
         clf.close()
     threshold = a.threshold
     if threshold is None:
-        threshold = getattr(getattr(clf, "meta", None), "min_confidence", None)
+        threshold = getattr(clf, "min_confidence", None)
     print(json.dumps(as_json(cases, threshold), indent=1) if a.json else report(cases, threshold))
     return 0

@@ -20,7 +20,7 @@ from rotwatchd.filing import copy_into
 from rotwatchd.imagefile import ImageProblem, UnsupportedFormat
 from rotwatchd.output.atomic import unique_path
 from rotwatchd.output.writer import write_corrected
-from rotwatchd.processor import ModelSource, gather_facts
+from rotwatchd.processor import ModelSource, gather_facts, review_threshold
 from rotwatchd.watcher import is_ignored
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def assess(path: Path, model: ModelSource, model_cfg: ModelConfig,
             what = "no such file"
         return Assessment(path, Decision("quarantine", f"not-a-file: {what}"))
     facts = gather_facts(path, model, max_pixels=limits.max_pixels)
-    return Assessment(path, decide(facts, min_confidence=model_cfg.min_confidence,
+    return Assessment(path, decide(facts, min_confidence=review_threshold(model_cfg),
                                    max_pixels=limits.max_pixels))
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from rotwatchd.config import Config, InboxConfig
+from rotwatchd.config import Config, InboxConfig, ModelConfig
 from rotwatchd.decision import Decision, Facts, decide, needs_model
 from rotwatchd.filing import CannotMove, copy_into, dispose_original, move_into, relative_to_inbox
 from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, inspect, load_upright
@@ -94,6 +94,15 @@ def _problem(exc: ImageProblem) -> str:
     text = str(exc)
     prefix = f"{exc.path}: " if exc.path is not None else ""
     return f"{exc.reason}: {text.removeprefix(prefix)}"
+
+
+def review_threshold(model: ModelConfig) -> float:
+    """``model.min_confidence`` if set, else the threshold calibrated for the model/backend."""
+    if model.min_confidence is not None:
+        return model.min_confidence
+    from rotwatchd.model import calibrated_threshold
+
+    return calibrated_threshold(model.backend, model.path)
 
 
 def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
@@ -216,7 +225,7 @@ class Processor:
         cfg = self.config
         facts = gather_facts(path, self.model, max_pixels=cfg.limits.max_pixels,
                              hooks=self.hooks)
-        decision = decide(facts, min_confidence=cfg.model.min_confidence,
+        decision = decide(facts, min_confidence=review_threshold(cfg.model),
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")

@@ -47,7 +47,7 @@ def test_config_keys_lists_types_and_defaults(capsys: pytest.CaptureFixture[str]
     assert main(["config", "keys"]) == 0
     out = capsys.readouterr().out
     assert "quiet_period (duration, default 2.0):" in out
-    assert "min_confidence (float, default 0.975):" in out
+    assert "min_confidence (float, default None):" in out
 
 
 def test_check_json_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

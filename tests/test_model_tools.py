@@ -75,3 +75,14 @@ def test_bench_prints_a_row_per_variant_and_thread_count(capsys: pytest.CaptureF
     assert {r["threads"] for r in rows} == {1, 2}
     for r in rows:
         assert r["size_mb"] > 0.5 and r["p95_ms"] >= r["p50_ms"] > 0 and r["peak_rss_mb"] > 10
+
+
+def test_bench_cues_times_every_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = default_model_dir() / "orientation.tflite"
+    assert benchmark.main(["--model", str(shipped), "--runs", "3", "--threads", "1", "--cues",
+                           "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    scene, cues = rows["orientation.tflite"], rows["orientation.tflite + faces (all cues)"]
+    tta = rows["orientation.tflite all cues, 4-pass"]
+    assert cues["size_mb"] == tta["size_mb"] > scene["size_mb"]
+    assert tta["p50_ms"] > scene["p50_ms"]  # four network passes cost more than one

@@ -71,7 +71,8 @@ def build(out: Path = DATA) -> list[dict[str, object]]:
                          "licence": licence, "sha256": sha, "split": split, "kind": raw.kind,
                          "origin": raw.origin, "alpha": im.mode == "RGBA"})
             n += 1
-        print(f"{package:30s} {split:5s} {n:5d} images  {time.time() - t0:5.1f}s", flush=True)
+        took = time.time() - t0
+        print(f"{package:30s} {PACKAGES[package]:5s} {n:5d} images  {took:5.1f}s", flush=True)
     for split, count in DOC_COUNTS.items():
         t0 = time.time()
         fonts = "fonts-dejavu-core fonts-noto-core fonts-noto-cjk" if split != "test" else \

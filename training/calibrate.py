@@ -6,8 +6,9 @@ Validation sources (never trained on, never the test sources): data/eval/val-pho
 data/eval/val-docs. Each image is turned 4 ways and JPEG re-saved exactly like
 ``rotwatchd eval`` does. The temperature minimises the negative log-likelihood of the scene
 network; the threshold is the lowest confidence at which the shipped cue set (scene + faces)
-is wrong on at most ``--target-risk`` of the decided validation photos. Both go into the
-model's JSON sidecar, which the runtime reads.
+is wrong on at most ``--target-risk`` of the decided validation photos, once for the default
+one-pass backend (``min_confidence``) and once for the 4-pass ensemble backend ``litert-tta``
+(``tta_min_confidence``). All go into the model's JSON sidecar, which the runtime reads.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     return best_t
 
 
-def pick_threshold(model: Path, target_risk: float) -> tuple[float, list[dict[str, float]]]:
-    clf = load_fused(model, 1)
+def pick_threshold(model: Path, target_risk: float, passes: int = 1
+                   ) -> tuple[float, list[dict[str, float]]]:
+    clf = load_fused(model, 1, passes)
     try:
         cases = run_cases(clf, upright_images(VAL_PHOTOS), "jpeg", (75, 95), 1024, seed=3)
     finally:
@@ -82,14 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"temperature {temp:.3f} (val cases {len(y)}, raw acc {(z.argmax(1) == y).mean():.3f})")
     sidecar.write_text(json.dumps({"input_size": a.size, "temperature": temp}))
     threshold, rows = pick_threshold(a.model, a.target_risk)
+    tta_threshold, tta_rows = pick_threshold(a.model, a.target_risk, passes=4)
     meta = {"input_size": a.size, "temperature": round(temp, 4),
-            "min_confidence": threshold,
+            "min_confidence": threshold, "tta_min_confidence": tta_threshold,
             "calibrated_on": "validation sources: lxqt-themes, ukui-wallpapers, gcompris "
                              "erase+clickgame activities (photos); val documents",
             "target_risk": a.target_risk}
     sidecar.write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))
     print("val photos at threshold:", [r for r in rows if r["threshold"] == threshold])
+    print("val photos, 4-pass, at its threshold:",
+          [r for r in tta_rows if r["threshold"] == tta_threshold])
     return 0
 
 

@@ -6,6 +6,7 @@ Uses the same code path as ``rotwatchd eval`` (rotwatchd.evaluate.run_cases: exa
 turns, in-memory JPEG re-save at quality 75-95, the LiteRT runtime) on the *test* folders that
 training/build_dataset.py links under data/eval/ (sources never trained or tuned on):
   - shipped cue set (models/orientation.tflite + faces) on test photos, paintings, documents;
+  - the same with the 4-pass scene ensemble (backend litert-tta), photos and documents;
   - each variant (f32 / dynamic-range / int8), scene network alone, photos and documents;
   - PNG vs JPEG q60-95 robustness on the test photos.
 Writes one JSON per run and summary.md with the tables.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from rotwatchd.evaluate import accuracy, as_json, report, run_cases, upright_images
-from rotwatchd.model.fusion import load_fused, load_scene_only
+from rotwatchd.model.fusion import load_fused, load_fused_tta, load_scene_only
 from rotwatchd.model.litert import ModelMeta
 from training.sources import ROOT
 
@@ -30,7 +31,8 @@ SHIPPED = ROOT / "models" / "orientation.tflite"
 
 def _run(name: str, loader: str, model: Path, folder: Path, fmt: str, quality: tuple[int, int],
          out: Path, threshold: float) -> dict[str, object]:
-    clf = (load_fused if loader == "fused" else load_scene_only)(model, 1)
+    load = {"fused": load_fused, "tta": load_fused_tta, "scene": load_scene_only}[loader]
+    clf = load(model, 1)
     t0 = time.time()
     try:
         cases = run_cases(clf, upright_images(folder), fmt, quality, 1024, seed=0)
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-variants", action="store_true")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    thr = ModelMeta.for_model(SHIPPED).min_confidence
+    meta = ModelMeta.for_model(SHIPPED)
+    thr, tta_thr = meta.min_confidence, meta.tta_min_confidence
     jq = (75, 95)
     _run("shipped-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, thr)
     _run("shipped-scene-only-photos", "scene", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out,
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     _run("robust-jpeg60-95-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", (60, 95),
          a.out, thr)
     _run("val-photos", "fused", SHIPPED, EVAL / "val-photos", "jpeg", jq, a.out, thr)
+    _run("tta-photos", "tta", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, tta_thr)
+    _run("tta-docs", "tta", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, tta_thr)
     if not a.skip_variants:
         for v in ("f32", "dr", "int8"):
             model = VARIANTS / f"orientation-{v}.tflite"

@@ -62,6 +62,14 @@ GCOMPRIS_SPLIT: dict[str, str] = {
 }
 
 
+def _add_extra_sources() -> None:
+    """Register the smaller photo/art packages of ``training.sources_extra`` (all train)."""
+    from training.sources_extra import EXTRA_PACKAGES, LICENCES
+
+    PACKAGES.update(EXTRA_PACKAGES)
+    LICENCE_OVERRIDES.update(LICENCES)
+
+
 def split_for(package: str, kind: str) -> str | None:
     """train / val / test for an image, or None when it is not used (e.g. planets: no up)."""
     if package == "gcompris-qt-data":
@@ -220,7 +228,9 @@ def _collect(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901 - on
             if (im := _open(p)) is not None and min(im.size) >= 200:
                 yield RawImage(package, rel(p), im, "photo")
     else:
-        raise KeyError(package)
+        from training.sources_extra import collect_extra
+
+        yield from collect_extra(package, base)
 
 
 def _emoji(base: Path) -> Iterator[RawImage]:
@@ -268,3 +278,6 @@ def _kphotoalbum(base: Path) -> Iterator[RawImage]:
         if angle:  # stored rotated on purpose; index.xml says the clockwise turn to show it
             im = im.rotate(-angle, expand=True)
         yield RawImage("kphotoalbum", str(p.relative_to(base)), im, "photo")
+
+
+_add_extra_sources()

@@ -6,6 +6,12 @@ Recipe (measured better in MODEL-DATA.md): AdamW, backbone lr 1e-4, head lr 1e-3
 statistics frozen (BN layers in eval mode, their affine weights still train). The learning rate
 follows a cosine over *elapsed time*, so the run ends on schedule whatever the CPU share is.
 Every epoch writes a checkpoint and a line of validation metrics (val sources only: never test).
+
+Distillation (``--teacher CKPT --distill A``): every batch holds each upright crop in all 4
+rotations, so a frozen teacher's 4-rotation test-time average comes for free from one extra
+forward pass over the batch. The student learns ``(1 - A) * CE(hard label) + A * CE(TTA soft
+target)``: it gets the ensemble's accuracy in one pass, and crops with no visible "up" (a patch
+of sky, a texture) get soft targets instead of a confident hard label.
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ from training.sources import ROOT
 
 class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     def __init__(self, data: Path, groups: int, size_at: list[tuple[float, int]],
-                 budget_s: float, seed: int) -> None:
+                 budget_s: float, seed: int, mix: tuple[float, float, float]) -> None:
         self.data, self.groups, self.size_at = data, groups, size_at
-        self.budget_s, self.seed, self.t0 = budget_s, seed, time.time()
+        self.budget_s, self.seed, self.t0, self.mix = budget_s, seed, time.time(), mix
 
     def size_now(self) -> int:
         frac = (time.time() - self.t0) / self.budget_s
@@ -42,7 +48,7 @@ class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         rng = random.Random(self.seed)
         pool = load_pool(self.data, "train")
         while True:
-            x, y = batch(rng, pool, self.groups, self.size_now())
+            x, y = batch(rng, pool, self.groups, self.size_now(), self.mix)
             yield torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
 
 
@@ -60,6 +66,23 @@ def val_set(pool: Pool, size: int, max_docs: int = 100
         out[name] = (torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous(),
                      torch.tensor(ys))
     return out
+
+
+# TTA_INDEX[m, u] = (u + m) % 4 and SHIFT[k, j] = (j - k) % 4, for tta_targets.
+TTA_INDEX = torch.tensor([[(u + m) % 4 for u in range(4)] for m in range(4)])
+SHIFT = torch.tensor([[(j - k) % 4 for j in range(4)] for k in range(4)])
+
+
+def tta_targets(logits: torch.Tensor) -> torch.Tensor:
+    """Soft targets from a teacher's logits on batches laid out as [crop][rotation k = 0..3].
+
+    Rotation m of a crop predicted as class j says the crop itself is turned (j - m): averaging
+    the four views gives the teacher's belief b[u] that the crop is turned u, and rotation k's
+    target is b shifted by k. This is exactly the 4-rotation test-time-augmentation ensemble.
+    """
+    q = logits.softmax(1).view(-1, 4, 4)  # [crop, m, class]
+    belief = q.gather(2, TTA_INDEX.expand(q.shape[0], 4, 4)).mean(1)  # [crop, u]
+    return belief[:, SHIFT].reshape(-1, 4)  # [crop * 4 rotations, class]
 
 
 def freeze_bn(net: nn.Module) -> None:
@@ -93,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="compute threads (the data worker takes another core)")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="distil this checkpoint's 4-rotation TTA ensemble into the student")
+    p.add_argument("--distill", type=float, default=0.5, help="weight of the TTA soft target")
+    p.add_argument("--mix", default="0.45,0.25,0.3", help="photos,composites,documents shares")
     p.add_argument("--freeze-blocks", type=int, default=3,
                    help="stem + this many first MBConv blocks stay at their ImageNet weights")
     a = p.parse_args(argv)
@@ -115,7 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW([{"params": backbone, "lr": a.lr_backbone},
                              {"params": head, "lr": a.lr_head}], weight_decay=1e-4)
     base = [a.lr_backbone, a.lr_head]
-    ds = Batches(a.data, a.groups, size_at, budget, a.seed)
+    mix = tuple(float(v) for v in a.mix.split(","))
+    ds = Batches(a.data, a.groups, size_at, budget, a.seed, mix)  # type: ignore[arg-type]
+    teacher = None
+    if a.teacher:
+        teacher = pretrained(4)
+        teacher.load_state_dict(torch.load(a.teacher, map_location="cpu"))
+        teacher.eval()
+        for q in teacher.parameters():
+            q.requires_grad_(False)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1, prefetch_factor=4)
     val_pool = load_pool(a.data, "val")
     vsets = {s: val_set(val_pool, s) for s in sorted({s for _, s in size_at})}
@@ -139,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             x, y = next(it)
             logits = net(x)
             loss = loss_fn(logits, y)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = tta_targets(teacher(x))
+                soft_loss = -(soft * logits.log_softmax(1)).sum(1).mean()
+                loss = (1 - a.distill) * loss + a.distill * soft_loss
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -11,7 +11,7 @@ from rotwatchd.model.base import (
     Prediction,
     default_model_dir,
 )
-from rotwatchd.model.registry import available_backends, load_classifier
+from rotwatchd.model.registry import available_backends, calibrated_threshold, load_classifier
 
 # Importing the backends registers them ("litert" = scene network + face cue, "litert-scene").
 from rotwatchd.model import fusion as _fusion  # noqa: E402,F401  isort: skip
@@ -22,6 +22,7 @@ __all__ = [
     "OrientationClassifier",
     "Prediction",
     "available_backends",
+    "calibrated_threshold",
     "default_model_dir",
     "load_classifier",
 ]

@@ -1,0 +1,162 @@
+"""More upright pictures from smaller Debian packages (added to fight photo data starvation).
+
+Each package here contributes a handful to a few hundred pictures with a clear "up": real photos
+(palapeli puzzles, hugin and fotoxx manuals, gramps examples, phone photos in
+forensics-samples-files, enlightenment's 4K wallpapers, matplotlib's and scikit-learn's sample
+photos), photographic landscape panoramas (stellarium, transparent sky filled with a sky
+gradient), and painted art with people and scenes (wesnoth portraits as cut-outs, story art).
+Pictures that are textures or abstract are skipped by file name here or listed in
+``models/no-up-images.txt``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from training.sources import RawImage
+
+RASTER = (".jpg", ".jpeg", ".png", ".webp")
+
+# package -> split (all of these fit the weights; the held-out sources stay as they were)
+EXTRA_PACKAGES: dict[str, str] = {
+    "palapeli-data": "train",
+    "hugin-data": "train",
+    "fotoxx-common": "train",
+    "gramps": "train",
+    "forensics-samples-files": "train",
+    "enlightenment-data": "train",
+    "libelementary-data": "train",
+    "kalzium-data": "train",
+    "python-matplotlib-data": "train",
+    "python3-sklearn": "train",
+    "stellarium-data": "train",
+    "wesnoth-1.16-data": "train",
+    "flightgear-data-base": "train",
+}
+
+LICENCES = {
+    "palapeli-data": "GPL-2+ / CC-BY-SA (puzzle photos, see debian/copyright)",
+    "hugin-data": "GPL-2+ / CC-BY-SA-3.0 (manual images from the hugin wiki)",
+    "fotoxx-common": "GPL-3+",
+    "gramps": "GPL-2+ (example media: public domain portraits)",
+    "forensics-samples-files": "CC-BY-4.0 / public domain (see debian/copyright)",
+    "enlightenment-data": "BSD-2-clause / CC-BY-SA (wallpapers, see debian/copyright)",
+    "libelementary-data": "LGPL-2.1 / BSD-2-clause",
+    "kalzium-data": "GPL-2+",
+    "python-matplotlib-data": "PSF-based matplotlib licence (sample data)",
+    "python3-sklearn": "BSD-3-clause (sample images: CC-BY / public domain)",
+    "stellarium-data": "GPL-2+ (landscapes)",
+    "wesnoth-1.16-data": "GPL-2+",
+    "flightgear-data-base": "GPL-2+ (splash screens and aircraft previews)",
+}
+
+# abstract / texture / UI files with no "up" (by name, checked by hand on contact sheets)
+_SKIP = re.compile(r"(squiggle|flat-|pattern|texture|logo|splash-digikam|lut3d|space|earth_normal|"
+                   r"panel_|wood_|rock_|fog|illum|ground|-256|prefs|preferences|Hugin2013|"
+                   r"debian|body-background|insanely_huge|webstuff|icons|little_planet|aliasing|fisheye|"
+                   r"stereographic|CA_artifical|guereinsb|hurricaneb|-lgt|lichen|spruce|"
+                   r"paper-flower)", re.I)
+
+
+def _open(path: Path) -> Image.Image | None:
+    try:
+        im = Image.open(path)
+        im = ImageOps.exif_transpose(im)  # phone photos store their turn in EXIF: upright first
+        im.load()
+    except Exception:  # noqa: BLE001 - a package file that is not a decodable raster is skipped
+        return None
+    return im
+
+
+def _images(base: Path, sub: str, min_side: int, exts: tuple[str, ...] = RASTER
+            ) -> Iterator[tuple[Path, Image.Image]]:
+    root = base / sub
+    if not root.is_dir():
+        return
+    for p in sorted(root.rglob("*")):
+        if p.suffix.lower() not in exts or not p.is_file() or _SKIP.search(str(p)):
+            continue
+        if (im := _open(p)) is not None and min(im.size) >= min_side:
+            yield p, im
+
+
+def _sky(im: Image.Image, seed: int) -> Image.Image:
+    """Fill a landscape's transparent sky with a vertical sky gradient (deep above, pale below)."""
+    rng = np.random.default_rng(seed)
+    top = np.array([40, 90, 170], np.float32) + rng.uniform(-30, 30, 3)
+    low = np.array([190, 210, 235], np.float32) + rng.uniform(-25, 20, 3)
+    t = np.linspace(0, 1, im.height, dtype=np.float32)[:, None, None]
+    grad = np.broadcast_to(top * (1 - t) + low * t, (im.height, im.width, 3))
+    sky = Image.fromarray(np.clip(grad, 0, 255).astype(np.uint8))
+    rgba = im.convert("RGBA")
+    sky.paste(rgba, mask=rgba.getchannel("A"))
+    return sky
+
+
+def _carve_jpegs(blob: bytes) -> Iterator[Image.Image]:
+    """Raw JPEG entries inside an Eet (.edj) archive: open each SOI marker Pillow can decode."""
+    for m in re.finditer(rb"\xff\xd8\xff[\xe0-\xef\xdb]", blob):
+        try:
+            im = Image.open(io.BytesIO(blob[m.start():]))
+            im.load()
+        except Exception:  # noqa: BLE001 - a false SOI or a thumbnail fragment
+            continue
+        yield im
+
+
+def collect_extra(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901 - one per source
+    rel = lambda p: str(p.relative_to(base))  # noqa: E731
+    simple = {
+        "palapeli-data": ("usr/share/palapeli/collection", 300, "photo"),
+        "hugin-data": ("usr/share/hugin/xrc/data/help_en_EN", 250, "photo"),
+        "fotoxx-common": ("usr/share/fotoxx/images", 300, "photo"),
+        "gramps": ("usr/share/doc/gramps/example", 200, "photo"),
+        "forensics-samples-files": ("usr/share/forensics-samples/original-files", 300, "photo"),
+        "libelementary-data": ("usr/share/elementary/images", 300, "photo"),
+        "kalzium-data": ("usr/share/kalzium/data/toolpics", 200, "photo"),
+        "python-matplotlib-data": ("usr/share/matplotlib/mpl-data/sample_data", 300, "photo"),
+        "python3-sklearn": ("usr/lib/python3/dist-packages/sklearn/datasets/images", 300,
+                            "photo"),
+    }
+    if package in simple:
+        sub, min_side, kind = simple[package]
+        exts = (".jpg", ".jpeg") if package in ("hugin-data", "forensics-samples-files") \
+            else RASTER
+        for p, im in _images(base, sub, min_side, exts):
+            yield RawImage(package, rel(p), im, kind)
+    elif package == "enlightenment-data":
+        for p in sorted((base / "usr/share/enlightenment/data/backgrounds").glob("*.edj")):
+            if _SKIP.search(p.name):
+                continue
+            ims = [im for im in _carve_jpegs(p.read_bytes()) if min(im.size) >= 600]
+            if ims:  # one wallpaper per archive: the full-size picture
+                yield RawImage(package, rel(p), max(ims, key=lambda i: i.width), "photo")
+    elif package == "stellarium-data":
+        land = base / "usr/share/stellarium/landscapes"
+        for n, (p, im) in enumerate(_images(land, ".", 256, (".png", ".jpg"))):
+            if p.parent.name not in ("guereins", "hurricane", "ocean", "garching", "grossmugl",
+                                     "trees", "moon", "mars", "geneva"):
+                continue
+            if im.mode in ("RGBA", "LA", "P"):
+                im = _sky(im, n)
+            yield RawImage(package, rel(p), im, "landscape")
+    elif package == "flightgear-data-base":
+        fg = base / "usr/share/games/flightgear"
+        for p in [*sorted((fg / "Textures").glob("Splash*")),
+                  *sorted((fg / "Aircraft/c172p/Previews").glob("*.jpg"))]:
+            if (im := _open(p)) is not None and min(im.size) >= 300:
+                yield RawImage(package, rel(p), im.convert("RGB"), "photo")
+    elif package == "wesnoth-1.16-data":
+        core = base / "usr/share/games/wesnoth/1.16/data/core/images"
+        for p, im in _images(core, "portraits", 200, (".png", ".webp")):
+            yield RawImage(package, rel(p), im.convert("RGBA"), "stamp")
+        for p, im in _images(core, "story", 300, (".jpg", ".png", ".webp")):
+            yield RawImage(package, rel(p), im.convert("RGB"), "painting")
+    else:
+        raise KeyError(package)
