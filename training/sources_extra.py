@@ -40,20 +40,12 @@ EXTRA_PACKAGES: dict[str, str] = {
     "flightgear-data-base": "train",
 }
 
+# Only where the package's DEP-5 copyright file lists no usable licence name; the others are
+# read from the file (training.sources.package_licences).
 LICENCES = {
-    "palapeli-data": "GPL-2+ / CC-BY-SA (puzzle photos, see debian/copyright)",
-    "hugin-data": "GPL-2+ / CC-BY-SA-3.0 (manual images from the hugin wiki)",
-    "fotoxx-common": "GPL-3+",
-    "gramps": "GPL-2+ (example media: public domain portraits)",
-    "forensics-samples-files": "CC-BY-4.0 / public domain (see debian/copyright)",
-    "enlightenment-data": "BSD-2-clause / CC-BY-SA (wallpapers, see debian/copyright)",
-    "libelementary-data": "LGPL-2.1 / BSD-2-clause",
-    "kalzium-data": "GPL-2+",
-    "python-matplotlib-data": "PSF-based matplotlib licence (sample data)",
-    "python3-sklearn": "BSD-3-clause (sample images: CC-BY / public domain)",
-    "stellarium-data": "GPL-2+ (landscapes)",
-    "wesnoth-1.16-data": "GPL-2+",
-    "flightgear-data-base": "GPL-2+ (splash screens and aircraft previews)",
+    "wesnoth-1.16-data": "GPL-2+ (debian/copyright)",
+    "hugin-data": "GPL-2+ (debian/copyright, Files: *, which covers the manual's images)",
+    "python-matplotlib-data": "matplotlib licence (PSF-based; debian/copyright)",
 }
 
 # abstract / texture / UI files with no "up" (by name, checked by hand on contact sheets)
