@@ -12,26 +12,18 @@ import re
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from training.raw_image import RawImage
+from training.sources_extra import EXTRA_PACKAGES, LICENCES, collect_extra
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "cache"
 DEBS = CACHE / "debs"
 EXTRACT = CACHE / "x"
 NO_UP_LIST = ROOT / "models" / "no-up-images.txt"
-
-
-@dataclass(frozen=True)
-class RawImage:
-    """One upright picture pulled out of a package (``alpha`` -> a stamp to composite)."""
-
-    package: str
-    origin: str  # path inside the package (or rcc file + offset)
-    image: Image.Image
-    kind: str  # photo | wallpaper | stamp | cartoon | painting ...
 
 
 # package -> split. Sources with no split here are fetched only for fonts/documents.
@@ -49,6 +41,7 @@ PACKAGES: dict[str, str] = {
     "gcompris-qt-data": "test",
     "kphotoalbum": "test",
     "tuxtype-data": "test",
+    **EXTRA_PACKAGES,  # the smaller photo/art packages of training.sources_extra (all train)
 }
 # gcompris-qt-data is split by activity (one rcc file per activity, different pictures and
 # photographers): its object photos and cartoons train, its animal photos tune, and its
@@ -60,14 +53,6 @@ GCOMPRIS_SPLIT: dict[str, str] = {
     "explore_monuments": "test", "explore_world_animals": "test", "explore_farm_animals": "test",
     "explore_world_music": "test", "details": "test", "paintings": "test",
 }
-
-
-def _add_extra_sources() -> None:
-    """Register the smaller photo/art packages of ``training.sources_extra`` (all train)."""
-    from training.sources_extra import EXTRA_PACKAGES, LICENCES
-
-    PACKAGES.update(EXTRA_PACKAGES)
-    LICENCE_OVERRIDES.update(LICENCES)
 
 
 def split_for(package: str, kind: str) -> str | None:
@@ -110,6 +95,7 @@ LICENCE_OVERRIDES = {
     "tuxpaint-stamps-default": "GPL-2",
     "tuxpaint-data": "GPL-2+",
     "fonts-noto-color-emoji": "OFL-1.1 (font), Apache-2.0 (tools)",
+    **LICENCES,
 }
 
 
@@ -228,8 +214,6 @@ def _collect(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901 - on
             if (im := _open(p)) is not None and min(im.size) >= 200:
                 yield RawImage(package, rel(p), im, "photo")
     else:
-        from training.sources_extra import collect_extra
-
         yield from collect_extra(package, base)
 
 
@@ -278,6 +262,3 @@ def _kphotoalbum(base: Path) -> Iterator[RawImage]:
         if angle:  # stored rotated on purpose; index.xml says the clockwise turn to show it
             im = im.rotate(-angle, expand=True)
         yield RawImage("kphotoalbum", str(p.relative_to(base)), im, "photo")
-
-
-_add_extra_sources()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from training.sources import RawImage
+from training.raw_image import RawImage
 
 RASTER = (".jpg", ".jpeg", ".png", ".webp")
 
