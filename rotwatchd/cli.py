@@ -146,12 +146,14 @@ def _model_slot(model_cfg: ModelConfig) -> ClassifierPool:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from rotwatchd.oneshot import assess
+    from rotwatchd.processor import review_threshold
 
     model_cfg, limits, _, _ = _tool_settings(args.config)
     slot = _model_slot(model_cfg)
+    threshold = review_threshold(model_cfg)
     status = EXIT_OK
     for image in args.images:
-        assessment = assess(image, slot, model_cfg, limits)
+        assessment = assess(image, slot, threshold, limits)
         if assessment.problem is not None:
             status = EXIT_FAIL
         print(json.dumps(assessment.as_json()) if args.json else assessment.as_line(),

@@ -61,16 +61,17 @@ class Assessment:
                 f"(confidence {confidence}, {d.source})")
 
 
-def assess(path: Path, model: ModelSource, model_cfg: ModelConfig,
+def assess(path: Path, model: ModelSource, min_confidence: float,
            limits: LimitsConfig) -> Assessment:
-    """Decide what the daemon would do with ``path``. Raises ModelError if the model fails."""
+    """Decide what the daemon would do with ``path`` (``min_confidence``: see
+    :func:`rotwatchd.processor.review_threshold`). Raises ModelError if the model fails."""
     if path.is_symlink() or not path.is_file():
         what = "a symlink" if path.is_symlink() else "not a regular file"
         if not path.exists() and not path.is_symlink():
             what = "no such file"
         return Assessment(path, Decision("quarantine", f"not-a-file: {what}"))
     facts = gather_facts(path, model, max_pixels=limits.max_pixels)
-    return Assessment(path, decide(facts, min_confidence=review_threshold(model_cfg),
+    return Assessment(path, decide(facts, min_confidence=min_confidence,
                                    max_pixels=limits.max_pixels))
 
 
@@ -108,18 +109,19 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
     logged. Inputs are never modified. Raises ModelError if the model cannot load."""
     files = list(expand(paths, ignore_patterns))
     summary = FixSummary()
+    threshold = review_threshold(model_cfg)
     for done, (path, relative) in enumerate(files, start=1):
-        what = _fix_one(path, relative, outdir, model, model_cfg, limits, output, summary)
+        what = _fix_one(path, relative, outdir, model, threshold, limits, output, summary)
         if progress is not None:
             progress(done, len(files), path, what)
     return summary
 
 
 def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
-             model_cfg: ModelConfig, limits: LimitsConfig, output: OutputConfig,
+             min_confidence: float, limits: LimitsConfig, output: OutputConfig,
              summary: FixSummary) -> str:
     try:
-        assessment = assess(path, model, model_cfg, limits)
+        assessment = assess(path, model, min_confidence, limits)
         decision = assessment.decision
         if assessment.problem is not None:
             raise ImageProblem("bad", assessment.problem)

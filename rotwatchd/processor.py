@@ -145,6 +145,7 @@ class Processor:
         self.model = model
         self.hooks: WorkHooks = hooks or NoHooks()
         self._on_result = on_result
+        self._threshold: tuple[ModelConfig, float] | None = None
         #: called with (path, inbox) to look at a file again once it has been quiet a while
         self.retry_later: Callable[[Path, InboxConfig], None] | None = None
 
@@ -209,6 +210,14 @@ class Processor:
         self.journal.finish(key, digest, "error", detail=detail)
         return Result(path, "error", detail)
 
+    def _review_threshold(self) -> float:
+        """:func:`review_threshold` of the current model settings, read once per setting (a
+        reload with other model settings also reloads the model, and so the threshold)."""
+        model, cached = self.config.model, self._threshold
+        if cached is None or cached[0] != model:
+            cached = self._threshold = (model, review_threshold(model))
+        return cached[1]
+
     def _maybe_unfinished(self, confirmed: bool, st: os.stat_result) -> bool:
         return (not confirmed and self.retry_later is not None
                 and time.time() - st.st_mtime < WRITING_TIMEOUT)
@@ -225,7 +234,7 @@ class Processor:
         cfg = self.config
         facts = gather_facts(path, self.model, max_pixels=cfg.limits.max_pixels,
                              hooks=self.hooks)
-        decision = decide(facts, min_confidence=review_threshold(cfg.model),
+        decision = decide(facts, min_confidence=self._review_threshold(),
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")

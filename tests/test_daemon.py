@@ -184,3 +184,25 @@ def test_marker_photos_are_what_the_tests_think(tmp_path: Path) -> None:
             assert red_edge(im)[0] == edge
             arr = np.asarray(im)
             assert tuple(arr[arr.shape[0] // 2, arr.shape[1] // 2]) != RED
+
+
+def test_review_threshold_follows_the_model_setting_across_a_reload(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    """No min_confidence configured: the model's .json decides, and a reload that points
+    model.path elsewhere brings that model's threshold (not the one read for the first)."""
+    models = {}
+    for name, threshold in (("strict", 0.999), ("lenient", 0.5)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "orientation.json").write_text(f'{{"min_confidence": {threshold}}}')
+        models[name] = str(folder / "orientation.tflite")
+    config = fast_config(tmp_path, model={"path": models["strict"]})
+    daemon, results = daemon_factory(config)
+    inbox = config.inboxes[0].path
+    make_photo(inbox / "a.png", fmt="PNG", correction=90)  # marker confidence 0.99
+    (first,) = results.wait_count(1)
+    assert first.outcome == "review"
+    daemon.reload(fast_config(tmp_path, model={"path": models["lenient"]}))
+    make_photo(inbox / "b.png", fmt="PNG", correction=90)
+    second = results.wait_count(2)[1]
+    assert second.path.name == "b.png" and second.outcome == "done"
