@@ -72,7 +72,9 @@ def _images(base: Path, sub: str, min_side: int, exts: tuple[str, ...] = RASTER
     if not root.is_dir():
         return
     for p in sorted(root.rglob("*")):
-        if p.suffix.lower() not in exts or not p.is_file() or _SKIP.search(str(p)):
+        # names under the walked folder only: the checkout's own path must not skip files
+        if p.suffix.lower() not in exts or not p.is_file() \
+                or _SKIP.search(str(p.relative_to(root))):
             continue
         if (im := _open(p)) is not None and min(im.size) >= min_side:
             yield p, im
