@@ -95,7 +95,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--model", type=Path, action="append", default=[], help="variant(s) to time")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--cues", action="store_true", help="also time the whole shipped cue set")
+    p.add_argument("--cues", action="store_true",
+                   help="also time the whole shipped cue set, one pass and 4-pass (litert-tta)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--backend", default="litert-scene", help=argparse.SUPPRESS)

@@ -85,4 +85,4 @@ def test_bench_cues_times_every_backend(capsys: pytest.CaptureFixture[str]) -> N
     scene, cues = rows["orientation.tflite"], rows["orientation.tflite + faces (all cues)"]
     tta = rows["orientation.tflite all cues, 4-pass"]
     assert cues["size_mb"] == tta["size_mb"] > scene["size_mb"]
-    assert tta["p50_ms"] > scene["p50_ms"]  # four network passes cost more than one
+    assert tta["p50_ms"] > cues["p50_ms"]  # four network passes cost more than one
