@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +41,16 @@ class Pool:
     photos: list[Image.Image]  # real photos, wallpapers, drawings: used as is or as backgrounds
     stamps: list[Image.Image]  # RGBA cut-outs to composite
     docs: list[Image.Image]
+    screens: list[Image.Image] = field(default_factory=list)  # game screenshots: a small share
+
+
+# Share of "photo" samples drawn from the screenshots (when there are any): they teach title
+# bars, text and rendered skies, but must not crowd out the real photos.
+SCREEN_SHARE = 0.15
 
 
 def load_pool(data: Path, split: str) -> Pool:
-    photos, stamps, docs = [], [], []
+    photos, stamps, docs, screens = [], [], [], []
     for line in (data / "manifest.jsonl").read_text().splitlines():
         row = json.loads(line)
         if row["split"] != split:
@@ -53,11 +59,13 @@ def load_pool(data: Path, split: str) -> Pool:
         im.load()
         if row["kind"] == "document":
             docs.append(im)
+        elif row["kind"] == "screenshot":
+            screens.append(im)
         elif row["alpha"]:
             stamps.append(im)
         else:
             photos.append(im)
-    return Pool(photos, stamps, docs)
+    return Pool(photos, stamps, docs, screens)
 
 
 def _crop(rng: random.Random, im: Image.Image, min_area: float) -> Image.Image:
@@ -138,7 +146,8 @@ def upright_sample(rng: random.Random, pool: Pool, weights: tuple[float, float, 
                    ) -> tuple[Image.Image, str]:
     kind = rng.choices(["photo", "stamp", "doc"], weights)[0]
     if kind == "photo":
-        im = _crop(rng, rng.choice(pool.photos), 0.35)
+        use_screen = pool.screens and rng.random() < SCREEN_SHARE
+        im = _crop(rng, rng.choice(pool.screens if use_screen else pool.photos), 0.35)
     elif kind == "stamp":
         im = composite(rng, pool)
     else:

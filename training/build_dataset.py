@@ -97,7 +97,8 @@ def build(out: Path = DATA) -> list[dict[str, object]]:
 def eval_dirs(rows: list[dict[str, object]], out: Path = DATA) -> None:
     """Symlink val/test images into folders ``rotwatchd eval`` takes: one subfolder per source.
 
-    data/eval/{val,test}-photos/<source>/, {val,test}-docs/documents/, test-paintings/.
+    data/eval/{val,test}-photos/<source>/, {val,test}-docs/documents/, test-paintings/,
+    val-art/<source>/ (validation wallpapers that are renderings or logos, not photos).
     """
     import shutil
 
@@ -108,6 +109,8 @@ def eval_dirs(rows: list[dict[str, object]], out: Path = DATA) -> None:
             continue
         if kind == "document":
             folder = f"{split}-docs/documents"
+        elif kind == "art":
+            folder = f"{split}-art/{package}"
         elif kind == "paintings":
             folder = f"{split}-paintings/gcompris-paintings"
         elif package == "gcompris-qt-data":

@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     tta_threshold, tta_rows = pick_threshold(a.model, a.target_risk, passes=4)
     meta = {"input_size": a.size, "temperature": round(temp, 4),
             "min_confidence": threshold, "tta_min_confidence": tta_threshold,
-            "calibrated_on": "validation sources: lxqt-themes, ukui-wallpapers, gcompris "
-                             "erase+clickgame activities (photos); val documents",
+            "calibrated_on": "validation photos: gcompris erase+clickgame activities, "
+                             "lxqt-themes photos, gimp-help-en example photos; val documents",
             "target_risk": a.target_risk}
     sidecar.write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))

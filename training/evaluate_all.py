@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     _run("robust-jpeg60-95-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", (60, 95),
          a.out, thr)
     _run("val-photos", "fused", SHIPPED, EVAL / "val-photos", "jpeg", jq, a.out, thr)
+    _run("val-art", "fused", SHIPPED, EVAL / "val-art", "jpeg", jq, a.out, thr)
     _run("tta-photos", "tta", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, tta_thr)
     _run("tta-docs", "tta", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, tta_thr)
     if not a.skip_variants:

@@ -55,11 +55,29 @@ GCOMPRIS_SPLIT: dict[str, str] = {
 }
 
 
+# Wallpapers of the validation packages that are renderings, logos or illustrations, not camera
+# photos (judged by eye on a contact sheet, without the model's answers). They stay validation
+# images but in their own folder (data/eval/val-art/), so the photo threshold is calibrated on
+# photos, the population the photo floor is stated for, as the test photos are.
+NOT_PHOTOS = {
+    "lxqt-themes": {"plasma_arch.png", "waves-logo.png", "plasma-logo-bright.png",
+                    "plasma-logo-dark.png", "triangles-logo.png", "origami-bright-logo.png",
+                    "waves-purple-logo.jpg", "origami-light.png"},
+    "ukui-wallpapers": {"focal-ubuntukylin.png", "goldfish.png", "firstgeneration.jpg",
+                        "the-mouse.jpg", "calla.png"},
+}
+
+
 def split_for(package: str, kind: str) -> str | None:
     """train / val / test for an image, or None when it is not used (e.g. planets: no up)."""
     if package == "gcompris-qt-data":
         return GCOMPRIS_SPLIT.get(kind)
     return PACKAGES[package]
+
+
+def wallpaper_kind(package: str, origin: str) -> str:
+    """``art`` for a validation wallpaper listed in NOT_PHOTOS, else ``wallpaper``."""
+    return "art" if Path(origin).name in NOT_PHOTOS.get(package, set()) else "wallpaper"
 
 
 FONT_PACKAGES = ("fonts-dejavu-core", "fonts-liberation2", "fonts-noto-core", "fonts-noto-cjk")
@@ -177,7 +195,7 @@ def _collect(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901 - on
                 continue
             seen.add((p.parent, stem))  # type: ignore[arg-type]
             if (im := _open(p)) is not None and min(im.size) >= 300:
-                yield RawImage(package, rel(p), im, "wallpaper")
+                yield RawImage(package, rel(p), im, wallpaper_kind(package, rel(p)))
     elif package == "sway-backgrounds":
         p = base / "usr/share/backgrounds/sway/Sway_Wallpaper_Blue_2048x1536.png"
         if (im := _open(p)) is not None:

@@ -1,5 +1,8 @@
 """More upright pictures from smaller Debian packages (added to fight photo data starvation).
 
+gimp-help-en's example photos are the exception: they widen the validation photos. Screenshots
+of Debian's games (games-thumbnails) train as their own kind, drawn as a small share of samples.
+
 Each package here contributes a handful to a few hundred pictures with a clear "up": real photos
 (palapeli puzzles, hugin and fotoxx manuals, gramps examples, phone photos in
 forensics-samples-files, enlightenment's 4K wallpapers, matplotlib's and scikit-learn's sample
@@ -23,8 +26,9 @@ from training.raw_image import RawImage
 
 RASTER = (".jpg", ".jpeg", ".png", ".webp")
 
-# package -> split (all of these fit the weights; the held-out sources stay as they were)
+# package -> split (all but gimp-help-en fit the weights; the held-out sources stay as they were)
 EXTRA_PACKAGES: dict[str, str] = {
+    "gimp-help-en": "val",
     "palapeli-data": "train",
     "hugin-data": "train",
     "fotoxx-common": "train",
@@ -38,11 +42,14 @@ EXTRA_PACKAGES: dict[str, str] = {
     "stellarium-data": "train",
     "wesnoth-1.16-data": "train",
     "flightgear-data-base": "train",
+    "games-thumbnails": "train",
 }
 
 # Only where the package's DEP-5 copyright file lists no usable licence name; the others are
 # read from the file (training.sources.package_licences).
 LICENCES = {
+    "games-thumbnails": "each game's own DFSG-free licence (Debian main; debian/copyright)",
+    "gimp-help-en": "GFDL-1.2+ (gimp-help; its copyright file ships in gimp-help-common)",
     "wesnoth-1.16-data": "GPL-2+ (debian/copyright)",
     "hugin-data": "GPL-2+ (debian/copyright, Files: *, which covers the manual's images)",
     "python-matplotlib-data": "matplotlib licence (PSF-based; debian/copyright)",
@@ -54,6 +61,22 @@ _SKIP = re.compile(r"(squiggle|flat-|pattern|texture|logo|splash-digikam|lut3d|s
                    r"debian|body-background|insanely_huge|webstuff|icons|little_planet|aliasing|fisheye|"
                    r"stereographic|CA_artifical|guereinsb|hurricaneb|-lgt|lichen|spruce|"
                    r"paper-flower)", re.I)
+
+
+# gimp-help-en's example photos, one file per photo: the original (or, for the stained glass,
+# the upright result of the rotate tutorial; its "source" is stored sideways), never a filtered,
+# zoomed, selected or screenshotted variant. Picked by eye on contact sheets of every picture of
+# the manual; the model's answers on them were not looked at. Validation only.
+GIMP_ORIGINALS = (
+    "menus/taj_orig_2.png", "filters/examples/blur/mean_curvature-ex-1.jpg",
+    "filters/examples/kvitveis-orig.png", "filters/examples/light-and-shadow/vignette-ex-orig.jpg",
+    "filters/examples/map/little_planet-origin.jpg",
+    "filters/examples/map/pan-project-result-1.jpg",
+    "toolbox/cage-1.png", "tutorials/quickie-crop-example-source.jpg",
+    "tutorials/quickie-flip-example-source.jpg", "tutorials/quickie-jpeg-100.jpg",
+    "tutorials/quickie-remove-background-source.jpg", "tutorials/quickie-rotate-example-90-CCW.jpg",
+    "tutorials/tone-mapping/apple-orchard-truck-from-camera.jpg", "using/duck_orig.png",
+)
 
 
 def _open(path: Path) -> Image.Image | None:
@@ -124,6 +147,16 @@ def collect_extra(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901
             else RASTER
         for p, im in _images(base, sub, min_side, exts):
             yield RawImage(package, rel(p), im, kind)
+    elif package == "games-thumbnails":
+        for p, im in _images(base, "usr/share/games/thumbnails", 200, (".png",)):
+            grey = np.asarray(im.convert("L").resize((64, 64)), np.float32)
+            if grey.std() >= 15:  # near-black frames (empty space scenes) have no up
+                yield RawImage(package, rel(p), im.convert("RGB"), "screenshot")
+    elif package == "gimp-help-en":
+        images = base / "usr/share/gimp/2.0/help/en/images"
+        for name in GIMP_ORIGINALS:
+            if (im := _open(images / name)) is not None:
+                yield RawImage(package, rel(images / name), im.convert("RGB"), "photo")
     elif package == "enlightenment-data":
         for p in sorted((base / "usr/share/enlightenment/data/backgrounds").glob("*.edj")):
             if _SKIP.search(p.name):
