@@ -64,7 +64,8 @@ def test_shipped_model_accuracy_on_held_out_fixtures(scene: LiteRTClassifier) ->
         assert np.mean(values) >= STATED[kind], (kind, np.mean(values))
 
 
-@pytest.mark.parametrize("variant", ["orientation-f32", "orientation-dr", "orientation-int8"])
+@pytest.mark.parametrize("variant", ["orientation-f32", "orientation-dr", "orientation-wi8",
+                                     "orientation-int8"])
 def test_variants_agree_with_pytorch(variant: str) -> None:
     clf = LiteRTClassifier(VARIANTS / f"{variant}.tflite", threads=1)
     by_file = dict(IMAGES)
@@ -78,8 +79,10 @@ def test_variants_agree_with_pytorch(variant: str) -> None:
     clf.close()
     if variant == "orientation-f32":  # same arithmetic up to float rounding
         assert np.mean(agree) >= 0.99 and max_diff < 0.02, (np.mean(agree), max_diff)
-    else:  # 8-bit weights (and activations) flip only borderline cases
+    elif variant == "orientation-int8":  # 8-bit weights and activations
         assert np.mean(agree) >= 0.9, np.mean(agree)
+    else:  # 8-bit weights, float activations: only borderline cases flip
+        assert np.mean(agree) >= 0.97 and max_diff < 0.2, (np.mean(agree), max_diff)
 
 
 def test_predictions_are_calibrated_probabilities(scene: LiteRTClassifier) -> None:

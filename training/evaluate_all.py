@@ -7,7 +7,8 @@ turns, in-memory JPEG re-save at quality 75-95, the LiteRT runtime) on the *test
 training/build_dataset.py links under data/eval/ (sources never trained or tuned on):
   - shipped cue set (models/orientation.tflite + faces) on test photos, paintings, documents;
   - the same with the 4-pass scene ensemble (backend litert-tta), photos and documents;
-  - each variant (f32 / dynamic-range / int8), scene network alone, photos and documents;
+  - each variant (f32 / dynamic-range / weight-only / int8), scene network alone, photos and
+    documents;
   - PNG vs JPEG q60-95 robustness on the test photos.
 Writes one JSON per run and summary.md with the tables.
 """
@@ -22,10 +23,11 @@ from pathlib import Path
 from rotwatchd.evaluate import accuracy, as_json, report, run_cases, upright_images
 from rotwatchd.model.fusion import load_fused, load_fused_tta, load_scene_only
 from rotwatchd.model.litert import ModelMeta
+from training.export import VARIANTS
 from training.sources import ROOT
 
 EVAL = ROOT / "data" / "eval"
-VARIANTS = ROOT / "bench" / "models"
+VARIANT_DIR = ROOT / "bench" / "models"
 SHIPPED = ROOT / "models" / "orientation.tflite"
 
 
@@ -69,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     _run("tta-photos", "tta", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, tta_thr)
     _run("tta-docs", "tta", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, tta_thr)
     if not a.skip_variants:
-        for v in ("f32", "dr", "int8"):
-            model = VARIANTS / f"orientation-{v}.tflite"
+        for v in VARIANTS:
+            model = VARIANT_DIR / f"orientation-{v}.tflite"
             _run(f"variant-{v}-photos", "scene", model, EVAL / "test-photos", "jpeg", jq, a.out,
                  thr)
             _run(f"variant-{v}-docs", "scene", model, EVAL / "test-docs", "jpeg", jq, a.out, thr)

@@ -1,10 +1,16 @@
-"""Export a checkpoint to the three TFLite variants and write the runtime sidecar.
+"""Export a checkpoint to the TFLite variants and write the runtime sidecar.
 
     python -m training.export runs/lite0/last.pt --size 128 --out bench/models
 
-Writes ``orientation-f32.tflite`` (litert-torch), ``orientation-dr.tflite`` (ai-edge-quantizer
-dynamic-range int8 weights) and ``orientation-int8.tflite`` (ai-edge-quantizer static int8
-weights + activations, calibrated on training-split samples: never val or test images).
+Writes, with litert-torch and ai-edge-quantizer:
+  - ``orientation-f32.tflite``: float32 throughout;
+  - ``orientation-dr.tflite``: dynamic-range, int8 weights, activations quantized on the fly;
+  - ``orientation-wi8.tflite``: weight-only, int8 weights with an explicit dequantize in front
+    of each op, float compute. XNNPACK folds those dequantizes into float weights when the
+    model loads, so it is as small as ``dr`` and runs at float32 speed (on x86 the ``dr``
+    kernels are slower than float, see bench);
+  - ``orientation-int8.tflite``: static int8 weights + activations, calibrated on
+    training-split samples (never val or test images).
 The graph takes NHWC float input already normalised as (pixel - 127) / 128 and returns logits.
 """
 
@@ -47,12 +53,17 @@ def calibration_samples(data: Path, size: int, count: int, seed: int = 7) -> lis
     return out[:count]
 
 
-def quantize(float_path: Path, dr_path: Path, int8_path: Path, calib: list[np.ndarray]) -> None:
+VARIANTS = ("f32", "dr", "wi8", "int8")
+
+
+def quantize(float_path: Path, out: Path, calib: list[np.ndarray]) -> None:
     from ai_edge_quantizer import quantizer, recipe
 
-    qt = quantizer.Quantizer(str(float_path))
-    qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    qt.quantize().export_model(str(dr_path), overwrite=True)
+    for name, weights_only in (("dr", recipe.dynamic_wi8_afp32()),
+                               ("wi8", recipe.weight_only_wi8_afp32())):
+        qt = quantizer.Quantizer(str(float_path))
+        qt.load_quantization_recipe(weights_only)
+        qt.quantize().export_model(str(out / f"orientation-{name}.tflite"), overwrite=True)
 
     qt = quantizer.Quantizer(str(float_path))
     qt.load_quantization_recipe(recipe.static_wi8_ai8())
@@ -65,7 +76,7 @@ def quantize(float_path: Path, dr_path: Path, int8_path: Path, calib: list[np.nd
     del sig
     data = {runner_key: [{input_name: x.astype(np.float32)} for x in calib]}
     result = qt.calibrate(data, num_threads=1)
-    qt.quantize(result).export_model(str(int8_path), overwrite=True)
+    qt.quantize(result).export_model(str(out / "orientation-int8.tflite"), overwrite=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     print("wrote", f32, f32.stat().st_size)
     if not a.skip_quant:
         calib = calibration_samples(a.data, a.size, a.calib)
-        quantize(f32, a.out / "orientation-dr.tflite", a.out / "orientation-int8.tflite", calib)
-        for name in ("orientation-dr.tflite", "orientation-int8.tflite"):
-            print("wrote", a.out / name, (a.out / name).stat().st_size)
+        quantize(f32, a.out, calib)
+        for v in VARIANTS[1:]:
+            path = a.out / f"orientation-{v}.tflite"
+            print("wrote", path, path.stat().st_size)
     return 0
 
 

@@ -6,16 +6,17 @@ Steps (each is also its own module): build_dataset (apt-get download + dpkg-deb 
 source packages, ~5 min) -> train stage 1 (fixed wall-clock budget, --minutes, default 75)
 -> train stage 2 (--distill-minutes, default 88: starts from stage 1 and distils stage 1's
 4-rotation test-time-augmentation ensemble into the single-pass network) -> release
-(export f32 / dynamic-range / int8, calibrate temperature + threshold on validation sources,
-install models/orientation.tflite + .json, fixture reference) -> evaluate_all (held-out
-tables in runs/eval/). Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
+(export f32 / dynamic-range / weight-only int8 / int8, calibrate temperature + threshold on
+validation sources, install models/orientation.tflite + .json, fixture reference) ->
+evaluate_all (held-out tables in runs/eval/).
+Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from training import build_dataset, evaluate_all, release, train
+from training import build_dataset, evaluate_all, export, release, train
 from training.sources import ROOT
 
 # stage 2: more photos in the mix (documents were already at 99 %), full size from the start
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--minutes", type=float, default=75)
     p.add_argument("--distill-minutes", type=float, default=88)
-    p.add_argument("--variant", choices=("f32", "dr", "int8"), default="dr")
+    p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     a = p.parse_args(argv)
     run, run2 = ROOT / "runs" / "lite0", ROOT / "runs" / "lite0-s2"
     steps = [

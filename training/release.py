@@ -1,8 +1,8 @@
 """Turn a checkpoint into the shipped model: export, calibrate, install, fixture reference.
 
-    python -m training.release runs/lite0/last.pt [--variant dr]
+    python -m training.release runs/lite0/last.pt [--variant wi8]
 
-1. export the three TFLite variants to bench/models/ (training.export);
+1. export the TFLite variants to bench/models/ (training.export);
 2. fit temperature + review threshold on the validation sources for each variant and write
    its sidecar (training.calibrate): every variant gets its own calibration;
 3. copy that variant to models/orientation.tflite (+ orientation.json);
@@ -26,12 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--variant", choices=("f32", "dr", "int8"), default="dr")
+    p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     p.add_argument("--skip-export", action="store_true")
     a = p.parse_args(argv)
     if not a.skip_export:
         export.main([str(a.checkpoint), "--size", str(a.size), "--out", str(VARIANTS)])
-    for variant in ("f32", "dr", "int8"):
+    for variant in export.VARIANTS:
         calibrate.main([str(VARIANTS / f"orientation-{variant}.tflite"), "--size", str(a.size)])
     chosen = VARIANTS / f"orientation-{a.variant}.tflite"
     shutil.copyfile(chosen, MODELS / "orientation.tflite")
