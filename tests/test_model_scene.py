@@ -19,7 +19,7 @@ from PIL import Image
 
 from rotwatchd.evaluate import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, ModelError, default_model_dir, load_classifier
-from rotwatchd.model.litert import MODEL_FILE, LiteRTClassifier, ModelMeta
+from rotwatchd.model.litert import MODEL_FILE, LiteRTClassifier, ModelMeta, runtime_name
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 VARIANTS = Path(__file__).resolve().parent.parent / "bench" / "models"
@@ -64,8 +64,14 @@ def test_shipped_model_accuracy_on_held_out_fixtures(scene: LiteRTClassifier) ->
         assert np.mean(values) >= STATED[kind], (kind, np.mean(values))
 
 
-@pytest.mark.parametrize("variant", ["orientation-f32", "orientation-dr", "orientation-wi8",
-                                     "orientation-int8"])
+# tflite-runtime 2.14 (scripts/test-tflite-runtime.sh) runs the dynamic-range file to near-zero
+# logits: one reason the weight-only int8 file ships instead. strict: a fixed runtime shows up.
+DR_BROKEN = pytest.mark.xfail(runtime_name() == "tflite-runtime", strict=True,
+                              reason="tflite-runtime 2.14 computes dynamic-range int8 wrongly")
+
+
+@pytest.mark.parametrize("variant", ["orientation-f32", pytest.param("orientation-dr",
+                                     marks=DR_BROKEN), "orientation-wi8", "orientation-int8"])
 def test_variants_agree_with_pytorch(variant: str) -> None:
     clf = LiteRTClassifier(VARIANTS / f"{variant}.tflite", threads=1)
     by_file = dict(IMAGES)

@@ -62,6 +62,12 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
+def runtime_name() -> str:
+    """Which interpreter runs the models: ``ai-edge-litert`` or ``tflite-runtime``."""
+    module = _interpreter_class().__module__
+    return "tflite-runtime" if module.startswith("tflite_runtime") else "ai-edge-litert"
+
+
 def preprocess(image: Image.Image, size: int) -> np.ndarray:
     """PIL image -> float32 array (size, size, 3) normalised as in training."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
