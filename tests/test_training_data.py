@@ -1,0 +1,65 @@
+"""Dataset plumbing of the training package that needs no torch: eval folders, validation
+wallpaper kinds, and the screenshot share of photo samples."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.augment import SCREEN_SHARE, load_pool, upright_sample
+from training.build_dataset import eval_dirs
+from training.sources import NOT_PHOTOS, split_for, wallpaper_kind
+
+
+def _row(data: Path, split: str, package: str, kind: str, n: int,
+         colour: tuple[int, int, int] = (90, 90, 90)) -> dict[str, object]:
+    rel = Path("images") / split / package / f"{n:05d}.png"
+    (data / rel).parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48), colour).save(data / rel)
+    return {"file": str(rel), "package": package, "split": split, "kind": kind,
+            "alpha": False, "origin": f"o{n}"}
+
+
+def test_validation_art_gets_its_own_folder_apart_from_the_photos(tmp_path: Path) -> None:
+    rows = [_row(tmp_path, "val", "lxqt-themes", "wallpaper", 0),
+            _row(tmp_path, "val", "lxqt-themes", "art", 1),
+            _row(tmp_path, "val", "gimp-help-en", "photo", 2),
+            _row(tmp_path, "val", "synthetic-documents", "document", 3),
+            _row(tmp_path, "train", "scratch", "photo", 4)]
+    eval_dirs(rows, tmp_path)
+    links = (tmp_path / "eval").rglob("*.png")
+    found = sorted(str(p.relative_to(tmp_path / "eval")) for p in links)
+    assert found == ["val-art/lxqt-themes/00001.png", "val-docs/documents/00003.png",
+                     "val-photos/gimp-help-en/00002.png", "val-photos/lxqt-themes/00000.png"]
+
+
+def test_listed_logo_wallpapers_are_art_and_the_rest_stay_wallpapers() -> None:
+    logo = next(iter(NOT_PHOTOS["lxqt-themes"]))
+    assert wallpaper_kind("lxqt-themes", f"usr/share/lxqt/wallpapers/{logo}") == "art"
+    assert wallpaper_kind("lxqt-themes", "usr/share/lxqt/wallpapers/fog.jpg") == "wallpaper"
+    assert wallpaper_kind("mate-backgrounds", f"usr/share/backgrounds/{logo}") == "wallpaper"
+    assert split_for("lxqt-themes", "art") == "val"
+    assert split_for("gimp-help-en", "photo") == "val"
+    assert split_for("games-thumbnails", "screenshot") == "train"
+
+
+def test_screenshots_are_a_small_share_of_photo_samples(tmp_path: Path) -> None:
+    rows = [_row(tmp_path, "train", "photos", "photo", n, (220, 30, 30)) for n in range(3)]
+    rows += [_row(tmp_path, "train", "games", "screenshot", 10 + n, (30, 30, 220))
+             for n in range(30)]  # ten times as many screenshots as photos
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pool = load_pool(tmp_path, "train")
+    assert (len(pool.photos), len(pool.screens)) == (3, 30)
+    rng = random.Random(5)
+    blue = 0
+    draws = 1500
+    for _ in range(draws):
+        im, kind = upright_sample(rng, pool, (1.0, 0.0, 0.0))
+        assert kind == "photo"
+        r, _g, b = np.asarray(im.convert("RGB"), np.float32).mean(axis=(0, 1))
+        blue += b > r
+    assert abs(blue / draws - SCREEN_SHARE) < 0.03, blue / draws
