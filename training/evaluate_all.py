@@ -10,7 +10,8 @@ training/build_dataset.py links under data/eval/ (sources never trained or tuned
   - each variant (f32 / dynamic-range / weight-only / int8), scene network alone, photos and
     documents;
   - PNG vs JPEG q60-95 robustness on the test photos.
-Writes one JSON per run and summary.md with the tables.
+Writes one JSON and one text report per run; each variant is judged at its own calibrated
+threshold (its sidecar in bench/models/).
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.skip_variants:
         for v in VARIANTS:
             model = VARIANT_DIR / f"orientation-{v}.tflite"
+            own = ModelMeta.for_model(model).min_confidence
             _run(f"variant-{v}-photos", "scene", model, EVAL / "test-photos", "jpeg", jq, a.out,
-                 thr)
-            _run(f"variant-{v}-docs", "scene", model, EVAL / "test-docs", "jpeg", jq, a.out, thr)
+                 own)
+            _run(f"variant-{v}-docs", "scene", model, EVAL / "test-docs", "jpeg", jq, a.out, own)
     return 0
 
 
