@@ -63,3 +63,36 @@ def test_screenshots_are_a_small_share_of_photo_samples(tmp_path: Path) -> None:
         r, _g, b = np.asarray(im.convert("RGB"), np.float32).mean(axis=(0, 1))
         blue += b > r
     assert abs(blue / draws - SCREEN_SHARE) < 0.03, blue / draws
+
+
+def _red_to_blue(data: Path, split: str, kind: str, n: int) -> dict[str, object]:
+    """Red fades into blue from left to right; red + blue is constant, so the colour jitter
+    (contrast, saturation, white balance) keeps "more red on the left"."""
+    t = np.linspace(0.0, 1.0, 160, dtype=np.float32)[None, :]
+    arr = np.zeros((120, 160, 3), np.uint8)
+    arr[..., 0] = np.broadcast_to(255 * (1 - t), (120, 160))
+    arr[..., 2] = np.broadcast_to(255 * t, (120, 160))
+    rel = Path("images") / split / kind / f"{n:05d}.png"
+    (data / rel).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(data / rel)
+    return {"file": str(rel), "package": kind, "split": split, "kind": kind, "alpha": False,
+            "origin": f"o{n}"}
+
+
+def _red_on_the_left(im: Image.Image) -> bool:
+    red = np.asarray(im.convert("RGB"), np.float32)[..., 0]
+    half = red.shape[1] // 2
+    return bool(red[:, :half].mean() > red[:, half:].mean())
+
+
+def test_mirroring_flips_photos_but_never_documents(tmp_path: Path) -> None:
+    rows = [_red_to_blue(tmp_path, "train", "photo", n) for n in range(2)]
+    rows += [_red_to_blue(tmp_path, "train", "document", 10 + n) for n in range(2)]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pool = load_pool(tmp_path, "train")
+    rng = random.Random(3)
+    photos = [upright_sample(rng, pool, (1.0, 0.0, 0.0), mirror)[0]
+              for mirror in (0.0, 1.0) for _ in range(40)]
+    assert [_red_on_the_left(im) for im in photos] == [True] * 40 + [False] * 40
+    docs = [upright_sample(rng, pool, (0.0, 0.0, 1.0), 1.0)[0] for _ in range(40)]
+    assert all(_red_on_the_left(im) for im in docs)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 ROT = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
 RESIZE = [Image.Resampling.BILINEAR, Image.Resampling.BOX, Image.Resampling.LANCZOS,
@@ -142,8 +142,11 @@ def jpeg(rng: random.Random, im: Image.Image, lo: int = 40, hi: int = 95) -> Ima
     return out
 
 
-def upright_sample(rng: random.Random, pool: Pool, weights: tuple[float, float, float]
-                   ) -> tuple[Image.Image, str]:
+def upright_sample(rng: random.Random, pool: Pool, weights: tuple[float, float, float],
+                   mirror: float = 0.0) -> tuple[Image.Image, str]:
+    """One upright picture. ``mirror``: chance that a photo or composite is flipped left-right
+    (still upright, a new picture for the network); never a document, whose text would read
+    backwards. At 0 no random number is drawn, so earlier recipes keep their sample streams."""
     kind = rng.choices(["photo", "stamp", "doc"], weights)[0]
     if kind == "photo":
         use_screen = pool.screens and rng.random() < SCREEN_SHARE
@@ -152,6 +155,8 @@ def upright_sample(rng: random.Random, pool: Pool, weights: tuple[float, float, 
         im = composite(rng, pool)
     else:
         im = _document(rng, pool)
+    if mirror and kind != "doc" and rng.random() < mirror:
+        im = ImageOps.mirror(im)
     im = _colour(rng, im)
     if rng.random() < 0.15:
         im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
@@ -171,11 +176,12 @@ def finish(rng: random.Random, im: Image.Image, k: int, size: int) -> np.ndarray
 
 
 def batch(rng: random.Random, pool: Pool, groups: int, size: int,
-          weights: tuple[float, float, float] = (0.45, 0.25, 0.3)) -> tuple[np.ndarray, np.ndarray]:
+          weights: tuple[float, float, float] = (0.45, 0.25, 0.3), mirror: float = 0.0
+          ) -> tuple[np.ndarray, np.ndarray]:
     """``groups`` upright crops, each in all 4 rotations (so content cannot predict the label)."""
     xs, ys = [], []
     for _ in range(groups):
-        im, _kind = upright_sample(rng, pool, weights)
+        im, _kind = upright_sample(rng, pool, weights, mirror)
         for k in range(4):
             xs.append(finish(rng, im, k, size))
             ys.append(k)

@@ -35,8 +35,9 @@ from training.sources import ROOT
 
 class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     def __init__(self, data: Path, groups: int, size_at: list[tuple[float, int]],
-                 budget_s: float, seed: int, mix: tuple[float, float, float]) -> None:
-        self.data, self.groups, self.size_at = data, groups, size_at
+                 budget_s: float, seed: int, mix: tuple[float, float, float],
+                 mirror: float = 0.0) -> None:
+        self.data, self.groups, self.size_at, self.mirror = data, groups, size_at, mirror
         self.budget_s, self.seed, self.t0, self.mix = budget_s, seed, time.time(), mix
 
     def size_now(self) -> int:
@@ -48,7 +49,7 @@ class Batches(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         rng = random.Random(self.seed)
         pool = load_pool(self.data, "train")
         while True:
-            x, y = batch(rng, pool, self.groups, self.size_now(), self.mix)
+            x, y = batch(rng, pool, self.groups, self.size_now(), self.mix, self.mirror)
             yield torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
 
 
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="distil this checkpoint's 4-rotation TTA ensemble into the student")
     p.add_argument("--distill", type=float, default=0.5, help="weight of the TTA soft target")
     p.add_argument("--mix", default="0.45,0.25,0.3", help="photos,composites,documents shares")
+    p.add_argument("--mirror", type=float, default=0.0,
+                   help="chance of a left-right flip of a photo or composite (never documents)")
     p.add_argument("--freeze-blocks", type=int, default=3,
                    help="stem + this many first MBConv blocks stay at their ImageNet weights")
     a = p.parse_args(argv)
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                              {"params": head, "lr": a.lr_head}], weight_decay=1e-4)
     base = [a.lr_backbone, a.lr_head]
     mix = tuple(float(v) for v in a.mix.split(","))
-    ds = Batches(a.data, a.groups, size_at, budget, a.seed, mix)  # type: ignore[arg-type]
+    ds = Batches(a.data, a.groups, size_at, budget, a.seed, mix, a.mirror)  # type: ignore[arg-type]
     teacher = None
     if a.teacher:
         teacher = pretrained(4)
