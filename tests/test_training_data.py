@@ -16,10 +16,12 @@ from training.sources import NOT_PHOTOS, split_for, wallpaper_kind
 
 
 def _row(data: Path, split: str, package: str, kind: str, n: int,
-         colour: tuple[int, int, int] = (90, 90, 90)) -> dict[str, object]:
+         colour: tuple[int, int, int] | Image.Image = (90, 90, 90)) -> dict[str, object]:
+    """Write one dataset image (a flat colour, or the given picture) and its manifest row."""
     rel = Path("images") / split / package / f"{n:05d}.png"
     (data / rel).parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (64, 48), colour).save(data / rel)
+    im = colour if isinstance(colour, Image.Image) else Image.new("RGB", (64, 48), colour)
+    im.save(data / rel)
     return {"file": str(rel), "package": package, "split": split, "kind": kind,
             "alpha": False, "origin": f"o{n}"}
 
@@ -65,18 +67,14 @@ def test_screenshots_are_a_small_share_of_photo_samples(tmp_path: Path) -> None:
     assert abs(blue / draws - SCREEN_SHARE) < 0.03, blue / draws
 
 
-def _red_to_blue(data: Path, split: str, kind: str, n: int) -> dict[str, object]:
+def _red_to_blue() -> Image.Image:
     """Red fades into blue from left to right; red + blue is constant, so the colour jitter
     (contrast, saturation, white balance) keeps "more red on the left"."""
     t = np.linspace(0.0, 1.0, 160, dtype=np.float32)[None, :]
     arr = np.zeros((120, 160, 3), np.uint8)
     arr[..., 0] = np.broadcast_to(255 * (1 - t), (120, 160))
     arr[..., 2] = np.broadcast_to(255 * t, (120, 160))
-    rel = Path("images") / split / kind / f"{n:05d}.png"
-    (data / rel).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(data / rel)
-    return {"file": str(rel), "package": kind, "split": split, "kind": kind, "alpha": False,
-            "origin": f"o{n}"}
+    return Image.fromarray(arr)
 
 
 def _red_on_the_left(im: Image.Image) -> bool:
@@ -86,8 +84,9 @@ def _red_on_the_left(im: Image.Image) -> bool:
 
 
 def test_mirroring_flips_photos_but_never_documents(tmp_path: Path) -> None:
-    rows = [_red_to_blue(tmp_path, "train", "photo", n) for n in range(2)]
-    rows += [_red_to_blue(tmp_path, "train", "document", 10 + n) for n in range(2)]
+    rows = [_row(tmp_path, "train", "photos", "photo", n, _red_to_blue()) for n in range(2)]
+    rows += [_row(tmp_path, "train", "pages", "document", 10 + n, _red_to_blue())
+             for n in range(2)]
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pool = load_pool(tmp_path, "train")
     rng = random.Random(3)
