@@ -95,3 +95,33 @@ def test_mirroring_flips_photos_but_never_documents(tmp_path: Path) -> None:
     assert [_red_on_the_left(im) for im in photos] == [True] * 40 + [False] * 40
     docs = [upright_sample(rng, pool, (0.0, 0.0, 1.0), 1.0)[0] for _ in range(40)]
     assert all(_red_on_the_left(im) for im in docs)
+
+
+def test_found_packages_split_by_package_and_cimg_illustrations_are_art(tmp_path: Path) -> None:
+    from training.sources_found import CIMG_ART, FOUND_PACKAGES, VAL_FOUND, collect_found
+
+    assert {p for p, s in FOUND_PACKAGES.items() if s == "val"} == set(VAL_FOUND)
+    assert set(FOUND_PACKAGES.values()) == {"train", "val"}  # never a test source
+    assert split_for("cimg-doc", "art") == "val" and split_for("gimp-data", "photo") == "train"
+    img = tmp_path / "cimg" / "usr/share/doc/cimg-dev/html/img"
+    img.mkdir(parents=True)
+    art = min(CIMG_ART)
+    for n in (1, art, 10):
+        Image.new("RGB", (80, 60), (n, 40, 40)).save(img / f"postcard{n}.jpg")
+    Image.new("RGB", (80, 60)).save(img / "ss_tetris.jpg")  # a screenshot, not a postcard
+    found = collect_found("cimg-doc", tmp_path / "cimg")
+    got = [(r.origin.rsplit("/", 1)[1], r.kind) for r in found]
+    assert got == [("postcard1.jpg", "photo"), ("postcard10.jpg", "photo"),
+                   (f"postcard{art}.jpg", "art")]
+
+
+def test_gnome_avatars_skip_the_legacy_symlinks(tmp_path: Path) -> None:
+    from training.sources_found import collect_found
+
+    faces = tmp_path / "usr/share/pixmaps/faces"
+    (faces / "legacy").mkdir(parents=True)
+    Image.new("RGB", (512, 512), (10, 200, 10)).save(faces / "tree.jpg")
+    Image.new("RGB", (96, 96)).save(faces / "legacy" / "astronaut.jpg")
+    (faces / "astronaut.jpg").symlink_to("legacy/astronaut.jpg")
+    got = [r.origin for r in collect_found("gnome-control-center-data", tmp_path)]
+    assert got == ["usr/share/pixmaps/faces/tree.jpg"]

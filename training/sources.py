@@ -18,6 +18,7 @@ from PIL import Image
 
 from training.raw_image import RawImage
 from training.sources_extra import EXTRA_PACKAGES, LICENCES, collect_extra
+from training.sources_found import FOUND_LICENCES, FOUND_PACKAGES, collect_found
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "cache"
@@ -41,7 +42,8 @@ PACKAGES: dict[str, str] = {
     "gcompris-qt-data": "test",
     "kphotoalbum": "test",
     "tuxtype-data": "test",
-    **EXTRA_PACKAGES,  # the smaller photo/art packages of training.sources_extra (all train)
+    **EXTRA_PACKAGES,  # the smaller photo/art packages of training.sources_extra
+    **FOUND_PACKAGES,  # documentation/example packages of training.sources_found
 }
 # gcompris-qt-data is split by activity (one rcc file per activity, different pictures and
 # photographers): its object photos and cartoons train, its animal photos tune, and its
@@ -114,6 +116,7 @@ LICENCE_OVERRIDES = {
     "tuxpaint-data": "GPL-2+",
     "fonts-noto-color-emoji": "OFL-1.1 (font), Apache-2.0 (tools)",
     **LICENCES,
+    **FOUND_LICENCES,
 }
 
 
@@ -231,6 +234,8 @@ def _collect(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901 - on
         for p in _files(img, "**/*", (".jpg", ".jpeg", ".png")):
             if (im := _open(p)) is not None and min(im.size) >= 200:
                 yield RawImage(package, rel(p), im, "photo")
+    elif package in FOUND_PACKAGES:
+        yield from collect_found(package, base)
     else:
         yield from collect_extra(package, base)
 
