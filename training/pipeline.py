@@ -1,11 +1,13 @@
 """Rebuild the dataset and the shipped model from nothing, in one command.
 
-    .venv-train/bin/python -m training.pipeline            # ~3 h 10 min on a 2-core x86 CPU
+    .venv-train/bin/python -m training.pipeline            # ~4 h 20 min on a 2-core x86 CPU
 
 Steps (each is also its own module): build_dataset (apt-get download + dpkg-deb -x of the
 source packages, ~5 min) -> train stage 1 (fixed wall-clock budget, --minutes, default 75)
 -> train stage 2 (--distill-minutes, default 88: starts from stage 1 and distils stage 1's
-4-rotation test-time-augmentation ensemble into the single-pass network) -> release
+4-rotation test-time-augmentation ensemble into the single-pass network) -> train stage 3
+(--stage3-minutes, default 68: the same recipe from stage 2, stage 2 as the teacher) ->
+average the weights of stage 3's second-half epoch checkpoints (training.average) -> release
 (export f32 / dynamic-range / weight-only int8 / int8, calibrate temperature + threshold on
 validation sources, install models/orientation.tflite + .json, fixture reference) ->
 evaluate_all (held-out tables in runs/eval/).
@@ -15,28 +17,40 @@ Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from training import build_dataset, evaluate_all, export, release, train
+from training import average, build_dataset, evaluate_all, export, release, train
 from training.sources import ROOT
 
 # stage 2: more photos in the mix (documents were already at 99 %), full size from the start
 STAGE2 = ["--distill", "0.5", "--mix", "0.55,0.25,0.2", "--sizes", "0:128"]
 
 
+def _second_half(run: Path) -> list[str]:
+    """The epoch checkpoints of the second half of a run (around one basin of the cosine)."""
+    epochs = sorted(run.glob("epoch*.pt"))
+    return [str(e) for e in epochs[len(epochs) // 2:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--minutes", type=float, default=75)
     p.add_argument("--distill-minutes", type=float, default=88)
+    p.add_argument("--stage3-minutes", type=float, default=68)
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     a = p.parse_args(argv)
-    run, run2 = ROOT / "runs" / "lite0", ROOT / "runs" / "lite0-s2"
+    run, run2, run3 = (ROOT / "runs" / n for n in ("lite0", "lite0-s2", "lite0-s3"))
     steps = [
         lambda: build_dataset.main([]),
         lambda: train.main(["--minutes", str(a.minutes), "--out", str(run)]),
         lambda: train.main(["--minutes", str(a.distill_minutes), "--out", str(run2),
                             "--init", str(run / "last.pt"), "--teacher", str(run / "last.pt"),
                             *STAGE2]),
-        lambda: release.main([str(run2 / "last.pt"), "--variant", a.variant]),
+        lambda: train.main(["--minutes", str(a.stage3_minutes), "--out", str(run3),
+                            "--init", str(run2 / "last.pt"), "--teacher", str(run2 / "last.pt"),
+                            *STAGE2]),
+        lambda: average.main([*_second_half(run3), "--out", str(run3 / "swa.pt")]),
+        lambda: release.main([str(run3 / "swa.pt"), "--variant", a.variant]),
         lambda: evaluate_all.main([]),
     ]
     for step in steps:
