@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from training.raw_image import RawImage
+from training.raw_image import RawImage, open_upright
 
 RASTER = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -79,16 +79,6 @@ GIMP_ORIGINALS = (
 )
 
 
-def _open(path: Path) -> Image.Image | None:
-    try:
-        im = Image.open(path)
-        im = ImageOps.exif_transpose(im)  # phone photos store their turn in EXIF: upright first
-        im.load()
-    except Exception:  # noqa: BLE001 - a package file that is not a decodable raster is skipped
-        return None
-    return im
-
-
 def _images(base: Path, sub: str, min_side: int, exts: tuple[str, ...] = RASTER
             ) -> Iterator[tuple[Path, Image.Image]]:
     root = base / sub
@@ -99,7 +89,7 @@ def _images(base: Path, sub: str, min_side: int, exts: tuple[str, ...] = RASTER
         if p.suffix.lower() not in exts or not p.is_file() \
                 or _SKIP.search(str(p.relative_to(root))):
             continue
-        if (im := _open(p)) is not None and min(im.size) >= min_side:
+        if (im := open_upright(p)) is not None and min(im.size) >= min_side:
             yield p, im
 
 
@@ -155,7 +145,7 @@ def collect_extra(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901
     elif package == "gimp-help-en":
         images = base / "usr/share/gimp/2.0/help/en/images"
         for name in GIMP_ORIGINALS:
-            if (im := _open(images / name)) is not None:
+            if (im := open_upright(images / name)) is not None:
                 yield RawImage(package, rel(images / name), im.convert("RGB"), "photo")
     elif package == "enlightenment-data":
         for p in sorted((base / "usr/share/enlightenment/data/backgrounds").glob("*.edj")):
@@ -177,7 +167,7 @@ def collect_extra(package: str, base: Path) -> Iterator[RawImage]:  # noqa: C901
         fg = base / "usr/share/games/flightgear"
         for p in [*sorted((fg / "Textures").glob("Splash*")),
                   *sorted((fg / "Aircraft/c172p/Previews").glob("*.jpg"))]:
-            if (im := _open(p)) is not None and min(im.size) >= 300:
+            if (im := open_upright(p)) is not None and min(im.size) >= 300:
                 yield RawImage(package, rel(p), im.convert("RGB"), "photo")
     elif package == "wesnoth-1.16-data":
         core = base / "usr/share/games/wesnoth/1.16/data/core/images"

@@ -18,9 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
-from training.raw_image import RawImage
+from training.raw_image import RawImage, open_upright
 
 VAL_FOUND = ("cimg-doc", "gnome-control-center-data", "psychtoolbox-3-common", "labelme-examples")
 
@@ -102,24 +100,15 @@ FOUND_LICENCES = {
 CIMG_ART = {41, 52, 55, 62, 66, 71, 73, 80}
 
 
-def _open(path: Path) -> Image.Image | None:
-    try:
-        im = ImageOps.exif_transpose(Image.open(path))
-        im.load()
-    except Exception:  # noqa: BLE001 - a missing or undecodable file is skipped
-        return None
-    return im
-
-
 def collect_found(package: str, base: Path) -> Iterator[RawImage]:
     rel = lambda p: str(p.relative_to(base))  # noqa: E731
     if package == "cimg-doc":
         img = base / _DOC / "cimg-dev/html/img"
         postcards = sorted(img.glob("postcard*.jpg"), key=lambda p: int(p.stem[8:]))
         for p in postcards:
-            if (im := _open(p)) is not None:
-                yield RawImage(package, rel(p), im, "art" if int(p.stem[8:]) in CIMG_ART
-                               else "photo")
+            if (im := open_upright(p)) is not None:
+                art = int(p.stem[8:]) in CIMG_ART
+                yield RawImage(package, rel(p), im, "art" if art else "photo")
         return
     if package == "gnome-control-center-data":
         faces = base / "usr/share/pixmaps/faces"
@@ -129,5 +118,5 @@ def collect_found(package: str, base: Path) -> Iterator[RawImage]:
         paths = [base / f for f in PICKS[package]]
     kind = "painting" if package in _PAINTINGS else "photo"
     for p in paths:
-        if (im := _open(p)) is not None:
+        if (im := open_upright(p)) is not None:
             yield RawImage(package, rel(p), im, kind)
