@@ -24,6 +24,7 @@ from rotwatchd.evaluate import resave, risk_coverage, run_cases, turned, upright
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import load_fused
 from rotwatchd.model.litert import LiteRTClassifier, softmax
+from training.augment import SERVE_SIZE
 from training.sources import ROOT
 
 VAL_PHOTOS = ROOT / "data" / "eval" / "val-photos"
@@ -82,7 +83,7 @@ def pick_threshold(model: Path, target_risk: float, passes: int = 1, draws: int 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model", type=Path)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=SERVE_SIZE)
     p.add_argument("--target-risk", type=float, default=0.01)
     p.add_argument("--draws", type=int, default=3, help="JPEG re-save draws pooled per photo")
     a = p.parse_args(argv)

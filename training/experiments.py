@@ -1,7 +1,7 @@
 """Side experiments on the validation sources: 4-rotation TTA (the would-be distillation
 teacher) and magnitude pruning before quantization.
 
-    python -m training.experiments runs/lite0/last.pt --size 128
+    python -m training.experiments runs/lite0/last.pt
 
 Validation only (data split "val"): these numbers decide what ships, so the test sources stay
 untouched. Prints one JSON line per setting.
@@ -15,7 +15,7 @@ import json
 import torch
 from torch import nn
 
-from training.augment import load_pool
+from training.augment import SERVE_SIZE, load_pool
 from training.export import load_net
 from training.sources import ROOT
 from training.train import val_set
@@ -52,7 +52,7 @@ def prune_(net: nn.Module, sparsity: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint")
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=SERVE_SIZE)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     sets = val_set(load_pool(ROOT / "data", "val"), a.size, max_docs=100)

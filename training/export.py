@@ -1,6 +1,6 @@
 """Export a checkpoint to the TFLite variants and write the runtime sidecar.
 
-    python -m training.export runs/lite0/last.pt --size 128 --out bench/models
+    python -m training.export runs/lite0/last.pt --out bench/models
 
 Writes, with litert-torch and ai-edge-quantizer:
   - ``orientation-f32.tflite``: float32 throughout;
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.augment import batch, load_pool
+from training.augment import SERVE_SIZE, batch, load_pool
 from training.net import LiteNet, NHWCWrapper
 from training.sources import ROOT
 
@@ -82,7 +82,7 @@ def quantize(float_path: Path, out: Path, calib: list[np.ndarray]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=SERVE_SIZE)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "models")
     p.add_argument("--data", type=Path, default=ROOT / "data")
     p.add_argument("--calib", type=int, default=200)

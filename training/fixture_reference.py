@@ -21,6 +21,7 @@ from PIL import Image
 from rotwatchd.evaluate import turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.litert import preprocess
+from training.augment import SERVE_SIZE
 from training.export import load_net
 from training.sources import ROOT
 
@@ -30,7 +31,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "orientation"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=SERVE_SIZE)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     net = load_net(a.checkpoint)

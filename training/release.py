@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from training import calibrate, export, fixture_reference
+from training.augment import SERVE_SIZE
 from training.sources import ROOT
 
 MODELS = ROOT / "models"
@@ -25,7 +26,7 @@ VARIANTS = ROOT / "bench" / "models"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=SERVE_SIZE)
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     p.add_argument("--skip-export", action="store_true")
     a = p.parse_args(argv)
