@@ -12,6 +12,7 @@ Rules, in order:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -88,7 +89,7 @@ def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
         raise ValueError("the model must be asked before deciding this file")
     if prediction.confidence < min_confidence:
         return Decision(
-            "review", f"confidence {prediction.confidence:.2f} < {min_confidence:.2f}",
+            "review", f"confidence {_floor3(prediction.confidence):.3f} < {min_confidence:g}",
             source="model", correction=prediction.correction, confidence=prediction.confidence,
         )
     action: Action = "keep" if prediction.correction == 0 else "rotate"
@@ -97,3 +98,8 @@ def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
         correction=prediction.correction, confidence=prediction.confidence,
         orientation=ORIENTATION_FOR_CORRECTION[prediction.correction],
     )
+
+
+def _floor3(confidence: float) -> float:
+    """Rounded down, so a confidence just under the threshold never prints as equal to it."""
+    return math.floor(confidence * 1000) / 1000

@@ -51,6 +51,10 @@ def test_low_confidence_goes_to_review_and_zero_threshold_always_decides() -> No
     review = decide(facts, min_confidence=0.6, max_pixels=LIMIT)
     assert review.action == "review" and review.correction == 90 and review.confidence == 0.5
     assert decide(facts, min_confidence=0.0, max_pixels=LIMIT).action == "rotate"
+    # the log names the threshold exactly as calibrated (0.955 must not read "0.95" or "0.96")
+    near = decide(Facts(pixels=100, prediction=_pred(90, 0.9549)), min_confidence=0.955,
+                  max_pixels=LIMIT)
+    assert near.action == "review" and near.reason == "confidence 0.954 < 0.955"
 
 
 @pytest.mark.parametrize(("facts", "action"), [
