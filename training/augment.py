@@ -26,9 +26,9 @@ RESIZE = [Image.Resampling.BILINEAR, Image.Resampling.BOX, Image.Resampling.LANC
 # 112-128 px) show objects larger than a whole photo squashed to 128 px does, so the network
 # reads whole photos better at a larger input (the train/test resolution discrepancy of FixRes,
 # Touvron et al. 2019). Chosen on the validation sources among multiples of 32 within the
-# latency budget: at 160 the default backend decides 30.8 % of validation photos at its
-# calibrated threshold against 23.0 % at 128 (model card, "Tried"). 144 and 176, whose maps are
-# odd-sized after some stride-2 layers, did worse than both.
+# latency budget: at 160 the default backend (f32 export) decides 30.8 % of validation
+# photos at its calibrated threshold against 23.0 % at 128 (model card, "Tried"). 144 and
+# 176, whose maps are odd-sized after some stride-2 layers, did worse than both.
 SERVE_SIZE = 160
 
 

@@ -104,11 +104,9 @@ def collect_found(package: str, base: Path) -> Iterator[RawImage]:
     rel = lambda p: str(p.relative_to(base))  # noqa: E731
     if package == "cimg-doc":
         img = base / _DOC / "cimg-dev/html/img"
-        postcards = sorted(img.glob("postcard*.jpg"), key=lambda p: int(p.stem[8:]))
-        for p in postcards:
+        for number, p in sorted((int(p.stem[8:]), p) for p in img.glob("postcard*.jpg")):
             if (im := open_upright(p)) is not None:
-                art = int(p.stem[8:]) in CIMG_ART
-                yield RawImage(package, rel(p), im, "art" if art else "photo")
+                yield RawImage(package, rel(p), im, "art" if number in CIMG_ART else "photo")
         return
     if package == "gnome-control-center-data":
         faces = base / "usr/share/pixmaps/faces"
