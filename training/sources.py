@@ -91,6 +91,7 @@ def fetch(package: str) -> Path:
     if target.is_dir():
         return target
     DEBS.mkdir(parents=True, exist_ok=True)
+    EXTRACT.mkdir(parents=True, exist_ok=True)
     if not list(DEBS.glob(f"{package}_*.deb")):
         subprocess.run(["apt-get", "download", package], cwd=DEBS, check=True)
     deb = sorted(DEBS.glob(f"{package}_*.deb"))[-1]
