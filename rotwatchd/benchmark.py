@@ -2,11 +2,16 @@
 
 For every ``.tflite`` variant (the shipped default plus ``bench/models/*.tflite`` in a source
 checkout, or the files given with ``--model``) and every thread count, one fresh subprocess
-loads the model and classifies a fixed synthetic photo ``--runs`` times. Reported: file size,
-load time, latency per image p50/p95 (preprocessing included), throughput, and the child's peak
-resident memory. ``--cues`` adds the whole shipped cue set (scene network + face cue on all
-four rotations) and the 4-pass ensemble backend ``litert-tta`` (the same with the scene
-network run on all four turns) as more rows. Prints a table; ``--json`` prints the rows instead.
+loads the model and classifies a fixed synthetic photo ``--runs`` times, or, with ``--images
+DIR``, every upright image under DIR turned 4 ways and JPEG re-saved (as ``rotwatchd eval``
+does), round after round until ``--runs`` predictions are timed. Reported: file size, load
+time, latency per image p50/p95 (preprocessing included), throughput, the child's peak resident
+memory, and the share of predictions that ran the scene network on all four turns. ``--cues``
+adds the whole shipped cue set (scene network + face cue on all four rotations) as the default
+adaptive backend (one pass, 4 passes when unsure), always one pass (``litert``) and always 4
+passes (``litert-tta``) as more rows. The adaptive backend's time depends on the images: time
+it on real photos (``--images``); on the synthetic image it is unsure and always escalates.
+Prints a table; ``--json`` prints the rows instead.
 """
 
 from __future__ import annotations
@@ -36,29 +41,53 @@ def test_image(size: tuple[int, int] = (1024, 768)) -> Image.Image:
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 
-CUE_ROWS = {"litert": " + faces (all cues)", "litert-tta": " all cues, 4-pass"}
+CUE_ROWS = {"litert-adaptive": " all cues, adaptive (default)",
+            "litert": " + faces (all cues), 1-pass", "litert-tta": " all cues, 4-pass"}
+PASSES = {"litert-scene": 1.0, "litert": 1.0, "litert-tta": 4.0}
 
 
-def measure(model: Path | None, threads: int, runs: int, backend: str) -> dict[str, object]:
+def bench_images(folder: Path | None) -> list[Image.Image]:
+    """The images to time: the synthetic photo, or every image under ``folder`` turned 4 ways
+    and JPEG re-saved at quality 90 (long side at most 1024, like ``rotwatchd eval``)."""
+    if folder is None:
+        return [test_image()]
+    from PIL import ImageOps
+
+    from rotwatchd.evaluate import resave, turned, upright_images
+
+    out = []
+    for _group, path in upright_images(folder):
+        with Image.open(path) as raw:
+            im = ImageOps.exif_transpose(raw).convert("RGB")
+        im.thumbnail((1024, 1024), Image.Resampling.BILINEAR)
+        out += [resave(turned(im, c), "jpeg", 90) for c in (0, 90, 180, 270)]
+    return out
+
+
+def measure(model: Path | None, threads: int, runs: int, backend: str,
+            folder: Path | None = None) -> dict[str, object]:
     """Run inside the child process: load, warm up, time ``runs`` predictions."""
     from rotwatchd.model import load_classifier
 
-    image = test_image()
+    images = bench_images(folder)
     t0 = time.perf_counter()
     clf = load_classifier(backend, model, threads)
     load_s = time.perf_counter() - t0
-    for _ in range(3):
+    for image in images[:3]:
         clf.predict(image)
-    times = []
-    for _ in range(runs):
+    times, passes = [], []
+    for i in range(max(runs, len(images)) if folder is not None else runs):
+        image = images[i % len(images)]
         t = time.perf_counter()
-        clf.predict(image)
+        pred = clf.predict(image)
         times.append(time.perf_counter() - t)
+        passes.append(dict(pred.cues).get("passes", PASSES.get(backend, 1.0)))
     clf.close()
     arr = np.array(times) * 1000
     return {"load_ms": load_s * 1000, "p50_ms": float(np.percentile(arr, 50)),
             "p95_ms": float(np.percentile(arr, 95)), "img_per_s": 1000 / float(arr.mean()),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "four_pass_share": float(np.mean(np.array(passes) == 4.0))}
 
 
 def variants(given: list[Path]) -> list[Path]:
@@ -70,22 +99,26 @@ def variants(given: list[Path]) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
-def _child(model: Path, threads: int, runs: int, backend: str) -> dict[str, object]:
+def _child(model: Path, threads: int, runs: int, backend: str, folder: Path | None
+           ) -> dict[str, object]:
     cmd = [sys.executable, "-m", "rotwatchd.benchmark", "--child", str(model),
            "--threads", str(threads), "--runs", str(runs), "--backend", backend]
+    if folder is not None:
+        cmd += ["--images", str(folder)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     row: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return row
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    head = (f"{'model':34s} {'threads':>7s} {'size MB':>8s} {'load ms':>8s} {'p50 ms':>7s} "
-            f"{'p95 ms':>7s} {'img/s':>7s} {'peak MB':>8s}")
+    head = (f"{'model':48s} {'threads':>7s} {'size MB':>8s} {'load ms':>8s} {'p50 ms':>7s} "
+            f"{'p95 ms':>7s} {'img/s':>7s} {'peak MB':>8s} {'4-pass':>7s}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['name']!s:34s} {r['threads']!s:>7s} {r['size_mb']:8.2f} "
+        lines.append(f"{r['name']!s:48s} {r['threads']!s:>7s} {r['size_mb']:8.2f} "
                      f"{r['load_ms']:8.1f} {r['p50_ms']:7.2f} {r['p95_ms']:7.2f} "
-                     f"{r['img_per_s']:7.1f} {r['peak_rss_mb']:8.1f}")
+                     f"{r['img_per_s']:7.1f} {r['peak_rss_mb']:8.1f} "
+                     f"{r['four_pass_share']:7.0%}")
     return "\n".join(lines)
 
 
@@ -96,15 +129,21 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--cues", action="store_true",
-                   help="also time the whole shipped cue set, one pass and 4-pass (litert-tta)")
+                   help="also time the whole shipped cue set: adaptive (default), 1-pass, 4-pass")
+    p.add_argument("--images", type=Path, default=None,
+                   help="time on the upright images under this folder, each turned 4 ways "
+                        "(default: one synthetic photo)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--backend", default="litert-scene", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     threads = [int(t) for t in a.threads.split(",")]
     if a.child is not None:
-        print(json.dumps(measure(a.child, threads[0], a.runs, a.backend)))
+        print(json.dumps(measure(a.child, threads[0], a.runs, a.backend, a.images)))
         return 0
+    if a.images is not None and not a.images.is_dir():
+        print(f"rotwatchd bench: not a folder: {a.images}", file=sys.stderr)
+        return 2
     models = variants(a.model)
     if not models:
         print("rotwatchd bench: no model files found", file=sys.stderr)
@@ -115,7 +154,7 @@ def main(argv: list[str]) -> int:
     rows = []
     for model, t, backend in jobs:
         try:
-            r = _child(model, t, a.runs, backend)
+            r = _child(model, t, a.runs, backend, a.images)
         except subprocess.CalledProcessError as exc:
             print(f"rotwatchd bench: {model}: {exc.stderr.strip().splitlines()[-1:]}",
                   file=sys.stderr)

@@ -74,7 +74,8 @@ SCHEMA: tuple[Field, ...] = (
               "file names matching these globs are ignored until renamed"),
     )),
     Field("model", "section", None, "orientation classifier", children=(
-        Field("backend", "str", "auto", "classifier backend name, or auto"),
+        Field("backend", "str", "auto", "classifier backend: auto (= litert-adaptive), "
+              "litert, litert-tta or litert-scene"),
         Field("path", "path", None, "model file; default: the shipped model", nullable=True),
         Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
         Field("min_confidence", "float", None,

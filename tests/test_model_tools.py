@@ -11,7 +11,7 @@ from PIL import Image
 
 from rotwatchd import benchmark, evaluate
 from rotwatchd.evaluate import Case, accuracy, confusion, resave, risk_coverage, turned
-from rotwatchd.model import default_model_dir
+from rotwatchd.model import default_model_dir, load_classifier
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 
@@ -82,7 +82,30 @@ def test_bench_cues_times_every_backend(capsys: pytest.CaptureFixture[str]) -> N
     assert benchmark.main(["--model", str(shipped), "--runs", "3", "--threads", "1", "--cues",
                            "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    scene, cues = rows["orientation.tflite"], rows["orientation.tflite + faces (all cues)"]
+    scene = rows["orientation.tflite"]
+    cues = rows["orientation.tflite + faces (all cues), 1-pass"]
     tta = rows["orientation.tflite all cues, 4-pass"]
-    assert cues["size_mb"] == tta["size_mb"] > scene["size_mb"]
+    adaptive = rows["orientation.tflite all cues, adaptive (default)"]
+    assert cues["size_mb"] == tta["size_mb"] == adaptive["size_mb"] > scene["size_mb"]
     assert tta["p50_ms"] > cues["p50_ms"]  # four network passes cost more than one
+    assert (scene["four_pass_share"], cues["four_pass_share"], tta["four_pass_share"]) == (0, 0, 1)
+
+
+def test_bench_on_real_photos_counts_the_adaptive_escalations(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    photos = Path(__file__).parent / "fixtures" / "orientation" / "kphotoalbum"
+    n_cases = 4 * len(list(photos.iterdir()))
+    shipped = default_model_dir() / "orientation.tflite"
+    assert benchmark.main(["--model", str(shipped), "--runs", "1", "--threads", "1", "--cues",
+                           "--images", str(photos), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    share = rows["orientation.tflite all cues, adaptive (default)"]["four_pass_share"]
+    # every case timed once (runs < cases); the share is what the backend itself does there
+    clf = load_classifier("auto", shipped, 1)
+    try:
+        passes = [dict(clf.predict(im).cues)["passes"] for im in benchmark.bench_images(photos)]
+    finally:
+        clf.close()
+    assert len(passes) == n_cases
+    assert share == pytest.approx(passes.count(4.0) / n_cases)
+    assert benchmark.main(["--images", str(photos / "nope")]) == 2

@@ -75,21 +75,25 @@ def _model_copy(tmp_path: Path, sidecar: dict[str, float]) -> Path:
 
 
 def test_each_backend_gets_its_own_calibrated_threshold(tmp_path: Path) -> None:
-    model = _model_copy(tmp_path, {"min_confidence": 0.31, "tta_min_confidence": 0.77})
+    model = _model_copy(tmp_path, {"min_confidence": 0.31, "tta_min_confidence": 0.77,
+                                   "cascade_min_confidence": 0.66})
+    assert calibrated_threshold("auto", model) == 0.66
+    assert review_threshold(ModelConfig(path=model)) == 0.66
     assert calibrated_threshold("litert", model) == 0.31
     assert calibrated_threshold("litert-scene", model) == 0.31
     assert calibrated_threshold("litert-tta", model) == 0.77
     assert review_threshold(ModelConfig(backend="litert-tta", path=model)) == 0.77
     assert review_threshold(ModelConfig(path=model, min_confidence=0.5)) == 0.5
     shipped = ModelMeta.for_model(default_model_dir() / MODEL_FILE)
-    assert review_threshold(ModelConfig()) == shipped.min_confidence
+    assert review_threshold(ModelConfig()) == shipped.cascade_min_confidence
 
 
 @pytest.mark.parametrize(("threshold", "decision"), [(0.0, "rotate"), (1.0, "review")])
 def test_check_uses_the_model_threshold_when_config_sets_none(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], threshold: float,
         decision: str) -> None:
-    model = _model_copy(tmp_path, {"min_confidence": threshold})
+    model = _model_copy(tmp_path, {"min_confidence": threshold,
+                                   "cascade_min_confidence": threshold})
     config = tmp_path / "c.yaml"
     for name in ("in", "out"):
         (tmp_path / name).mkdir()

@@ -7,8 +7,10 @@ data/eval/val-docs. Each image is turned 4 ways and JPEG re-saved exactly like
 ``rotwatchd eval`` does. The temperature minimises the negative log-likelihood of the scene
 network; the threshold is the lowest confidence at which the shipped cue set (scene + faces)
 is wrong on at most ``--target-risk`` of the decided validation photos, once for the default
-one-pass backend (``min_confidence``) and once for the 4-pass ensemble backend ``litert-tta``
-(``tta_min_confidence``). All go into the model's JSON sidecar, which the runtime reads.
+one-pass backend (``min_confidence``), once for the 4-pass ensemble backend ``litert-tta``
+(``tta_min_confidence``) and once for the adaptive default backend, which escalates to 4 passes
+below ``min_confidence`` (``cascade_min_confidence``). All go into the model's JSON sidecar,
+which the runtime reads.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import random
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from rotwatchd.evaluate import resave, risk_coverage, run_cases, turned, upright_images
-from rotwatchd.model.base import CORRECTIONS
-from rotwatchd.model.fusion import load_fused
-from rotwatchd.model.litert import LiteRTClassifier, softmax
+from rotwatchd.evaluate import Case, resave, risk_coverage, run_cases, turned, upright_images
+from rotwatchd.model.base import CORRECTIONS, Prediction
+from rotwatchd.model.fusion import fuse, load_fused
+from rotwatchd.model.litert import LiteRTClassifier, preprocess, softmax, tta_average
 from training.augment import SERVE_SIZE
 from training.sources import ROOT
 
@@ -33,7 +36,7 @@ VAL_DOCS = ROOT / "data" / "eval" / "val-docs"
 
 def scene_logits(model: Path, folders: list[Path], seed: int = 11
                  ) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     clf = LiteRTClassifier(model, threads=1)
     rng = random.Random(seed)
@@ -58,21 +61,64 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     return best_t
 
 
-def pick_threshold(model: Path, target_risk: float, passes: int = 1, draws: int = 3
-                   ) -> tuple[float, list[dict[str, float]]]:
-    """Lowest threshold whose risk on the validation photos is at most ``target_risk``.
+class BothWays:
+    """Classifier that answers with one pass and also records the 4-pass answer.
+
+    Both come from the same preprocessed image and face scores (the 4-pass ensemble reuses the
+    first view), so one run over the validation cases yields the one-pass, the 4-pass and the
+    adaptive cascade's confidences for the very same decoded files.
+    """
+
+    def __init__(self, model: Path) -> None:
+        self.fused = load_fused(model, 1)
+        self.pairs: list[tuple[Prediction, Prediction]] = []
+
+    def predict(self, image: Image.Image) -> Prediction:
+        scene_net, faces_cue = self.fused.scene, self.fused.faces
+        arr = preprocess(image, scene_net.input_size)
+        views = np.stack([scene_net.view(arr, m) for m in range(4)])
+        faces = faces_cue.scores(image) if faces_cue is not None else None
+        one, four = (self.fused._prediction(s, faces, fuse(s, faces, self.fused.params))
+                     for s in (_probs(views[0]), _probs(tta_average(views))))
+        self.pairs.append((one, four))
+        return one
+
+    def close(self) -> None:
+        self.fused.close()
+
+
+def _probs(p: np.ndarray) -> tuple[float, float, float, float]:
+    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+
+
+def val_cases(model: Path, draws: int = 3) -> tuple[list[Case], list[Case]]:
+    """One-pass and 4-pass cases of the validation photos (same files, same order).
 
     The photos are turned and JPEG re-saved ``draws`` times (seeds 3, 4, …: other qualities and
     chroma) and the cases pooled: with one draw, a single borderline case flipping above or
     below a threshold moved the chosen threshold by a whole step.
     """
-    clf = load_fused(model, 1, passes)
+    clf = BothWays(model)
     images = upright_images(VAL_PHOTOS)
     try:
-        cases = [c for seed in range(3, 3 + draws)
-                 for c in run_cases(clf, images, "jpeg", (75, 95), 1024, seed=seed)]
+        one = [c for seed in range(3, 3 + draws)
+               for c in run_cases(clf, images, "jpeg", (75, 95), 1024, seed=seed)]
     finally:
         clf.close()
+    four = [Case(c.group, c.truth, p4.correction, p4.confidence)
+            for c, (_p1, p4) in zip(one, clf.pairs, strict=True)]
+    return one, four
+
+
+def cascade(one: list[Case], four: list[Case], escalate_below: float) -> list[Case]:
+    """What ``AdaptiveClassifier`` answers: the one-pass case unless it is below
+    ``escalate_below``, then the 4-pass case."""
+    return [a if a.confidence >= escalate_below else b for a, b in zip(one, four, strict=True)]
+
+
+def pick_threshold(cases: list[Case], target_risk: float
+                   ) -> tuple[float, list[dict[str, float]]]:
+    """Lowest threshold whose risk on these validation cases is at most ``target_risk``."""
     grid = [round(float(t), 3) for t in np.arange(0.3, 0.996, 0.005)]
     rows = risk_coverage(cases, grid)
     ok = [r for r in rows if r.risk <= target_risk and r.coverage > 0]
@@ -93,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     temp = fit_temperature(z, y)
     print(f"temperature {temp:.3f} (val cases {len(y)}, raw acc {(z.argmax(1) == y).mean():.3f})")
     sidecar.write_text(json.dumps({"input_size": a.size, "temperature": temp}))
-    threshold, rows = pick_threshold(a.model, a.target_risk, draws=a.draws)
-    tta_threshold, tta_rows = pick_threshold(a.model, a.target_risk, passes=4, draws=a.draws)
+    one, four = val_cases(a.model, a.draws)
+    threshold, rows = pick_threshold(one, a.target_risk)
+    tta_threshold, tta_rows = pick_threshold(four, a.target_risk)
+    cascade_threshold, cascade_rows = pick_threshold(cascade(one, four, threshold),
+                                                     a.target_risk)
     meta = {"input_size": a.size, "temperature": round(temp, 4),
             "min_confidence": threshold, "tta_min_confidence": tta_threshold,
+            "cascade_min_confidence": cascade_threshold,
             "calibrated_on": "validation photos: gcompris erase+clickgame activities, "
                              "lxqt-themes, gimp-help-en, cimg-doc postcards, "
                              "gnome-control-center-data, psychtoolbox-3-common, "
@@ -107,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     print("val photos at threshold:", [r for r in rows if r["threshold"] == threshold])
     print("val photos, 4-pass, at its threshold:",
           [r for r in tta_rows if r["threshold"] == tta_threshold])
+    escalated = sum(c.confidence < threshold for c in one) / len(one)
+    print(f"val photos, adaptive (4 passes for {escalated:.1%} of cases), at its threshold:",
+          [r for r in cascade_rows if r["threshold"] == cascade_threshold])
     return 0
 
 

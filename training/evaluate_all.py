@@ -5,11 +5,11 @@
 Uses the same code path as ``rotwatchd eval`` (rotwatchd.evaluate.run_cases: exact 4-way
 turns, in-memory JPEG re-save at quality 75-95, the LiteRT runtime) on the *test* folders that
 training/build_dataset.py links under data/eval/ (sources never trained or tuned on):
-  - shipped cue set (models/orientation.tflite + faces) on test photos, paintings, documents;
-  - the same with the 4-pass scene ensemble (backend litert-tta), photos and documents;
+  - the default backend (litert-adaptive: every cue, one scene pass, all four turns when that
+    is unsure) on test photos, paintings, documents, and PNG vs JPEG q60-95;
+  - the same cue set always one pass (litert) and always 4 passes (litert-tta);
   - each variant (f32 / dynamic-range / weight-only / int8), scene network alone, photos and
     documents;
-  - PNG vs JPEG q60-95 robustness on the test photos.
 Writes one JSON and one text report per run; each variant is judged at its own calibrated
 threshold (its sidecar in bench/models/).
 """
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from rotwatchd.evaluate import accuracy, as_json, report, run_cases, upright_images
-from rotwatchd.model.fusion import load_fused, load_fused_tta, load_scene_only
+from rotwatchd.model.fusion import load_adaptive, load_fused, load_fused_tta, load_scene_only
 from rotwatchd.model.litert import ModelMeta
 from training.export import VARIANTS
 from training.sources import ROOT
@@ -34,7 +34,8 @@ SHIPPED = ROOT / "models" / "orientation.tflite"
 
 def _run(name: str, loader: str, model: Path, folder: Path, fmt: str, quality: tuple[int, int],
          out: Path, threshold: float) -> dict[str, object]:
-    load = {"fused": load_fused, "tta": load_fused_tta, "scene": load_scene_only}[loader]
+    load = {"adaptive": load_adaptive, "fused": load_fused, "tta": load_fused_tta,
+            "scene": load_scene_only}[loader]
     clf = load(model, 1)
     t0 = time.time()
     try:
@@ -57,26 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     meta = ModelMeta.for_model(SHIPPED)
-    thr, tta_thr = meta.min_confidence, meta.tta_min_confidence
+    thr, tta_thr, ada_thr = (meta.threshold(m) for m in ("single", "tta", "cascade"))
     jq = (75, 95)
-    _run("shipped-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, thr)
-    _run("shipped-scene-only-photos", "scene", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out,
-         thr)
+    photos = EVAL / "test-photos"
+    _run("adaptive-photos", "adaptive", SHIPPED, photos, "jpeg", jq, a.out, ada_thr)
+    _run("adaptive-docs", "adaptive", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, ada_thr)
+    _run("adaptive-paintings", "adaptive", SHIPPED, EVAL / "test-paintings", "jpeg", jq, a.out,
+         ada_thr)
+    _run("robust-png-photos", "adaptive", SHIPPED, photos, "png", jq, a.out, ada_thr)
+    _run("robust-jpeg60-95-photos", "adaptive", SHIPPED, photos, "jpeg", (60, 95), a.out,
+         ada_thr)
+    _run("val-photos", "adaptive", SHIPPED, EVAL / "val-photos", "jpeg", jq, a.out, ada_thr)
+    _run("val-art", "adaptive", SHIPPED, EVAL / "val-art", "jpeg", jq, a.out, ada_thr)
+    _run("shipped-photos", "fused", SHIPPED, photos, "jpeg", jq, a.out, thr)
+    _run("shipped-scene-only-photos", "scene", SHIPPED, photos, "jpeg", jq, a.out, thr)
     _run("shipped-docs", "fused", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, thr)
-    _run("shipped-paintings", "fused", SHIPPED, EVAL / "test-paintings", "jpeg", jq, a.out, thr)
-    _run("robust-png-photos", "fused", SHIPPED, EVAL / "test-photos", "png", jq, a.out, thr)
-    _run("robust-jpeg60-95-photos", "fused", SHIPPED, EVAL / "test-photos", "jpeg", (60, 95),
-         a.out, thr)
-    _run("val-photos", "fused", SHIPPED, EVAL / "val-photos", "jpeg", jq, a.out, thr)
-    _run("val-art", "fused", SHIPPED, EVAL / "val-art", "jpeg", jq, a.out, thr)
-    _run("tta-photos", "tta", SHIPPED, EVAL / "test-photos", "jpeg", jq, a.out, tta_thr)
+    _run("tta-photos", "tta", SHIPPED, photos, "jpeg", jq, a.out, tta_thr)
     _run("tta-docs", "tta", SHIPPED, EVAL / "test-docs", "jpeg", jq, a.out, tta_thr)
     if not a.skip_variants:
         for v in VARIANTS:
             model = VARIANT_DIR / f"orientation-{v}.tflite"
             own = ModelMeta.for_model(model).min_confidence
-            _run(f"variant-{v}-photos", "scene", model, EVAL / "test-photos", "jpeg", jq, a.out,
-                 own)
+            _run(f"variant-{v}-photos", "scene", model, photos, "jpeg", jq, a.out, own)
             _run(f"variant-{v}-docs", "scene", model, EVAL / "test-docs", "jpeg", jq, a.out, own)
     return 0
 

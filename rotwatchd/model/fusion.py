@@ -8,6 +8,12 @@ noise, 0.7-0.8 a tie-breaker, 0.8-0.9 ~97 % right, >= 0.9 no error seen). Where 
 contradict each other (a strong face and a sure scene network pointing different ways) the
 confidence is capped below any sensible review threshold, so the image goes to review instead
 of being turned wrongly.
+
+``AdaptiveClassifier`` (backend ``litert-adaptive``, the default) spends the 4-pass ensemble's
+time only where it is needed: one scene pass and the face cue; if their fused confidence is
+below the one-pass review threshold, the network also runs on the other three turns of the
+same preprocessed image and the ensemble's belief is fused instead. Its own review threshold
+(``cascade_min_confidence``) is calibrated on validation photos for the cascade as a whole.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
-from rotwatchd.model.litert import LiteRTClassifier
+from rotwatchd.model.litert import LiteRTClassifier, preprocess, tta_average
 
 Probs = tuple[float, float, float, float]
 
@@ -100,19 +106,63 @@ class FusedClassifier:
     def predict(self, image: Image.Image) -> Prediction:
         scene = self.scene.probabilities(image)
         faces = self.faces.scores(image) if self.faces is not None else None
-        fused = fuse(scene, faces, self.params)
+        return self._prediction(scene, faces, fuse(scene, faces, self.params))
+
+    def _prediction(self, scene: Probs, faces: Probs | None, fused: Fused,
+                    *extra: tuple[str, float]) -> Prediction:
         cues: list[tuple[str, float]] = [("scene", max(scene))]
         if faces is not None:
             cues.append(("face", max(faces)))
             cues.append(("face_correction", float(CORRECTIONS[int(np.argmax(faces))])))
         if fused.disagreement:
             cues.append(("disagreement", 1.0))
+        cues.extend(extra)
         return Prediction(fused.correction, fused.confidence, fused.probabilities, tuple(cues))
 
     def close(self) -> None:
         self.scene.close()
         if self.faces is not None:
             self.faces.close()
+
+
+class AdaptiveClassifier(FusedClassifier):
+    """One scene pass + faces; the other three turns only when that is not sure enough.
+
+    ``escalate_below`` is the one-pass review threshold (the sidecar's ``min_confidence``): an
+    image the one-pass backend would turn anyway costs one pass; one it would send to review
+    gets the 4-pass ensemble. The ``passes`` cue says which happened.
+    """
+
+    def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
+                 params: FusionParams = FusionParams()) -> None:
+        if scene.passes != 1:
+            raise ModelError("the adaptive backend needs the one-pass scene classifier")
+        super().__init__(scene, faces, params)
+        self.escalate_below = scene.meta.min_confidence
+        self.min_confidence = scene.meta.threshold("cascade")
+
+    def predict(self, image: Image.Image) -> Prediction:
+        arr = preprocess(image, self.scene.input_size)
+        first = self.scene.view(arr, 0)
+        faces = self.faces.scores(image) if self.faces is not None else None
+        fused = fuse(_tuple(first), faces, self.params)
+        if fused.confidence >= self.escalate_below:
+            return self._prediction(_tuple(first), faces, fused, ("passes", 1.0))
+        views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
+        scene = _tuple(tta_average(views))
+        return self._prediction(scene, faces, fuse(scene, faces, self.params), ("passes", 4.0))
+
+
+def _faces_for(model_path: Path | None, threads: int) -> FaceScores | None:
+    face_dir = (Path(model_path).parent if model_path else default_model_dir()) / "faces"
+    if face_dir.is_dir():
+        try:
+            from rotwatchd.model.faces import FaceCue
+
+            return FaceCue(face_dir, threads=threads)
+        except ModelError:
+            return None
+    return None
 
 
 def load_fused(model_path: Path | None, threads: int, passes: int = 1) -> FusedClassifier:
@@ -122,16 +172,13 @@ def load_fused(model_path: Path | None, threads: int, passes: int = 1) -> FusedC
     that cue (the scene network alone still answers, with its own calibrated confidence).
     """
     scene = LiteRTClassifier(model_path, threads, passes)
-    faces: FaceScores | None = None
-    face_dir = (Path(model_path).parent if model_path else default_model_dir()) / "faces"
-    if face_dir.is_dir():
-        try:
-            from rotwatchd.model.faces import FaceCue
+    return FusedClassifier(scene, _faces_for(model_path, threads))
 
-            faces = FaceCue(face_dir, threads=threads)
-        except ModelError:
-            faces = None
-    return FusedClassifier(scene, faces)
+
+def load_adaptive(model_path: Path | None, threads: int) -> AdaptiveClassifier:
+    """Every cue; the 4-pass ensemble only for images one pass is unsure of."""
+    scene = LiteRTClassifier(model_path, threads)
+    return AdaptiveClassifier(scene, _faces_for(model_path, threads))
 
 
 def load_scene_only(model_path: Path | None, threads: int) -> LiteRTClassifier:
@@ -143,18 +190,20 @@ def load_fused_tta(model_path: Path | None, threads: int) -> FusedClassifier:
     return load_fused(model_path, threads, passes=4)
 
 
-__all__ = ["FusedClassifier", "FusionParams", "fuse", "load_fused", "load_fused_tta",
-           "load_scene_only"]
+__all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "fuse", "load_adaptive",
+           "load_fused", "load_fused_tta", "load_scene_only"]
 
 
 def _register() -> None:
     from rotwatchd.model.registry import register_backend
 
-    # "litert" (first registered -> the "auto" choice): every cue; "litert-scene": network only;
-    # "litert-tta": every cue with the 4-pass scene ensemble (servers, where time is cheap).
+    # "litert-adaptive" (first registered -> the "auto" choice): every cue, 4 passes only when
+    # one is unsure; "litert": every cue, always one pass (fixed cost); "litert-scene": network
+    # only; "litert-tta": every cue, always the 4-pass ensemble (servers, where time is cheap).
+    register_backend("litert-adaptive", load_adaptive, threshold="cascade")
     register_backend("litert", load_fused)
     register_backend("litert-scene", load_scene_only)
-    register_backend("litert-tta", load_fused_tta, passes=4)
+    register_backend("litert-tta", load_fused_tta, threshold="tta")
 
 
 _register()

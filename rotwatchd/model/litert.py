@@ -9,7 +9,9 @@ RGB, squash-resize to size x size with bilinear filtering, then ``(pixel - 127) 
 ``passes=4`` runs the network on the image turned all four ways (exact ``np.rot90`` of the
 preprocessed array) and averages what the four views say about the original: the
 test-time-augmentation ensemble, ~4x the time for a more accurate, differently calibrated
-answer (its own review threshold, ``tta_min_confidence`` in the sidecar).
+answer (its own review threshold, ``tta_min_confidence`` in the sidecar). The adaptive
+backend (``rotwatchd/model/fusion.py``) runs one pass and adds the other three only for images
+the first pass is unsure of; its threshold is ``cascade_min_confidence``.
 """
 
 from __future__ import annotations
@@ -35,20 +37,29 @@ class ModelMeta:
     temperature: float = 1.0
     min_confidence: float = 0.5  # recommended review threshold (chosen on validation sources)
     tta_min_confidence: float = 0.5  # the same for the 4-pass ensemble (passes=4)
+    # the same for the adaptive cascade (one pass, all four below min_confidence)
+    cascade_min_confidence: float = 0.5
 
     @classmethod
     def for_model(cls, model_path: Path) -> ModelMeta:
-        """Read ``<model>.json`` (or the shared ``orientation.json``); defaults if absent."""
+        """Read ``<model>.json`` (or the shared ``orientation.json``); defaults if absent.
+
+        A sidecar without a 4-pass or cascade threshold (an older model) falls back to the
+        one-pass threshold for them.
+        """
         for cand in (model_path.with_suffix(".json"), model_path.parent / "orientation.json"):
             if cand.is_file():
                 raw = json.loads(cand.read_text())
                 single = float(raw.get("min_confidence", 0.5))
                 return cls(int(raw.get("input_size", 128)), float(raw.get("temperature", 1.0)),
-                           single, float(raw.get("tta_min_confidence", single)))
+                           single, float(raw.get("tta_min_confidence", single)),
+                           float(raw.get("cascade_min_confidence", single)))
         return cls()
 
-    def threshold(self, passes: int) -> float:
-        return self.tta_min_confidence if passes == 4 else self.min_confidence
+    def threshold(self, mode: str = "single") -> float:
+        """Review threshold for ``mode``: ``single`` (one pass), ``tta`` or ``cascade``."""
+        return {"single": self.min_confidence, "tta": self.tta_min_confidence,
+                "cascade": self.cascade_min_confidence}[mode]
 
 
 def _interpreter_class() -> Any:
@@ -121,7 +132,7 @@ class LiteRTClassifier:
         if len(shape) != 4 or shape[3] != 3 or tuple(self._out["shape"])[-1] != 4:
             raise ModelError(f"{path} is not a 4-way NHWC orientation model (input {shape})")
         self.input_size = int(shape[1])
-        self.min_confidence = self.meta.threshold(passes)
+        self.min_confidence = self.meta.threshold("tta" if passes == 4 else "single")
 
     def logits(self, image: Image.Image) -> np.ndarray:
         """Raw 4 logits of the network for one image (dequantized when the model is int8)."""
@@ -141,14 +152,17 @@ class LiteRTClassifier:
             y = (y.astype(np.float32) - zero) * scale
         return np.asarray(y, dtype=np.float32)
 
+    def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
+        """Calibrated probabilities for a :func:`preprocess`-ed image turned ``turns`` times
+        counter-clockwise (exact ``np.rot90``): one network pass."""
+        return softmax(self._run(np.rot90(arr, turns)), self.meta.temperature)
+
     def probabilities(self, image: Image.Image) -> tuple[float, float, float, float]:
-        t = self.meta.temperature
+        arr = preprocess(image, self.input_size)
         if self.passes == 1:
-            p = softmax(self.logits(image), t)
+            p = self.view(arr, 0)
         else:
-            arr = preprocess(image, self.input_size)
-            p = tta_average(np.stack([softmax(self._run(np.rot90(arr, m)), t)
-                                      for m in range(4)]))
+            p = tta_average(np.stack([self.view(arr, m) for m in range(4)]))
         return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
 
     def predict(self, image: Image.Image) -> Prediction:

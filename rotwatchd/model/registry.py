@@ -10,13 +10,24 @@ from rotwatchd.model.litert import MODEL_FILE, ModelMeta
 
 BackendFactory = Callable[[Path | None, int], OrientationClassifier]
 _BACKENDS: dict[str, BackendFactory] = {}
-_PASSES: dict[str, int] = {}
+_THRESHOLD: dict[str, str] = {}
 
 
-def register_backend(name: str, factory: BackendFactory, passes: int = 1) -> None:
-    """``passes``: network passes per image (4 = test-time ensemble with its own threshold)."""
+def register_backend(name: str, factory: BackendFactory, threshold: str = "single") -> None:
+    """``threshold``: which calibrated threshold of the model's sidecar the backend's
+    confidences are meant for (``ModelMeta.threshold``: single, tta or cascade).
+    The first backend registered is the ``auto`` choice."""
     _BACKENDS[name] = factory
-    _PASSES[name] = passes
+    _THRESHOLD[name] = threshold
+
+
+def resolve(backend: str) -> str:
+    """The backend ``auto`` stands for (the first registered); other names unchanged."""
+    if backend == "auto":
+        if not _BACKENDS:
+            raise ModelError("no orientation backend is installed (need ai-edge-litert)")
+        return next(iter(_BACKENDS))
+    return backend
 
 
 def calibrated_threshold(backend: str = "auto", model_path: Path | None = None) -> float:
@@ -26,7 +37,8 @@ def calibrated_threshold(backend: str = "auto", model_path: Path | None = None) 
     of ``model.min_confidence``.
     """
     path = Path(model_path) if model_path is not None else default_model_dir() / MODEL_FILE
-    return ModelMeta.for_model(path).threshold(_PASSES.get(backend, 1))
+    mode = _THRESHOLD.get(resolve(backend), "single") if _BACKENDS else "single"
+    return ModelMeta.for_model(path).threshold(mode)
 
 
 def available_backends() -> list[str]:
@@ -37,10 +49,7 @@ def load_classifier(
     backend: str = "auto", model_path: Path | None = None, threads: int = 1
 ) -> OrientationClassifier:
     """Build a classifier. Raises ModelError for an unknown backend or an unloadable model."""
-    if backend == "auto":
-        if not _BACKENDS:
-            raise ModelError("no orientation backend is installed (need ai-edge-litert)")
-        backend = next(iter(_BACKENDS))
+    backend = resolve(backend)
     try:
         factory = _BACKENDS[backend]
     except KeyError:
