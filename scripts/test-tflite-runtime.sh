@@ -17,4 +17,4 @@ if "$VENV/bin/python" -c "import ai_edge_litert" 2>/dev/null; then
   exit 1
 fi
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_model_scene.py \
-  tests/test_model_faces.py tests/test_model_tta.py "$@"
+  tests/test_model_faces.py tests/test_model_tta.py tests/test_model_adaptive.py "$@"

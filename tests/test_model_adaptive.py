@@ -14,7 +14,7 @@ from rotwatchd.evaluate import Case, resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
 from rotwatchd.model.fusion import AdaptiveClassifier
 from rotwatchd.model.litert import MODEL_FILE
-from training.calibrate import cascade, pick_threshold
+from training.calibrate import cascade, pick_escalation, pick_threshold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 
@@ -46,6 +46,8 @@ def test_auto_is_the_adaptive_backend_with_its_own_threshold(tmp_path: Path) -> 
     try:
         assert isinstance(clf, AdaptiveClassifier)
         assert clf.escalate_below == 0.9 and clf.min_confidence == 0.85
+        assert clf.escalate_from == json.loads(model.with_suffix(".json").read_text()).get(
+            "escalate_from", 0.0)
     finally:
         clf.close()
     assert calibrated_threshold("auto", model) == 0.85
@@ -62,8 +64,9 @@ def test_an_older_sidecar_without_a_cascade_threshold_uses_the_one_pass_one(
     assert calibrated_threshold("auto", model) == 0.9
 
 
-def test_sure_images_cost_one_pass_and_unsure_ones_get_the_ensemble(tmp_path: Path) -> None:
-    # escalation point in the middle of the fixtures' one-pass confidences: both branches run
+def test_sure_and_hopeless_images_cost_one_pass_the_unsure_get_the_ensemble(
+        tmp_path: Path) -> None:
+    # escalation band in the middle of the fixtures' one-pass confidences: all branches run
     one = load_classifier("litert", None, 1)
     four = load_classifier("litert-tta", None, 1)
     images = _cases()
@@ -73,34 +76,50 @@ def test_sure_images_cost_one_pass_and_unsure_ones_get_the_ensemble(tmp_path: Pa
     finally:
         one.close()
         four.close()
-    middle = sorted(p.confidence for p in first)[len(first) // 2]
-    model = _model_copy(tmp_path, {"min_confidence": middle})
+    ranked = sorted(p.confidence for p in first)
+    low, middle = ranked[len(ranked) // 4], ranked[len(ranked) // 2]
+    model = _model_copy(tmp_path, {"min_confidence": middle, "escalate_from": low})
     adaptive = load_classifier("auto", model, 1)
     try:
         got = [adaptive.predict(im) for im in images]
     finally:
         adaptive.close()
-    escalated = 0
+    branches = {"sure": 0, "unsure": 0, "hopeless": 0}
     for a, o, f in zip(got, first, ensemble, strict=True):
         passes = dict(a.cues)["passes"]
-        if o.confidence >= middle:
-            assert passes == 1.0 and a.probabilities == pytest.approx(o.probabilities, abs=1e-6)
-        else:
-            escalated += 1
+        if low <= o.confidence < middle:
+            branches["unsure"] += 1
             assert passes == 4.0 and a.probabilities == pytest.approx(f.probabilities, abs=1e-6)
+        else:
+            branches["sure" if o.confidence >= middle else "hopeless"] += 1
+            assert passes == 1.0 and a.probabilities == pytest.approx(o.probabilities, abs=1e-6)
         assert a.correction == CORRECTIONS[max(range(4), key=lambda i: a.probabilities[i])]
-    assert 0 < escalated < len(images)
+    assert min(branches.values()) > 0, branches
 
 
 def _case(truth: int, predicted: int, confidence: float) -> Case:
     return Case("g", truth, predicted, confidence)
 
 
-def test_cascade_cases_take_the_ensemble_only_below_the_escalation_point() -> None:
-    one = [_case(0, 0, 0.99), _case(90, 0, 0.6), _case(180, 180, 0.95)]
-    four = [_case(0, 90, 0.7), _case(90, 90, 0.97), _case(180, 0, 0.5)]
-    got = cascade(one, four, escalate_below=0.95)
-    assert got == [one[0], four[1], one[2]]
+def test_cascade_cases_take_the_ensemble_only_in_the_escalation_band() -> None:
+    one = [_case(0, 0, 0.99), _case(90, 0, 0.6), _case(180, 180, 0.95), _case(270, 0, 0.3)]
+    four = [_case(0, 90, 0.7), _case(90, 90, 0.97), _case(180, 0, 0.5), _case(270, 270, 0.9)]
+    assert cascade(one, four, escalate_below=0.95) == [one[0], four[1], one[2], four[3]]
+    assert cascade(one, four, 0.95, escalate_from=0.5) == [one[0], four[1], one[2], one[3]]
+
+
+def test_escalation_floor_is_the_highest_that_loses_no_decided_case() -> None:
+    # unsure one-pass cases at 0.2, 0.45 and 0.7 that the ensemble gets right and sure
+    one = [_case(0, 90, 0.2), _case(0, 90, 0.45), _case(0, 90, 0.7)]
+    four = [_case(0, 0, 0.99)] * 3
+    sure = [_case(0, 0, 0.99)] * 50
+    floor, threshold, _rows = pick_escalation(one + sure, four + sure, 0.95, 0.01)
+    # escalating from 0.2 keeps all three; from 0.25 on the first is lost
+    assert (floor, threshold) == (0.2, 0.3)
+    hopeless = [_case(0, 90, 0.2), _case(0, 90, 0.45), _case(0, 90, 0.7)]
+    floor, _threshold, _rows = pick_escalation(hopeless + sure, hopeless + sure, 0.95, 0.01)
+    # when the ensemble never helps, nothing below the one-pass threshold is escalated
+    assert floor == 0.9
 
 
 def test_threshold_is_the_lowest_with_risk_within_target() -> None:

@@ -9,8 +9,8 @@ network; the threshold is the lowest confidence at which the shipped cue set (sc
 is wrong on at most ``--target-risk`` of the decided validation photos, once for the default
 one-pass backend (``min_confidence``), once for the 4-pass ensemble backend ``litert-tta``
 (``tta_min_confidence``) and once for the adaptive default backend, which escalates to 4 passes
-below ``min_confidence`` (``cascade_min_confidence``). All go into the model's JSON sidecar,
-which the runtime reads.
+below ``min_confidence`` from ``escalate_from`` up (``cascade_min_confidence``). All go into the
+model's JSON sidecar, which the runtime reads.
 """
 
 from __future__ import annotations
@@ -110,10 +110,34 @@ def val_cases(model: Path, draws: int = 3) -> tuple[list[Case], list[Case]]:
     return one, four
 
 
-def cascade(one: list[Case], four: list[Case], escalate_below: float) -> list[Case]:
-    """What ``AdaptiveClassifier`` answers: the one-pass case unless it is below
-    ``escalate_below``, then the 4-pass case."""
-    return [a if a.confidence >= escalate_below else b for a, b in zip(one, four, strict=True)]
+def cascade(one: list[Case], four: list[Case], escalate_below: float,
+            escalate_from: float = 0.0) -> list[Case]:
+    """What ``AdaptiveClassifier`` answers: the one-pass case unless its confidence is in
+    [``escalate_from``, ``escalate_below``), then the 4-pass case."""
+    return [b if escalate_from <= a.confidence < escalate_below else a
+            for a, b in zip(one, four, strict=True)]
+
+
+def pick_escalation(one: list[Case], four: list[Case], escalate_below: float,
+                    target_risk: float) -> tuple[float, float, list[dict[str, float]]]:
+    """(escalate_from, cascade threshold, its rows): the highest floor on a 0.05 grid below
+    which escalating wins nothing, i.e. whose cascade, at its own threshold, decides as many
+    validation cases correctly as escalating every unsure case; each floor's cascade gets its
+    own threshold by :func:`pick_threshold`."""
+
+    def correct(floor: float) -> tuple[int, float, list[dict[str, float]]]:
+        cases = cascade(one, four, escalate_below, floor)
+        threshold, rows = pick_threshold(cases, target_risk)
+        right = sum(c.confidence >= threshold and c.truth == c.predicted for c in cases)
+        return right, threshold, rows
+
+    best, threshold, rows = correct(0.0)
+    chosen = 0.0
+    for floor in np.arange(0.05, escalate_below, 0.05):
+        right, thr, r = correct(round(float(floor), 2))
+        if right >= best:
+            chosen, threshold, rows = round(float(floor), 2), thr, r
+    return chosen, threshold, rows
 
 
 def pick_threshold(cases: list[Case], target_risk: float
@@ -142,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     one, four = val_cases(a.model, a.draws)
     threshold, rows = pick_threshold(one, a.target_risk)
     tta_threshold, tta_rows = pick_threshold(four, a.target_risk)
-    cascade_threshold, cascade_rows = pick_threshold(cascade(one, four, threshold),
-                                                     a.target_risk)
+    floor, cascade_threshold, cascade_rows = pick_escalation(one, four, threshold,
+                                                             a.target_risk)
     meta = {"input_size": a.size, "temperature": round(temp, 4),
             "min_confidence": threshold, "tta_min_confidence": tta_threshold,
-            "cascade_min_confidence": cascade_threshold,
+            "cascade_min_confidence": cascade_threshold, "escalate_from": floor,
             "calibrated_on": "validation photos: gcompris erase+clickgame activities, "
                              "lxqt-themes, gimp-help-en, cimg-doc postcards, "
                              "gnome-control-center-data, psychtoolbox-3-common, "
@@ -157,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print("val photos at threshold:", [r for r in rows if r["threshold"] == threshold])
     print("val photos, 4-pass, at its threshold:",
           [r for r in tta_rows if r["threshold"] == tta_threshold])
-    escalated = sum(c.confidence < threshold for c in one) / len(one)
+    escalated = sum(floor <= c.confidence < threshold for c in one) / len(one)
     print(f"val photos, adaptive (4 passes for {escalated:.1%} of cases), at its threshold:",
           [r for r in cascade_rows if r["threshold"] == cascade_threshold])
     return 0

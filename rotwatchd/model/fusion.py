@@ -10,10 +10,11 @@ confidence is capped below any sensible review threshold, so the image goes to r
 of being turned wrongly.
 
 ``AdaptiveClassifier`` (backend ``litert-adaptive``, the default) spends the 4-pass ensemble's
-time only where it is needed: one scene pass and the face cue; if their fused confidence is
-below the one-pass review threshold, the network also runs on the other three turns of the
-same preprocessed image and the ensemble's belief is fused instead. Its own review threshold
-(``cascade_min_confidence``) is calibrated on validation photos for the cascade as a whole.
+time only where it can change the outcome: one scene pass and the face cue; if their fused
+confidence is below the one-pass review threshold but not hopelessly low (``escalate_from``),
+the network also runs on the other three turns of the same preprocessed image and the
+ensemble's belief is fused instead. Its review threshold (``cascade_min_confidence``) and
+``escalate_from`` are calibrated on validation photos for the cascade as a whole.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ class AdaptiveClassifier(FusedClassifier):
 
     ``escalate_below`` is the one-pass review threshold (the sidecar's ``min_confidence``): an
     image the one-pass backend would turn anyway costs one pass; one it would send to review
-    gets the 4-pass ensemble. The ``passes`` cue says which happened.
+    gets the 4-pass ensemble, unless its one-pass confidence is below ``escalate_from`` (the
+    sidecar's; on validation photos the ensemble did not decide one more photo correctly from
+    there), and then it goes to review after one pass. The ``passes`` cue says which happened.
     """
 
     def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
@@ -139,6 +142,7 @@ class AdaptiveClassifier(FusedClassifier):
             raise ModelError("the adaptive backend needs the one-pass scene classifier")
         super().__init__(scene, faces, params)
         self.escalate_below = scene.meta.min_confidence
+        self.escalate_from = scene.meta.escalate_from
         self.min_confidence = scene.meta.threshold("cascade")
 
     def predict(self, image: Image.Image) -> Prediction:
@@ -146,7 +150,7 @@ class AdaptiveClassifier(FusedClassifier):
         first = self.scene.view(arr, 0)
         faces = self.faces.scores(image) if self.faces is not None else None
         fused = fuse(_tuple(first), faces, self.params)
-        if fused.confidence >= self.escalate_below:
+        if not self.escalate_from <= fused.confidence < self.escalate_below:
             return self._prediction(_tuple(first), faces, fused, ("passes", 1.0))
         views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
         scene = _tuple(tta_average(views))

@@ -37,8 +37,10 @@ class ModelMeta:
     temperature: float = 1.0
     min_confidence: float = 0.5  # recommended review threshold (chosen on validation sources)
     tta_min_confidence: float = 0.5  # the same for the 4-pass ensemble (passes=4)
-    # the same for the adaptive cascade (one pass, all four below min_confidence)
+    # the same for the adaptive cascade (one pass; all four when escalate_from <= the one-pass
+    # confidence < min_confidence: below escalate_from the ensemble hardly ever becomes sure)
     cascade_min_confidence: float = 0.5
+    escalate_from: float = 0.0
 
     @classmethod
     def for_model(cls, model_path: Path) -> ModelMeta:
@@ -53,7 +55,8 @@ class ModelMeta:
                 single = float(raw.get("min_confidence", 0.5))
                 return cls(int(raw.get("input_size", 128)), float(raw.get("temperature", 1.0)),
                            single, float(raw.get("tta_min_confidence", single)),
-                           float(raw.get("cascade_min_confidence", single)))
+                           float(raw.get("cascade_min_confidence", single)),
+                           float(raw.get("escalate_from", 0.0)))
         return cls()
 
     def threshold(self, mode: str = "single") -> float:
