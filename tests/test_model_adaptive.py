@@ -17,6 +17,7 @@ from rotwatchd.model.litert import MODEL_FILE
 from training.calibrate import cascade, pick_escalation, pick_threshold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
+STATED = json.loads((FIXTURES / "stated_accuracy.json").read_text())
 
 
 def _model_copy(tmp_path: Path, sidecar: dict[str, float]) -> Path:
@@ -62,6 +63,24 @@ def test_an_older_sidecar_without_a_cascade_threshold_uses_the_one_pass_one(
     meta.pop("cascade_min_confidence", None)
     model.with_suffix(".json").write_text(json.dumps(meta))
     assert calibrated_threshold("auto", model) == 0.9
+
+
+def test_default_backend_on_held_out_fixture_photos() -> None:
+    """The shipped default (adaptive, its calibrated threshold): stated raw accuracy, and the
+    decisions it takes are right (at most 2 % wrong, the issue's floor) on a stated share."""
+    clf = load_classifier("auto", None, 1)
+    images = _cases()
+    try:
+        preds = [clf.predict(im) for im in images]
+        threshold = calibrated_threshold("auto")
+    finally:
+        clf.close()
+    truths = [c for _ in range(len(images) // 4) for c in CORRECTIONS]
+    right = [p.correction == t for p, t in zip(preds, truths, strict=True)]
+    decided = [ok for p, ok in zip(preds, right, strict=True) if p.confidence >= threshold]
+    assert sum(right) / len(right) >= STATED["photos"], sum(right)
+    assert len(decided) - sum(decided) <= 0.02 * len(decided), decided
+    assert sum(decided) / len(images) >= STATED["photos, default backend, decided correctly"]
 
 
 def test_sure_and_hopeless_images_cost_one_pass_the_unsure_get_the_ensemble(
