@@ -9,7 +9,8 @@ source packages, ~5 min) -> train stage 1 (fixed wall-clock budget, --minutes, d
 (--stage3-minutes, default 68: the same recipe from stage 2, stage 2 as the teacher) ->
 average the weights of stage 3's second-half epoch checkpoints (training.average) -> release
 (export f32 / dynamic-range / weight-only int8 / int8 at the serving input size, 160 px, though
-training runs at 112-128 px: training.augment.SERVE_SIZE; calibrate temperature + threshold on
+training runs at 112-128 px: training.augment.SERVE_SIZE; calibrate temperature and the
+one-pass, 4-pass and adaptive thresholds on
 validation sources, install models/orientation.tflite + .json, fixture reference) ->
 evaluate_all (held-out tables in runs/eval/).
 Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
