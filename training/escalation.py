@@ -7,12 +7,16 @@ does); for each case the network runs on the 4 turns of the decoded image and on
 its mirror image (a left-right flip keeps a photo's up where it was). Each candidate ensemble
 is then judged alone (own threshold) and as the adaptive cascade's escalation step (escalation
 floor and threshold by ``training.calibrate``'s rules), and the mirror image's single pass is
-compared with the image's per source. Prints a table; nothing is written.
+compared with the image's per source. ``--train-sample N`` makes the same one-pass comparison
+on N photo-like *training* pictures (where a memorising network reads the pictures it was
+trained on far better than their mirror images). Prints tables; nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rotwatchd.evaluate import Case, run_cases, upright_images
+from rotwatchd.evaluate import Case, resave, run_cases, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, Prediction
 from rotwatchd.model.fusion import FusedClassifier, fuse, load_fused
-from rotwatchd.model.litert import preprocess
+from rotwatchd.model.litert import LiteRTClassifier, preprocess
 from training.calibrate import VAL_PHOTOS, pick_escalation, pick_threshold
+from training.sources import ROOT
 
 Views = tuple[np.ndarray, np.ndarray, tuple[float, float, float, float] | None]
 
@@ -86,10 +91,40 @@ def ensemble_cases(one: list[Case], views: list[Views], turns: Sequence[int],
     return out
 
 
+PHOTO_KINDS = ("photo", "categorization", "lang", "landscape", "wallpaper", "screenshot")
+
+
+def train_mirror_table(model: Path, sample: int, seed: int = 0) -> list[str]:
+    """Per kind: one-pass accuracy on training pictures turned and JPEG re-saved, as they are
+    and mirrored."""
+    rows = [json.loads(line) for line in (ROOT / "data" / "manifest.jsonl").open()]
+    chosen = [r for r in rows if r["split"] == "train" and r["kind"] in PHOTO_KINDS]
+    random.Random(seed).shuffle(chosen)
+    clf = LiteRTClassifier(model, 1)
+    rng = random.Random(seed + 1)
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in chosen[:sample]:
+        with Image.open(ROOT / "data" / row["file"]) as raw:
+            upright = raw.convert("RGB")
+        for truth, correction in enumerate(CORRECTIONS):
+            arr = preprocess(resave(turned(upright, correction), "jpeg", rng.randint(75, 95)),
+                             clf.input_size)
+            plain = clf.view(arr, 0)
+            flipped = clf.view(np.ascontiguousarray(np.fliplr(arr)), 0)
+            per[row["kind"]][0] += 1
+            per[row["kind"]][1] += int(np.argmax(plain)) == truth
+            per[row["kind"]][2] += int(np.argmax([flipped[-c % 4] for c in range(4)])) == truth
+    clf.close()
+    return [f"{kind:30s} {n:6d} {a / n:7.1%} {b / n:7.1%}"
+            for kind, (n, a, b) in sorted(per.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model", type=Path)
     p.add_argument("--draws", type=int, default=3)
+    p.add_argument("--train-sample", type=int, default=0,
+                   help="also compare image and mirror image on this many training pictures")
     a = p.parse_args(argv)
     rec = Recorder(load_fused(a.model, 1))
     images = upright_images(VAL_PHOTOS)
@@ -122,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'source (scene net, one pass)':30s} {'cases':>6s} {'image':>7s} {'mirror':>7s}")
     for group, (count, plain, flipped) in sorted(per.items()):
         print(f"{group:30s} {count:6d} {plain / count:7.1%} {flipped / count:7.1%}")
+    if a.train_sample:
+        print(f"\n{'training pictures, by kind':30s} {'cases':>6s} {'image':>7s} {'mirror':>7s}")
+        print("\n".join(train_mirror_table(a.model, a.train_sample)))
     return 0
 
 
