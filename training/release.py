@@ -3,9 +3,12 @@
     python -m training.release runs/lite0/last.pt [--variant wi8]
 
 1. export the TFLite variants to bench/models/ (training.export);
-2. fit temperature + review threshold on the validation sources for each variant and write
-   its sidecar (training.calibrate): every variant gets its own calibration;
-3. copy that variant to models/orientation.tflite (+ orientation.json);
+2. fit temperature + review thresholds (one pass, 4 passes, adaptive) on the validation
+   sources for each variant and write its sidecar (training.calibrate): every variant gets
+   its own calibration, of the scene network alone (bench/models has no face models), which
+   is how the variants are evaluated;
+3. copy the chosen variant to models/orientation.tflite and calibrate it there, next to the
+   face models, so the shipped thresholds are those of the shipped cue set;
 4. store the PyTorch reference predictions on the fixture set (training.fixture_reference).
 """
 
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         calibrate.main([str(VARIANTS / f"orientation-{variant}.tflite"), "--size", str(a.size)])
     chosen = VARIANTS / f"orientation-{a.variant}.tflite"
     shutil.copyfile(chosen, MODELS / "orientation.tflite")
-    shutil.copyfile(chosen.with_suffix(".json"), MODELS / "orientation.json")
+    calibrate.main([str(MODELS / "orientation.tflite"), "--size", str(a.size)])
     fixture_reference.main([str(a.checkpoint), "--size", str(a.size)])
     return 0
 
