@@ -10,7 +10,8 @@ memory, and the share of predictions that ran the scene network on all four turn
 adds the whole shipped cue set (scene network + face cue on all four rotations) as the default
 adaptive backend (one pass, 4 passes when unsure), always one pass (``litert``) and always 4
 passes (``litert-tta``) as more rows. The adaptive backend's time depends on the images: time
-it on real photos (``--images``); on the synthetic image it is unsure and always escalates.
+it on real photos (``--images``). The synthetic image is below its escalation band (one pass);
+an escalated image costs about the ``litert-tta`` row.
 Prints a table; ``--json`` prints the rows instead.
 """
 
