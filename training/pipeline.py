@@ -1,13 +1,16 @@
 """Rebuild the dataset and the shipped model from nothing, in one command.
 
-    .venv-train/bin/python -m training.pipeline            # ~4 h 20 min on a 2-core x86 CPU
+    .venv-train/bin/python -m training.pipeline            # ~5 h 20 min on a 2-core x86 CPU
 
 Steps (each is also its own module): build_dataset (apt-get download + dpkg-deb -x of the
 source packages, ~5 min) -> train stage 1 (fixed wall-clock budget, --minutes, default 75)
 -> train stage 2 (--distill-minutes, default 88: starts from stage 1 and distils stage 1's
 4-rotation test-time-augmentation ensemble into the single-pass network) -> train stage 3
 (--stage3-minutes, default 68: the same recipe from stage 2, stage 2 as the teacher) ->
-average the weights of stage 3's second-half epoch checkpoints (training.average) -> release
+average the weights of stage 3's second-half epoch checkpoints (training.average) -> train
+stage 6 (--stage6-minutes, default 55: from the stage 3 average, which is also the teacher,
+with left-right mirroring of photos and composites and a lower learning rate) -> average its
+second half -> release
 (export f32 / dynamic-range / weight-only int8 / int8 at the serving input size, 160 px, though
 training runs at 112-128 px: training.augment.SERVE_SIZE; calibrate temperature and the
 one-pass, 4-pass and adaptive thresholds on
@@ -26,6 +29,8 @@ from training.sources import ROOT
 
 # stage 2: more photos in the mix (documents were already at 99 %), full size from the start
 STAGE2 = ["--distill", "0.5", "--mix", "0.55,0.25,0.2", "--sizes", "0:128"]
+# stage 6: the network had memorised its training photos chirality included; mirror them
+STAGE6 = [*STAGE2, "--mirror", "0.5", "--lr-backbone", "5e-5", "--lr-head", "5e-4"]
 
 
 def _second_half(run: Path) -> list[str]:
@@ -39,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=75)
     p.add_argument("--distill-minutes", type=float, default=88)
     p.add_argument("--stage3-minutes", type=float, default=68)
+    p.add_argument("--stage6-minutes", type=float, default=55)
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     a = p.parse_args(argv)
-    run, run2, run3 = (ROOT / "runs" / n for n in ("lite0", "lite0-s2", "lite0-s3"))
+    run, run2, run3, run6 = (ROOT / "runs" / n
+                             for n in ("lite0", "lite0-s2", "lite0-s3", "lite0-s6"))
     steps = [
         lambda: build_dataset.main([]),
         lambda: train.main(["--minutes", str(a.minutes), "--out", str(run)]),
@@ -52,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                             "--init", str(run2 / "last.pt"), "--teacher", str(run2 / "last.pt"),
                             *STAGE2]),
         lambda: average.main([*_second_half(run3), "--out", str(run3 / "swa.pt")]),
-        lambda: release.main([str(run3 / "swa.pt"), "--variant", a.variant]),
+        lambda: train.main(["--minutes", str(a.stage6_minutes), "--out", str(run6),
+                            "--init", str(run3 / "swa.pt"), "--teacher", str(run3 / "swa.pt"),
+                            *STAGE6]),
+        lambda: average.main([*_second_half(run6), "--out", str(run6 / "swa.pt")]),
+        lambda: release.main([str(run6 / "swa.pt"), "--variant", a.variant]),
         lambda: evaluate_all.main([]),
     ]
     for step in steps:
