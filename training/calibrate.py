@@ -25,8 +25,8 @@ from PIL import Image
 
 from rotwatchd.evaluate import Case, resave, risk_coverage, run_cases, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, Prediction
-from rotwatchd.model.fusion import fuse, load_fused
-from rotwatchd.model.litert import LiteRTClassifier, preprocess, softmax, tta_average
+from rotwatchd.model.fusion import escalates, fuse, load_fused
+from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess, softmax, tta_average
 from training.augment import SERVE_SIZE
 from training.sources import ROOT
 
@@ -79,16 +79,12 @@ class BothWays:
         views = np.stack([scene_net.view(arr, m) for m in range(4)])
         faces = faces_cue.scores(image) if faces_cue is not None else None
         one, four = (self.fused._prediction(s, faces, fuse(s, faces, self.fused.params))
-                     for s in (_probs(views[0]), _probs(tta_average(views))))
+                     for s in (as_probs(views[0]), as_probs(tta_average(views))))
         self.pairs.append((one, four))
         return one
 
     def close(self) -> None:
         self.fused.close()
-
-
-def _probs(p: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
 
 
 def val_cases(model: Path, draws: int = 3) -> tuple[list[Case], list[Case]]:
@@ -114,7 +110,7 @@ def cascade(one: list[Case], four: list[Case], escalate_below: float,
             escalate_from: float = 0.0) -> list[Case]:
     """What ``AdaptiveClassifier`` answers: the one-pass case unless its confidence is in
     [``escalate_from``, ``escalate_below``), then the 4-pass case."""
-    return [b if escalate_from <= a.confidence < escalate_below else a
+    return [b if escalates(a.confidence, escalate_from, escalate_below) else a
             for a, b in zip(one, four, strict=True)]
 
 
@@ -181,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print("val photos at threshold:", [r for r in rows if r["threshold"] == threshold])
     print("val photos, 4-pass, at its threshold:",
           [r for r in tta_rows if r["threshold"] == tta_threshold])
-    escalated = sum(floor <= c.confidence < threshold for c in one) / len(one)
+    escalated = sum(escalates(c.confidence, floor, threshold) for c in one) / len(one)
     print(f"val photos, adaptive (4 passes for {escalated:.1%} of cases), at its threshold:",
           [r for r in cascade_rows if r["threshold"] == cascade_threshold])
     return 0

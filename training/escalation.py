@@ -26,8 +26,8 @@ from PIL import Image
 
 from rotwatchd.evaluate import Case, resave, run_cases, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, Prediction
-from rotwatchd.model.fusion import FusedClassifier, fuse, load_fused
-from rotwatchd.model.litert import LiteRTClassifier, preprocess
+from rotwatchd.model.fusion import FusedClassifier, escalates, fuse, load_fused
+from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess
 from training.calibrate import VAL_PHOTOS, pick_escalation, pick_threshold
 from training.sources import ROOT
 
@@ -60,15 +60,11 @@ class Recorder:
         mirrored = np.stack([scene.view(mirror, m) for m in range(4)])
         faces = self.fused.faces.scores(image) if self.fused.faces is not None else None
         self.views.append((turns, mirrored, faces))
-        first = fuse(_probs(turns[0]), faces, self.fused.params)
+        first = fuse(as_probs(turns[0]), faces, self.fused.params)
         return Prediction(first.correction, first.confidence, first.probabilities)
 
     def close(self) -> None:
         self.fused.close()
-
-
-def _probs(p: np.ndarray) -> tuple[float, float, float, float]:
-    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
 
 
 def belief(views: Views, turns: Sequence[int], mirrors: Sequence[int]) -> np.ndarray:
@@ -86,7 +82,7 @@ def ensemble_cases(one: list[Case], views: list[Views], turns: Sequence[int],
                    mirrors: Sequence[int], fused: FusedClassifier) -> list[Case]:
     out = []
     for case, v in zip(one, views, strict=True):
-        f = fuse(_probs(belief(v, turns, mirrors)), v[2], fused.params)
+        f = fuse(as_probs(belief(v, turns, mirrors)), v[2], fused.params)
         out.append(Case(case.group, case.truth, f.correction, f.confidence))
     return out
 
@@ -144,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         alone = next(r for r in rows if r["threshold"] == thr)["decided_correct"]
         floor, cthr, crows = pick_escalation(one, cases, single, 0.01)
         dc = next(r for r in crows if r["threshold"] == cthr)["decided_correct"]
-        escalated = sum(floor <= c.confidence < single for c in one) / n
+        escalated = sum(escalates(c.confidence, floor, single) for c in one) / n
         extra = len(turns) + len(mirrors) - (1 if 0 in turns else 0)
         print(f"{name:34s} {extra:6d} {raw:6.1%} {thr:9.3f} {alone:8.1%} {floor:5.2f} "
               f"{cthr:6.3f} {dc:10.1%} {escalated:9.1%}")

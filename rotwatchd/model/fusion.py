@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
-from rotwatchd.model.litert import LiteRTClassifier, preprocess, tta_average
+from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess, tta_average
 
 Probs = tuple[float, float, float, float]
 
@@ -73,7 +73,7 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
     if faces is None or evidence <= 0.0:
         p = s / s.sum()
         best = int(np.argmax(p))
-        return Fused(_tuple(p), float(p[best]), CORRECTIONS[best], False, False)
+        return Fused(as_probs(p), float(p[best]), CORRECTIONS[best], False, False)
     face_best = int(np.argmax(faces))
     logp = np.log(s / s.sum())
     logp[face_best] += evidence
@@ -86,11 +86,7 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
     conf = float(p[best])
     if disagree:
         conf = min(conf, params.disagreement_cap)
-    return Fused(_tuple(p), conf, CORRECTIONS[best], True, disagree)
-
-
-def _tuple(p: np.ndarray) -> Probs:
-    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+    return Fused(as_probs(p), conf, CORRECTIONS[best], True, disagree)
 
 
 class FusedClassifier:
@@ -126,6 +122,12 @@ class FusedClassifier:
             self.faces.close()
 
 
+def escalates(confidence: float, escalate_from: float, escalate_below: float) -> bool:
+    """The adaptive backend's rule: does a one-pass confidence get the 4-pass ensemble?
+    (Pure; ``training.calibrate`` simulates the cascade with the same rule.)"""
+    return escalate_from <= confidence < escalate_below
+
+
 class AdaptiveClassifier(FusedClassifier):
     """One scene pass + faces; the other three turns only when that is not sure enough.
 
@@ -148,12 +150,13 @@ class AdaptiveClassifier(FusedClassifier):
     def predict(self, image: Image.Image) -> Prediction:
         arr = preprocess(image, self.scene.input_size)
         first = self.scene.view(arr, 0)
+        one_pass = as_probs(first)
         faces = self.faces.scores(image) if self.faces is not None else None
-        fused = fuse(_tuple(first), faces, self.params)
-        if not self.escalate_from <= fused.confidence < self.escalate_below:
-            return self._prediction(_tuple(first), faces, fused, ("passes", 1.0))
+        fused = fuse(one_pass, faces, self.params)
+        if not escalates(fused.confidence, self.escalate_from, self.escalate_below):
+            return self._prediction(one_pass, faces, fused, ("passes", 1.0))
         views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
-        scene = _tuple(tta_average(views))
+        scene = as_probs(tta_average(views))
         return self._prediction(scene, faces, fuse(scene, faces, self.params), ("passes", 4.0))
 
 
@@ -194,8 +197,8 @@ def load_fused_tta(model_path: Path | None, threads: int) -> FusedClassifier:
     return load_fused(model_path, threads, passes=4)
 
 
-__all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "fuse", "load_adaptive",
-           "load_fused", "load_fused_tta", "load_scene_only"]
+__all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "escalates", "fuse",
+           "load_adaptive", "load_fused", "load_fused_tta", "load_scene_only"]
 
 
 def _register() -> None:

@@ -101,6 +101,11 @@ def tta_average(view_probs: np.ndarray) -> np.ndarray:
     return out
 
 
+def as_probs(p: np.ndarray) -> tuple[float, float, float, float]:
+    """A probability array as the 4-tuple the cues and ``Prediction`` carry."""
+    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits.astype(np.float64) / temperature
     z -= z.max()
@@ -166,7 +171,7 @@ class LiteRTClassifier:
             p = self.view(arr, 0)
         else:
             p = tta_average(np.stack([self.view(arr, m) for m in range(4)]))
-        return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+        return as_probs(p)
 
     def predict(self, image: Image.Image) -> Prediction:
         probs = self.probabilities(image)
