@@ -214,8 +214,15 @@ def test_sigterm_drains_and_exits_zero_and_status_reads_the_running_daemon(
     for i in range(6):
         make_photo(root / "inbox" / f"s{i}.jpg", correction=90, size=(640, 480), seed=i)
     daemon.wait_log(" -> ")
-    status = subprocess.run([*_command(), "status", "-c", str(config), "--json"],
-                            capture_output=True, text=True, timeout=60)
+
+    def status_once() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*_command(), "status", "-c", str(config), "--json"],
+                              capture_output=True, text=True, timeout=60)
+
+    # status.json is published at most every 0.5 s: the first file can finish before the
+    # "running" state reaches it, so wait for that state rather than reading the file once
+    status = wait_until(lambda: (s := status_once()).returncode == 0 and s, timeout=30.0,
+                        step=0.2)
     assert status.returncode == 0, status.stderr
     document: dict[str, Any] = json.loads(status.stdout)
     assert document["running"] is True and document["pid"] == daemon.proc.pid
