@@ -1,7 +1,13 @@
 """Fusion of the orientation cues into one correction and one confidence.
 
-Cues: the scene network's calibrated probabilities (always) and the face cue's best face score
-per candidate correction (when face models are installed). Fusion is log-linear: the face cue
+Cues: the scene network's calibrated probabilities (always), the text network's probabilities
+(``rotwatchd/model/text.py``, when its model is installed) and the face cue's best face score
+per candidate correction (when face models are installed). Fusion is log-linear: the scene
+and text log-probabilities are weighted (``scene_weight``, ``text_weight``: a weighted
+product of experts, so where the two networks disagree the fused confidence drops) with
+weights chosen on the realistic validation photos by ``training/calibrate.py`` and read from
+the model's sidecar; a weight below 1 also tempers a network that is over-confident on
+pictures unlike its training data. The face cue
 votes for its best correction with a log-evidence that grows with its best score, in the bands
 the face cue's own measurements support (faces helper, .coord/faces-ready: below 0.7 it is
 noise, 0.7-0.8 a tie-breaker, 0.8-0.9 ~97 % right, >= 0.9 no error seen). Where the cues
@@ -19,7 +25,7 @@ ensemble's belief is fused instead. Its review threshold (``cascade_min_confiden
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +33,14 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
-from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess, tta_average
+from rotwatchd.model.litert import (
+    LiteRTClassifier,
+    ModelMeta,
+    as_probs,
+    preprocess,
+    tta_average,
+)
+from rotwatchd.model.text import TEXT_MODEL, TextCue, text_input
 
 Probs = tuple[float, float, float, float]
 
@@ -45,6 +58,8 @@ class FusionParams:
     face_strong: float = 0.8  # from here a contradiction with a sure scene means review
     scene_sure: float = 0.6  # scene probability at which a contradiction counts as one
     disagreement_cap: float = 0.35  # confidence ceiling when scene and faces contradict
+    scene_weight: float = 1.0  # exponent of the scene probabilities in the product
+    text_weight: float = 0.0  # exponent of the text probabilities (0: text cue unused)
 
     def face_evidence(self, best: float) -> float:
         weight = 0.0
@@ -63,22 +78,38 @@ class Fused:
     disagreement: bool
 
 
-def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams()) -> Fused:
-    """Combine scene probabilities with per-correction face scores (or None: no face cue).
+def _log_probs(p: Probs) -> np.ndarray:
+    a = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1.0)
+    out: np.ndarray = np.log(a / a.sum())
+    return out
+
+
+def _normalised(logp: np.ndarray) -> np.ndarray:
+    p = np.exp(logp - logp.max())
+    out: np.ndarray = p / p.sum()
+    return out
+
+
+def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(),
+         text: Probs | None = None) -> Fused:
+    """Combine scene probabilities with per-correction face scores (or None: no face cue) and
+    the text network's probabilities (or None: no text cue).
 
     Pure function. Returns fused probabilities, the chosen correction and its confidence.
+    With ``scene_weight`` 1 and no text cue, the scene probabilities pass unchanged.
     """
     s = np.clip(np.asarray(scene, dtype=np.float64), 1e-6, 1.0)
+    logp = params.scene_weight * _log_probs(scene)
+    if text is not None and params.text_weight > 0.0:
+        logp = logp + params.text_weight * _log_probs(text)
     evidence = params.face_evidence(max(faces)) if faces is not None else 0.0
     if faces is None or evidence <= 0.0:
-        p = s / s.sum()
+        p = _normalised(logp)
         best = int(np.argmax(p))
         return Fused(as_probs(p), float(p[best]), CORRECTIONS[best], False, False)
     face_best = int(np.argmax(faces))
-    logp = np.log(s / s.sum())
     logp[face_best] += evidence
-    p = np.exp(logp - logp.max())
-    p /= p.sum()
+    p = _normalised(logp)
     best = int(np.argmax(p))
     scene_best = int(np.argmax(s))
     disagree = (scene_best != face_best and max(faces) >= params.face_strong
@@ -89,28 +120,57 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
     return Fused(as_probs(p), conf, CORRECTIONS[best], True, disagree)
 
 
+class TextScores(Protocol):
+    def view(self, arr: np.ndarray, turns: int) -> np.ndarray: ...
+
+    def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def weights(meta: ModelMeta, passes: int, base: FusionParams = FusionParams()) -> FusionParams:
+    """The fusion weights calibrated for ``passes`` (1, or 4 for the ensemble) in the sidecar."""
+    if passes == 4:
+        return replace(base, scene_weight=meta.tta_scene_weight, text_weight=meta.tta_text_weight)
+    return replace(base, scene_weight=meta.scene_weight, text_weight=meta.text_weight)
+
+
+def _text_belief(views: np.ndarray) -> Probs:
+    return as_probs(views[0] if len(views) == 1 else tta_average(views))
+
+
 class FusedClassifier:
-    """Scene network + face cue behind the ``OrientationClassifier`` interface."""
+    """Scene network + text and face cues behind the ``OrientationClassifier`` interface.
+
+    The text cue runs as many passes as the scene network (1, or 4 for ``litert-tta``); its
+    weight in the fusion comes from the scene model's sidecar for that number of passes.
+    """
 
     def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
-                 params: FusionParams = FusionParams()) -> None:
+                 params: FusionParams = FusionParams(), text: TextScores | None = None) -> None:
         self.scene = scene
         self.faces = faces
-        self.params = params
+        self.text = text
         self.meta = scene.meta
+        self.params = weights(scene.meta, scene.passes, params)
         self.min_confidence = scene.min_confidence
 
     def predict(self, image: Image.Image) -> Prediction:
         scene = self.scene.probabilities(image)
         faces = self.faces.scores(image) if self.faces is not None else None
-        return self._prediction(scene, faces, fuse(scene, faces, self.params))
+        text = (_text_belief(self.text.views(image, self.scene.passes))
+                if self.text is not None else None)
+        return self._prediction(scene, faces, text, fuse(scene, faces, self.params, text))
 
-    def _prediction(self, scene: Probs, faces: Probs | None, fused: Fused,
+    def _prediction(self, scene: Probs, faces: Probs | None, text: Probs | None, fused: Fused,
                     *extra: tuple[str, float]) -> Prediction:
         cues: list[tuple[str, float]] = [("scene", max(scene))]
         if faces is not None:
             cues.append(("face", max(faces)))
             cues.append(("face_correction", float(CORRECTIONS[int(np.argmax(faces))])))
+        if text is not None:
+            cues.append(("text", max(text)))
+            cues.append(("text_correction", float(CORRECTIONS[int(np.argmax(text))])))
         if fused.disagreement:
             cues.append(("disagreement", 1.0))
         cues.extend(extra)
@@ -118,8 +178,9 @@ class FusedClassifier:
 
     def close(self) -> None:
         self.scene.close()
-        if self.faces is not None:
-            self.faces.close()
+        for cue in (self.faces, self.text):
+            if cue is not None:
+                cue.close()
 
 
 def escalates(confidence: float, escalate_from: float, escalate_below: float) -> bool:
@@ -129,20 +190,22 @@ def escalates(confidence: float, escalate_from: float, escalate_below: float) ->
 
 
 class AdaptiveClassifier(FusedClassifier):
-    """One scene pass + faces; the other three turns only when that is not sure enough.
+    """One pass of each network + faces; the other three turns only when that is not sure.
 
     ``escalate_below`` is the one-pass review threshold (the sidecar's ``min_confidence``): an
     image the one-pass backend would turn anyway costs one pass; one it would send to review
-    gets the 4-pass ensemble, unless its one-pass confidence is below ``escalate_from`` (the
-    sidecar's; on validation photos the ensemble did not decide one more photo correctly from
-    there), and then it goes to review after one pass. The ``passes`` cue says which happened.
+    gets the 4-pass ensemble of the scene and text networks (fused with the 4-pass weights),
+    unless its one-pass confidence is below ``escalate_from`` (the sidecar's; from there the
+    ensemble hardly ever becomes sure), and then it goes to review after one pass. The
+    ``passes`` cue says which happened.
     """
 
     def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
-                 params: FusionParams = FusionParams()) -> None:
+                 params: FusionParams = FusionParams(), text: TextScores | None = None) -> None:
         if scene.passes != 1:
             raise ModelError("the adaptive backend needs the one-pass scene classifier")
-        super().__init__(scene, faces, params)
+        super().__init__(scene, faces, params, text)
+        self.params_tta = weights(scene.meta, 4, params)
         self.escalate_below = scene.meta.min_confidence
         self.escalate_from = scene.meta.escalate_from
         self.min_confidence = scene.meta.threshold("cascade")
@@ -152,16 +215,28 @@ class AdaptiveClassifier(FusedClassifier):
         first = self.scene.view(arr, 0)
         one_pass = as_probs(first)
         faces = self.faces.scores(image) if self.faces is not None else None
-        fused = fuse(one_pass, faces, self.params)
+        text_cue = self.text
+        text_arr = text_input(image) if text_cue is not None else None
+        text_first = text_cue.view(text_arr, 0) if text_cue and text_arr is not None else None
+        text = as_probs(text_first) if text_first is not None else None
+        fused = fuse(one_pass, faces, self.params, text)
         if not escalates(fused.confidence, self.escalate_from, self.escalate_below):
-            return self._prediction(one_pass, faces, fused, ("passes", 1.0))
+            return self._prediction(one_pass, faces, text, fused, ("passes", 1.0))
         views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
         scene = as_probs(tta_average(views))
-        return self._prediction(scene, faces, fuse(scene, faces, self.params), ("passes", 4.0))
+        if text_cue is not None and text_arr is not None and text_first is not None:
+            text_views = [text_first, *(text_cue.view(text_arr, m) for m in (1, 2, 3))]
+            text = _text_belief(np.stack(text_views))
+        return self._prediction(scene, faces, text, fuse(scene, faces, self.params_tta, text),
+                                ("passes", 4.0))
+
+
+def _cue_dir(model_path: Path | None) -> Path:
+    return Path(model_path).parent if model_path else default_model_dir()
 
 
 def _faces_for(model_path: Path | None, threads: int) -> FaceScores | None:
-    face_dir = (Path(model_path).parent if model_path else default_model_dir()) / "faces"
+    face_dir = _cue_dir(model_path) / "faces"
     if face_dir.is_dir():
         try:
             from rotwatchd.model.faces import FaceCue
@@ -172,20 +247,28 @@ def _faces_for(model_path: Path | None, threads: int) -> FaceScores | None:
     return None
 
 
-def load_fused(model_path: Path | None, threads: int, passes: int = 1) -> FusedClassifier:
-    """Scene model plus the face cue when ``<model dir>/faces`` holds its detectors.
+def _text_for(model_path: Path | None, threads: int) -> TextCue | None:
+    """The text cue when ``<model dir>/text/text.tflite`` exists and loads, else None."""
+    path = _cue_dir(model_path) / TEXT_MODEL
+    return TextCue(path, threads) if path.is_file() else None
 
-    Raises ModelError when the scene model is unusable; a missing face model only removes
-    that cue (the scene network alone still answers, with its own calibrated confidence).
+
+def load_fused(model_path: Path | None, threads: int, passes: int = 1) -> FusedClassifier:
+    """Scene model plus the text and face cues found next to it (``text/``, ``faces/``).
+
+    Raises ModelError when the scene model (or a present text model) is unusable; a missing
+    cue model only removes that cue (the weights for the others stay as calibrated).
     """
     scene = LiteRTClassifier(model_path, threads, passes)
-    return FusedClassifier(scene, _faces_for(model_path, threads))
+    return FusedClassifier(scene, _faces_for(model_path, threads),
+                           text=_text_for(model_path, threads))
 
 
 def load_adaptive(model_path: Path | None, threads: int) -> AdaptiveClassifier:
-    """Every cue; the 4-pass ensemble only for images one pass is unsure of."""
+    """Every cue; the 4-pass ensembles only for images one pass is unsure of."""
     scene = LiteRTClassifier(model_path, threads)
-    return AdaptiveClassifier(scene, _faces_for(model_path, threads))
+    return AdaptiveClassifier(scene, _faces_for(model_path, threads),
+                              text=_text_for(model_path, threads))
 
 
 def load_scene_only(model_path: Path | None, threads: int) -> LiteRTClassifier:
@@ -193,7 +276,7 @@ def load_scene_only(model_path: Path | None, threads: int) -> LiteRTClassifier:
 
 
 def load_fused_tta(model_path: Path | None, threads: int) -> FusedClassifier:
-    """Every cue, the scene network run on all 4 turns (~4x its time, more accurate)."""
+    """Every cue, the scene and text networks run on all 4 turns (~4x the time)."""
     return load_fused(model_path, threads, passes=4)
 
 

@@ -41,6 +41,12 @@ class ModelMeta:
     # confidence < min_confidence: below escalate_from the ensemble hardly ever becomes sure)
     cascade_min_confidence: float = 0.5
     escalate_from: float = 0.0
+    # fusion exponents of the scene and text probabilities, one pass and 4-pass ensemble
+    # (``fusion.fuse``); text 0 = the text cue is not used
+    scene_weight: float = 1.0
+    text_weight: float = 0.0
+    tta_scene_weight: float = 1.0
+    tta_text_weight: float = 0.0
 
     @classmethod
     def for_model(cls, model_path: Path) -> ModelMeta:
@@ -56,13 +62,18 @@ class ModelMeta:
                 return cls(int(raw.get("input_size", 128)), float(raw.get("temperature", 1.0)),
                            single, float(raw.get("tta_min_confidence", single)),
                            float(raw.get("cascade_min_confidence", single)),
-                           float(raw.get("escalate_from", 0.0)))
+                           float(raw.get("escalate_from", 0.0)),
+                           *(float(raw.get(k, d)) for k, d in _WEIGHT_KEYS))
         return cls()
 
     def threshold(self, mode: str = "single") -> float:
         """Review threshold for ``mode``: ``single`` (one pass), ``tta`` or ``cascade``."""
         return {"single": self.min_confidence, "tta": self.tta_min_confidence,
                 "cascade": self.cascade_min_confidence}[mode]
+
+
+_WEIGHT_KEYS = (("scene_weight", 1.0), ("text_weight", 0.0), ("tta_scene_weight", 1.0),
+                ("tta_text_weight", 0.0))
 
 
 def _interpreter_class() -> Any:

