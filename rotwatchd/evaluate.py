@@ -4,8 +4,11 @@ Every image under DIR is taken as upright (its EXIF orientation applied first), 
 with exact pixel transposes, re-encoded as JPEG (or PNG) in memory exactly as a camera or an
 editor would store it, decoded again and classified. Prints accuracy, the 4x4 confusion matrix
 (rows: true correction, columns: predicted) and a risk-coverage table: for each confidence
-threshold, the share of cases decided and the error rate among them. With subfolders, a
-per-folder line is printed too (one folder per source). Nothing is written to disk.
+threshold, the share of cases decided and the error rate among them. With subfolders (one per
+kind or source, e.g. ``people/``, ``documents/``), one row per folder gives its accuracy and,
+at the review threshold, the share decided, wrong among decided and decided correctly. The
+images that fail most (wrong while decided first, then wrong at all) are listed by name, so
+you can see where it fails on your photos. Nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, OrientationClassifier
+from rotwatchd.processor import MODEL_INPUT_SIDE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
@@ -38,6 +42,7 @@ class Case:
     truth: int
     predicted: int
     confidence: float
+    name: str = ""  # the image's path relative to the evaluated folder
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,13 @@ def upright_images(folder: Path) -> list[tuple[str, Path]]:
 
 
 def run_cases(classifier: OrientationClassifier, images: list[tuple[str, Path]], fmt: str,
-              quality: tuple[int, int], max_side: int, seed: int = 0) -> list[Case]:
+              quality: tuple[int, int], max_side: int, seed: int = 0,
+              root: Path | None = None) -> list[Case]:
+    """Classify every image turned 4 ways and re-saved; ``root`` names cases relative to it."""
     rng = random.Random(seed)
     cases = []
     for group, path in images:
+        name = str(path.relative_to(root)) if root is not None else path.name
         with Image.open(path) as raw:
             im = ImageOps.exif_transpose(raw).convert("RGB")
         if max(im.size) > max_side:  # like the daemon's load_upright(max_side=...)
@@ -112,18 +120,58 @@ def run_cases(classifier: OrientationClassifier, images: list[tuple[str, Path]],
         for truth in CORRECTIONS:
             stored = resave(turned(im, truth), fmt, rng.randint(*quality))
             pred = classifier.predict(stored)
-            cases.append(Case(group, truth, pred.correction, pred.confidence))
+            cases.append(Case(group, truth, pred.correction, pred.confidence, name))
     return cases
 
 
-def report(cases: Sequence[Case], shipped_threshold: float | None) -> str:
+@dataclass(frozen=True)
+class ImageFailure:
+    """How one image fared over its 4 turns: wrong while decided, wrong at all."""
+
+    name: str
+    group: str
+    wrong_decided: int
+    wrong: int
+    worst_confidence: float  # highest confidence among its wrong answers
+
+
+def worst_images(cases: Sequence[Case], threshold: float, limit: int = 10
+                 ) -> list[ImageFailure]:
+    """Images with any wrong answer, most harmful first: wrong while decided (above
+    ``threshold``), then wrong at all, then the most confident wrong answer."""
+    by_name: dict[str, list[Case]] = {}
+    for c in cases:
+        by_name.setdefault(c.name, []).append(c)
+    out = []
+    for name, own in by_name.items():
+        wrong = [c for c in own if c.truth != c.predicted]
+        if wrong:
+            out.append(ImageFailure(name, own[0].group,
+                                    sum(c.confidence >= threshold for c in wrong), len(wrong),
+                                    max(c.confidence for c in wrong)))
+    out.sort(key=lambda f: (-f.wrong_decided, -f.wrong, -f.worst_confidence, f.name))
+    return out[:limit]
+
+
+def group_rows(cases: Sequence[Case], threshold: float) -> list[tuple[str, int, float, RiskRow]]:
+    """(group, cases, accuracy, risk-coverage at ``threshold``) per group, sorted by name."""
+    rows = []
+    for g in sorted({c.group for c in cases}):
+        sub = [c for c in cases if c.group == g]
+        rows.append((g, len(sub), accuracy(sub), risk_coverage(sub, [threshold])[0]))
+    return rows
+
+
+def report(cases: Sequence[Case], shipped_threshold: float | None, worst: int = 10) -> str:
     lines = [f"cases: {len(cases)}   accuracy (threshold 0): {accuracy(cases):.1%}", ""]
-    groups = sorted({c.group for c in cases})
-    if len(groups) > 1:
-        lines.append(f"{'source':28s} {'cases':>6s} {'accuracy':>9s}")
-        for g in groups:
-            sub = [c for c in cases if c.group == g]
-            lines.append(f"{g:28s} {len(sub):6d} {accuracy(sub):9.1%}")
+    at = shipped_threshold or 0.0
+    if len({c.group for c in cases}) > 1:
+        lines.append(f"{'kind or source':24s} {'cases':>6s} {'accuracy':>9s} {'decided':>8s} "
+                     f"{'wrong among decided':>20s} {'decided correctly':>18s}"
+                     f"   (at threshold {at:.3f})")
+        for g, n, acc, r in group_rows(cases, at):
+            lines.append(f"{g:24s} {n:6d} {acc:9.1%} {r.coverage:8.1%} {r.risk:20.1%} "
+                         f"{r.decided_correct:18.1%}")
         lines.append("")
     lines.append("confusion (rows: true correction, columns: predicted)")
     lines.append("        " + "".join(f"{c:>7d}" for c in CORRECTIONS))
@@ -137,6 +185,14 @@ def report(cases: Sequence[Case], shipped_threshold: float | None) -> str:
         mark = "  <- shipped default" if r.threshold == shipped_threshold else ""
         lines.append(f"{r.threshold:9.3f} {r.coverage:8.1%} {r.risk:20.1%} "
                      f"{r.decided_correct:18.1%}{mark}")
+    failures = worst_images(cases, at, worst)
+    if failures:
+        lines.append("")
+        lines.append(f"images that fail most (of 4 turns: wrong while decided at {at:.3f}, "
+                     "wrong at all; highest confidence of a wrong answer)")
+        for f in failures:
+            lines.append(f"  {f.wrong_decided}/4 {f.wrong}/4 {f.worst_confidence:6.3f}  "
+                         f"{f.name}")
     return "\n".join(lines)
 
 
@@ -152,6 +208,7 @@ def as_json(cases: Sequence[Case], shipped_threshold: float | None) -> dict[str,
                       for g in groups},
         "risk_coverage": [r.__dict__ for r in risk_coverage(cases, thresholds)],
         "shipped_threshold": shipped_threshold,
+        "worst_images": [f.__dict__ for f in worst_images(cases, shipped_threshold or 0.0)],
     }
 
 
@@ -173,9 +230,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--format", choices=("jpeg", "png"), default="jpeg")
     p.add_argument("--quality", type=_parse_quality, default=(75, 95),
                    help="JPEG quality N or LO-HI")
-    p.add_argument("--max-side", type=int, default=1024)
+    p.add_argument("--max-side", type=int, default=MODEL_INPUT_SIDE,
+                   help="longer side the image is scaled to first, as the daemon does "
+                        f"(default {MODEL_INPUT_SIDE})")
     p.add_argument("--threshold", type=float, default=None,
                    help="threshold to mark (default: the model's recommended min_confidence)")
+    p.add_argument("--worst", type=int, default=10, help="how many failing images to list")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     a = p.parse_args(argv)
     if not a.folder.is_dir():
@@ -193,11 +253,12 @@ def main(argv: list[str]) -> int:
         print(f"rotwatchd eval: {exc}", file=sys.stderr)
         return 1
     try:
-        cases = run_cases(clf, images, a.format, a.quality, a.max_side)
+        cases = run_cases(clf, images, a.format, a.quality, a.max_side, root=a.folder)
     finally:
         clf.close()
     threshold = a.threshold
     if threshold is None:
         threshold = getattr(clf, "min_confidence", None)
-    print(json.dumps(as_json(cases, threshold), indent=1) if a.json else report(cases, threshold))
+    print(json.dumps(as_json(cases, threshold), indent=1) if a.json
+          else report(cases, threshold, a.worst))
     return 0
