@@ -26,8 +26,9 @@ def _page(width: int = 620, height: int = 860) -> Image.Image:
     head = ImageFont.load_default(size=30)
     body = ImageFont.load_default(size=17)
     draw.text((40, 40), "Invoice 2026-118", fill=(10, 10, 10), font=head)
-    words = ("the quick brown fox jumps over a lazy dog while payment is due within thirty "
-             "days of the date shown above please quote the reference").split()
+    sentence = ("the quick brown fox jumps over a lazy dog while payment is due within thirty "
+                "days of the date shown above please quote the reference")
+    words = sentence.split(" ")
     y = 110
     for line in range(30):
         n = 7 + (line * 5) % 6

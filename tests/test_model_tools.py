@@ -59,6 +59,31 @@ def test_eval_command_on_a_real_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert evaluate.main([str(tmp_path), "--format", "png", "--backend", "litert-scene"]) == 0
     text = capsys.readouterr().out
     assert "confusion" in text and "wrong among decided" in text and "<- shipped default" in text
+    assert "kphotoalbum" in text and "documents" in text
+
+
+def test_eval_rows_per_kind_and_the_worst_images_by_name() -> None:
+    cases = [Case("people", t, t, 0.99, "people/a.jpg") for t in (0, 90, 180, 270)]
+    cases += [Case("documents", 0, 180, 0.97, "documents/b.jpg"),
+              Case("documents", 90, 90, 0.99, "documents/b.jpg"),
+              Case("documents", 180, 0, 0.5, "documents/b.jpg"),
+              Case("documents", 270, 270, 0.99, "documents/b.jpg")]
+    cases += [Case("documents", t, (t + 90) % 360, 0.4, "documents/c.jpg")
+              for t in (0, 90, 180, 270)]
+    rows = {g: (n, acc, r) for g, n, acc, r in evaluate.group_rows(cases, 0.9)}
+    assert rows["people"][:2] == (4, 1.0) and rows["people"][2].coverage == 1.0
+    n, acc, at = rows["documents"]
+    assert (n, acc) == (8, 0.25)
+    assert at.coverage == 3 / 8 and at.risk == pytest.approx(1 / 3)
+    assert at.decided_correct == 2 / 8
+    worst = evaluate.worst_images(cases, 0.9)
+    # b is wrong while decided once (0.97 >= 0.9): it comes before c, wrong 4 times but unsure
+    assert [(w.name, w.wrong_decided, w.wrong) for w in worst] == [
+        ("documents/b.jpg", 1, 2), ("documents/c.jpg", 0, 4)]
+    assert worst[0].worst_confidence == 0.97
+    text = evaluate.report(cases, 0.9)
+    assert "documents/b.jpg" in text and "people/a.jpg" not in text
+    assert "37.5%" in text  # documents decided at 0.9
 
 
 def test_eval_rejects_an_empty_or_missing_folder(tmp_path: Path) -> None:
