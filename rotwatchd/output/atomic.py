@@ -43,11 +43,15 @@ _NAMES_LOCK = threading.Lock()
 
 
 class UnsafeFolder(OSError):
-    """A folder on the way to a target is a symbolic link (or ``..``): nothing was written."""
+    """A folder on the way is a symbolic link (or ``..``): it is not followed, nothing was
+    read or written through it."""
 
     def __init__(self, where: Path) -> None:
-        super().__init__(errno.ELOOP, f"{where} is a symbolic link or leaves its folder: "
-                                      "refusing to write through it")
+        super().__init__(errno.ELOOP, f"{where} is a symbolic link (or leaves its folder): "
+                                      "not followed")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 @dataclass(frozen=True)
