@@ -17,6 +17,7 @@ from PIL import Image
 from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, InboxConfig, ensure_dirs
 from rotwatchd.imagefile import load_upright
+from rotwatchd.inboxfile import Replaced, open_inbox_file
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import Prediction
 from rotwatchd.processor import Processor
@@ -160,3 +161,22 @@ def test_the_daemon_refuses_a_symlinked_output_folder_and_keeps_going(
                                                                 "b.jpg": "done"}
     assert list(outside.iterdir()) == []
     assert path.exists()
+
+
+def test_opening_refuses_a_name_that_changed_since_it_was_looked_at(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    path = make_photo(inbox / "a.jpg")
+    seen = os.lstat(path)
+    with open_inbox_file(path, inbox, expected=seen) as opened:
+        assert opened.reader.read_bytes() == path.read_bytes()
+        os.rename(make_photo(inbox / "b.jpg", seed=2), path)  # replaced after opening
+        assert opened.reader.read_bytes() != path.read_bytes()  # still reads what it opened
+        assert not opened.still_named()
+        with pytest.raises(Replaced):
+            opened.unlink()
+    with pytest.raises(Replaced):  # replaced between the look and the open
+        open_inbox_file(path, inbox, expected=seen)
+    path.unlink()
+    os.symlink(tmp_path / "elsewhere.jpg", path)
+    with pytest.raises(Replaced):  # now a link: never opened
+        open_inbox_file(path, inbox)
