@@ -164,7 +164,7 @@ class Processor:
                                     exc.strerror or str(exc))
         pseudo = f"stat:{st.st_size}:{st.st_mtime_ns}"
         if stat.S_ISLNK(st.st_mode):
-            return self._symlink(path, inbox, relative)
+            return self._symlink(path, inbox, relative, st)
         if not stat.S_ISREG(st.st_mode):
             return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
                                     "not a regular file", st=st)
@@ -296,14 +296,15 @@ class Processor:
                  again)
         return Result(path, "review", decision.reason, decision, placed.path)
 
-    def _symlink(self, path: Path, inbox: InboxConfig, relative: Path) -> Result:
+    def _symlink(self, path: Path, inbox: InboxConfig, relative: Path,
+                 st: os.stat_result) -> Result:
         target = os.readlink(path)
         resolved = Path(os.path.realpath(path))
         if resolved.is_relative_to(inbox.path.resolve()) and resolved.is_file():
             # the target is an inbox file and is processed on its own
             return Result(path, "skipped", f"symlink to {target} inside the inbox")
         return self._quarantine(path, inbox, relative, f"symlink:{target}", "symlink",
-                                f"symlink pointing outside the inbox (to {target})")
+                                f"symlink pointing outside the inbox (to {target})", st=st)
 
     def _quarantine(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
                     reason: str, message: str, decision: Decision | None = None, *,
