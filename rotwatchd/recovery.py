@@ -48,7 +48,7 @@ def complete_interrupted(config: Config, journal: Journal) -> int:
     completed = 0
     for record in journal.interrupted_records():
         path = Path(record.path)
-        if os.path.lexists(path):
+        if _still_there(path, record):
             continue  # still in the inbox: the rescan redoes it
         inbox = _inbox_of(config, path)
         if record.intent == "dispose" and record.output is not None:
@@ -64,6 +64,17 @@ def complete_interrupted(config: Config, journal: Journal) -> int:
             log.warning("%s left the inbox while a previous run was processing it", path)
         completed += 1
     return completed
+
+
+def _still_there(path: Path, record: Record) -> bool:
+    """True while ``path`` is the row's file (another file under its name does not count)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: leave the row to the redo
+    return record.inode is None or st.st_ino == record.inode
 
 
 def _complete_quarantine(journal: Journal, record: Record, inbox: InboxConfig) -> None:
