@@ -156,3 +156,37 @@ def test_a_file_changed_in_place_while_stopped_is_noticed(tmp_path: Path,
     assert result.outcome == "done" and result.output == inbox.output / "a.1.bmp"
     with Image.open(result.output) as im:
         assert im.getpixel((im.width // 2, 1))[0] > 200  # the red bar is on top: turned
+
+
+OLD_SCHEMA = """
+CREATE TABLE files (path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER, mtime_ns INTEGER,
+    outcome TEXT NOT NULL, correction INTEGER, confidence REAL, source TEXT, output TEXT,
+    detail TEXT, started_at REAL NOT NULL, finished_at REAL, PRIMARY KEY (path, sha256));
+"""
+
+
+def test_a_journal_from_an_earlier_version_is_extended_and_its_rows_hashed_once_more(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    photo = make_photo(tmp_path / "a.jpg")
+    key, st = str(photo), os.stat(photo)
+    db = sqlite3.connect(tmp_path / "journal.sqlite3")
+    db.executescript(OLD_SCHEMA)
+    db.execute("INSERT INTO files VALUES (?, 'h1', ?, ?, 'done', 0, 0.9, 'model', '/out/a.jpg', "
+               "NULL, 1.0, 2.0)", (key, st.st_size, st.st_mtime_ns))
+    db.commit()
+    db.close()
+    with Journal(tmp_path) as journal:
+        assert journal.is_known_unchanged(key, st.st_size, st.st_mtime_ns)
+        # no ctime on record: a rescan that knows the ctime hashes the file once more...
+        assert not journal.is_known_unchanged(key, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                              st.st_ino)
+        journal.refresh_stat(key, "h1", st)  # ...finds the same content, and records it
+        assert journal.is_known_unchanged(key, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                          st.st_ino)
+        # rewritten in place with size and mtime put back (a new ctime), or replaced
+        assert not journal.is_known_unchanged(key, st.st_size, st.st_mtime_ns,
+                                              st.st_ctime_ns + 1, st.st_ino)
+        assert not journal.is_known_unchanged(key, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                              st.st_ino + 1)

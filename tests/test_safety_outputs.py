@@ -16,7 +16,7 @@ from PIL import Image
 
 from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, LimitsConfig, ModelConfig, OutputConfig, ensure_dirs
-from rotwatchd.imagefile import load_upright
+from rotwatchd.imagefile import HEIF_AVAILABLE, load_upright
 from rotwatchd.journal import Journal
 from rotwatchd.oneshot import fix
 from rotwatchd.output.atomic import NAME_MAX, numbered_name
@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
     "hardlink": ("IMG_0001.jpg", {"correction": 0}, {"hardlink_upright": True}, "done"),
     "tag-mode": ("IMG_0001.jpg", {"correction": 180}, {"mode": "tag"}, "done"),
     "png": ("IMG_0001.png", {"correction": 270, "fmt": "PNG"}, {}, "done"),
+    "heic": ("IMG_0001.heic", {"correction": 90, "fmt": "HEIF"}, {}, "done"),
     "review-copy": ("IMG_0001.jpg", {"marker": False}, {}, "review"),  # see _photo
 }
 
@@ -63,6 +64,8 @@ def test_a_different_picture_under_a_used_name_keeps_both_outputs(
         tmp_path: Path, kind: str, original: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     name, photo, output, outcome = KINDS[kind]
+    if photo.get("fmt") == "HEIF" and not HEIF_AVAILABLE:
+        pytest.skip("pillow-heif is not installed")
     settings = {**output, "original": original}
     if original == "move":
         settings["done_dir"] = "done"
