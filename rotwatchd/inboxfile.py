@@ -29,6 +29,9 @@ class Replaced(OSError):
     def __init__(self, path: Path, why: str) -> None:
         super().__init__(errno.ESTALE, f"{path}: {why}")
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class InboxFile:
     """A regular inbox file held open; use as a context manager (closes both handles)."""

@@ -24,9 +24,10 @@ from rotwatchd.output.atomic import remove_temporaries
 log = logging.getLogger(__name__)
 
 
-def output_folders(config: Config) -> list[Path]:
-    """Every folder rotwatchd writes into (outputs, review, quarantine, done), once each."""
-    folders: list[Path] = []
+def written_folders(config: Config) -> list[Path]:
+    """Every folder rotwatchd writes into (outputs, review, quarantine, done, its state),
+    once each."""
+    folders: list[Path] = [config.state_dir]
     for inbox in config.inboxes:
         folders += [inbox.output, inbox.review, inbox.quarantine]
     if config.output.done_dir is not None:
@@ -36,7 +37,7 @@ def output_folders(config: Config) -> list[Path]:
 
 def clean_temporaries(config: Config) -> int:
     """Remove the temporary files a killed run left in the folders it writes; logs how many."""
-    removed = sum(remove_temporaries(folder) for folder in output_folders(config)
+    removed = sum(remove_temporaries(folder) for folder in written_folders(config)
                   if folder.is_dir())
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)

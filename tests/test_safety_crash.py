@@ -67,6 +67,7 @@ def test_temporary_files_left_by_a_kill_are_removed_at_start(tmp_path: Path,
     inbox = config.inboxes[0]
     leftovers = [inbox.output / "sub" / temp_name(), inbox.review / temp_name(),
                  inbox.quarantine / temp_name(), tmp_path / "done" / temp_name(),
+                 config.state_dir / temp_name(),  # status.json's
                  # the names earlier versions used (mkstemp; hard links)
                  inbox.output / ".IMG_0001.jpg.k3j_9a2b.rwtmp",
                  inbox.output / ".IMG_0002.jpg.0123456789ab.rwlink"]
