@@ -22,13 +22,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from rotwatchd.imagefile import UPRIGHT_TRANSPOSE  # also registers the HEIF opener
 from rotwatchd.output.lossless_jpeg import find_jpegtran
-from rotwatchd.output.writer import write_corrected
+from rotwatchd.output.writer import WriteResult, write_corrected
 
 
 def photo_like(width: int, height: int, seed: int = 7) -> np.ndarray:
@@ -68,6 +69,13 @@ def pillow_q95(source: Path, target: Path, orientation: int) -> None:
                  icc_profile=im.info.get("icc_profile"))
 
 
+def rewrite(source: Path, target: Path, **kwargs: Any) -> WriteResult:
+    """write_corrected to a free ``target`` (it never replaces a file: each timed run writes
+    afresh instead of finding its own earlier output)."""
+    target.unlink(missing_ok=True)
+    return write_corrected(source, target, **kwargs)
+
+
 def timed(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -88,8 +96,8 @@ def _heif_rows(repeats: int) -> list[tuple[str, str, float, tuple[float, int] | 
         src, out, base = Path(tmp) / "src.heic", Path(tmp) / "out.heic", Path(tmp) / "re.heic"
         pillow_heif.from_pillow(Image.fromarray(photo_like(4032, 3024))).save(src, quality=90)
         exact = exact_reference(src, 6)
-        result = write_corrected(src, out, orientation=6)
-        secs = timed(lambda: write_corrected(src, out, orientation=6), repeats)
+        result = rewrite(src, out, orientation=6)
+        secs = timed(lambda: rewrite(src, out, orientation=6), repeats)
         rows.append(("4032x3024 HEIC", f"rotwatchd {result.action}", secs,
                      fidelity(decoded(out), exact), out.stat().st_size / src.stat().st_size))
 
@@ -122,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             src = sources[size]
             exact = exact_reference(src, orientation)
             label = f"{size[0]}x{size[1]} o={orientation}"
-            result = write_corrected(src, out, orientation=orientation)
-            secs = timed(lambda s=src, o=orientation: write_corrected(s, out, orientation=o),
+            result = rewrite(src, out, orientation=orientation)
+            secs = timed(lambda s=src, o=orientation: rewrite(s, out, orientation=o),
                          args.repeats)
             rows.append((label, f"rotwatchd {result.action}", secs, fidelity(decoded(out), exact),
                          out.stat().st_size / src.stat().st_size))
@@ -133,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         src = sources[(4032, 3024)]
         tag = folder / "tag.jpg"
         rows.append(("4032x3024 o=6", "rotwatchd tag mode",
-                     timed(lambda: write_corrected(src, tag, orientation=6, mode="tag"),
+                     timed(lambda: rewrite(src, tag, orientation=6, mode="tag"),
                            args.repeats), None, tag.stat().st_size / src.stat().st_size))
         copy = folder / "copy.jpg"
         rows.append(("4032x3024 o=1", "rotwatchd upright copy",
-                     timed(lambda: write_corrected(src, copy, orientation=1), args.repeats),
+                     timed(lambda: rewrite(src, copy, orientation=1), args.repeats),
                      fidelity(decoded(copy), decoded(src)), 1.0))
     rows.extend(_heif_rows(args.repeats))
     print(f"{'image':<16} {'path':<34} {'seconds':>8} {'PSNR dB':>8} {'max|d|':>6} {'size':>6}")

@@ -32,6 +32,7 @@ from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.registry import load_classifier
 from rotwatchd.processor import Processor, Result, WorkHooks
+from rotwatchd.recovery import clean_temporaries, complete_interrupted
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
 from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
@@ -147,6 +148,8 @@ class Daemon:
                 raise RuntimeError(f"cannot start a daemon that is {self._state}")
             if load_model:
                 self.model.get()
+            clean_temporaries(self.config)
+            complete_interrupted(self.config, self.journal)
             interrupted = self.journal.interrupted()
             if interrupted:
                 log.info("%d file(s) were in progress when the last run stopped; redoing them",
@@ -203,7 +206,8 @@ class Daemon:
         return self._rescanner.passes if self._rescanner is not None else 0
 
     def _known_unchanged(self, path: os.PathLike[str], st: os.stat_result) -> bool:
-        return self.journal.is_known_unchanged(str(path), st.st_size, st.st_mtime_ns)
+        return self.journal.is_known_unchanged(str(path), st.st_size, st.st_mtime_ns,
+                                               st.st_ctime_ns, st.st_ino)
 
     def stop(self) -> None:
         """Finish the files in progress, stop every thread, publish a final status, close."""

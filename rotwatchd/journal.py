@@ -2,12 +2,22 @@
 
 It is what makes re-sent events, restarts and rescans harmless: a file whose row has a final
 outcome (done, review, quarantined) is never processed again; a row left ``in-progress`` by a
-crash is processed again on the next start. Thread-safe: one connection behind a lock (SQLite
-in WAL mode, so ``rotwatchd status`` can read while the daemon writes).
+crash is processed again on the next start. Before a step that cannot simply be redone (moving
+a file to quarantine, moving or deleting an original) the row records its ``intent`` and, once
+known, its output, so that a restart can complete a row whose file has already left the inbox.
+
+Paths are stored as text, or as the raw bytes of the name when it is not valid UTF-8 (read back
+as the same ``str``, undecodable bytes as surrogate escapes). Besides size and mtime a row keeps
+the ctime and inode seen when the file was hashed: a file rewritten in place with its size and
+mtime put back still has a new ctime, and is hashed again.
+
+Thread-safe: one connection behind a lock (SQLite in WAL mode, so ``rotwatchd status`` can read
+while the daemon writes).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -39,6 +49,38 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_path ON files (path);
 CREATE INDEX IF NOT EXISTS files_by_outcome ON files (outcome, finished_at);
 """
+# Columns added after the first release (added to older journals when opened).
+_ADDED_COLUMNS: Final = (("ctime_ns", "INTEGER"), ("inode", "INTEGER"), ("intent", "TEXT"))
+_RECORD_COLUMNS: Final = ("path, sha256, outcome, correction, confidence, source, output, "
+                          "detail, started_at, finished_at, intent, inode")
+
+
+def _key(path: str | None) -> str | bytes | None:
+    """A path as stored: text, or its bytes when it is not valid UTF-8 (surrogate escapes)."""
+    if path is None:
+        return None
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _text(value: str | bytes | None) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _message(detail: str | None) -> str | None:
+    """Human text as stored: undecodable bytes of names quoted, never refused."""
+    if detail is None:
+        return None
+    return detail.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _record(row: tuple[object, ...]) -> Record:
+    values = list(row)
+    values[0], values[6] = _text(values[0]), _text(values[6])  # type: ignore[arg-type]
+    return Record(*values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -55,6 +97,8 @@ class Record:
     detail: str | None = None
     started_at: float = 0.0
     finished_at: float | None = None
+    intent: str | None = None  # "quarantine" or "dispose": see the module docstring
+    inode: int | None = None
 
 
 class Journal:
@@ -69,6 +113,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in present:
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -80,67 +128,111 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def is_known_unchanged(self, path: str, size: int, mtime_ns: int) -> bool:
-        """True when ``path`` has a final row recorded with this size and mtime.
+    def is_known_unchanged(self, path: str, size: int, mtime_ns: int,
+                           ctime_ns: int | None = None, inode: int | None = None) -> bool:
+        """True when ``path`` has a final row recorded with this size and mtime (and, when
+        given, this ctime and inode: a row without them does not count as unchanged).
 
         Lets a rescan skip hashing thousands of already handled files.
         """
+        query = ("SELECT 1 FROM files WHERE path=? AND size=? AND mtime_ns=? AND outcome IN "
+                 "('done','review','quarantined')")
+        args: list[object] = [_key(path), size, mtime_ns]
+        if ctime_ns is not None:
+            query += " AND ctime_ns=?"
+            args.append(ctime_ns)
+        if inode is not None:
+            query += " AND inode=?"
+            args.append(inode)
         with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM files WHERE path=? AND size=? AND mtime_ns=? AND outcome IN "
-                "('done','review','quarantined') LIMIT 1", (path, size, mtime_ns)).fetchone()
+            row = self._db.execute(query + " LIMIT 1", args).fetchone()
         return row is not None
+
+    def refresh_stat(self, path: str, sha256: str, st: os.stat_result) -> None:
+        """Record ``st`` (size, mtime, ctime, inode) for a row whose content was found
+        unchanged by hashing, so the next rescan need not hash it again."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE files SET size=?, mtime_ns=?, ctime_ns=?, inode=? WHERE path=? AND "
+                "sha256=?", (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, _key(path),
+                             sha256))
 
     def lookup(self, path: str, sha256: str) -> Record | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT path, sha256, outcome, correction, confidence, source, output, detail, "
-                "started_at, finished_at FROM files WHERE path=? AND sha256=?",
-                (path, sha256)).fetchone()
-        return None if row is None else Record(*row)
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE path=? AND sha256=?",
+                (_key(path), sha256)).fetchone()
+        return None if row is None else _record(row)
 
     def needs_processing(self, path: str, sha256: str) -> bool:
         """False only when this exact content at this path already has a final outcome."""
         record = self.lookup(path, sha256)
         return record is None or record.outcome not in FINAL_OUTCOMES
 
-    def begin(self, path: str, sha256: str, size: int, mtime_ns: int) -> bool:
+    def begin(self, path: str, sha256: str, size: int, mtime_ns: int, *,
+              ctime_ns: int | None = None, inode: int | None = None) -> bool:
         """Mark the file in progress. Returns True when a crash had left it in progress."""
         with self._lock:
             row = self._db.execute("SELECT outcome FROM files WHERE path=? AND sha256=?",
-                                   (path, sha256)).fetchone()
+                                   (_key(path), sha256)).fetchone()
             self._db.execute(
-                "INSERT INTO files (path, sha256, size, mtime_ns, outcome, started_at) "
-                "VALUES (?, ?, ?, ?, 'in-progress', ?) ON CONFLICT (path, sha256) DO UPDATE SET "
+                "INSERT INTO files (path, sha256, size, mtime_ns, ctime_ns, inode, outcome, "
+                "started_at) VALUES (?, ?, ?, ?, ?, ?, 'in-progress', ?) "
+                "ON CONFLICT (path, sha256) DO UPDATE SET "
                 "outcome='in-progress', size=excluded.size, mtime_ns=excluded.mtime_ns, "
-                "started_at=excluded.started_at, finished_at=NULL, detail=NULL",
-                (path, sha256, size, mtime_ns, time.time()))
+                "ctime_ns=excluded.ctime_ns, inode=excluded.inode, "
+                "started_at=excluded.started_at, finished_at=NULL, detail=NULL, intent=NULL",
+                (_key(path), sha256, size, mtime_ns, ctime_ns, inode, time.time()))
         return row is not None and row[0] == "in-progress"
+
+    def intend(self, path: str, sha256: str, intent: str, *, output: str | None = None,
+               detail: str | None = None, inode: int | None = None) -> None:
+        """Record, before doing it, a step that takes the file out of the inbox (``intent``
+        "quarantine" or "dispose", with the output already written and the reason); the row
+        is in progress until :meth:`finish`. Creates the row if needed."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO files (path, sha256, inode, outcome, output, detail, intent, "
+                "started_at) VALUES (?, ?, ?, 'in-progress', ?, ?, ?, ?) "
+                "ON CONFLICT (path, sha256) DO UPDATE SET outcome='in-progress', "
+                "output=excluded.output, detail=excluded.detail, intent=excluded.intent, "
+                "inode=coalesce(excluded.inode, inode), finished_at=NULL",
+                (_key(path), sha256, inode, _key(output), _message(detail), intent,
+                 time.time()))
 
     def finish(self, path: str, sha256: str, outcome: Outcome, *, correction: int | None = None,
                confidence: float | None = None, source: str | None = None,
                output: str | None = None, detail: str | None = None,
-               size: int | None = None, mtime_ns: int | None = None) -> None:
+               size: int | None = None, mtime_ns: int | None = None,
+               ctime_ns: int | None = None, inode: int | None = None) -> None:
         """Record the final (or error) outcome of a file; creates the row if begin() was skipped."""
         now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT INTO files (path, sha256, size, mtime_ns, outcome, correction, "
-                "confidence, source, output, detail, started_at, finished_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path, sha256) DO UPDATE "
+                "INSERT INTO files (path, sha256, size, mtime_ns, ctime_ns, inode, outcome, "
+                "correction, confidence, source, output, detail, started_at, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (path, sha256) DO UPDATE "
                 "SET outcome=excluded.outcome, correction=excluded.correction, "
                 "confidence=excluded.confidence, source=excluded.source, "
                 "output=excluded.output, detail=excluded.detail, "
                 "finished_at=excluded.finished_at, size=coalesce(excluded.size, size), "
-                "mtime_ns=coalesce(excluded.mtime_ns, mtime_ns)",
-                (path, sha256, size, mtime_ns, outcome, correction, confidence, source, output,
-                 detail, now, now))
+                "mtime_ns=coalesce(excluded.mtime_ns, mtime_ns), "
+                "ctime_ns=coalesce(excluded.ctime_ns, ctime_ns), "
+                "inode=coalesce(excluded.inode, inode)",
+                (_key(path), sha256, size, mtime_ns, ctime_ns, inode, outcome, correction,
+                 confidence, source, _key(output), _message(detail), now, now))
 
     def interrupted(self) -> list[str]:
         """Paths a previous run left in progress (it crashed or was killed mid-file)."""
+        return [record.path for record in self.interrupted_records()]
+
+    def interrupted_records(self) -> list[Record]:
+        """The rows a previous run left in progress, with their intent and output."""
         with self._lock:
-            rows = self._db.execute("SELECT path FROM files WHERE outcome='in-progress'")
-            return [row[0] for row in rows]
+            rows = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE outcome='in-progress'").fetchall()
+        return [_record(row) for row in rows]
 
     def counts(self) -> dict[str, int]:
         """Number of rows per outcome (every outcome present, zeros included)."""
@@ -153,7 +245,6 @@ class Journal:
         """The latest error and quarantined rows, newest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, sha256, outcome, correction, confidence, source, output, detail, "
-                "started_at, finished_at FROM files WHERE outcome IN ('error','quarantined') "
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE outcome IN ('error','quarantined') "
                 "ORDER BY finished_at DESC LIMIT ?", (limit,)).fetchall()
-        return [Record(*row) for row in rows]
+        return [_record(row) for row in rows]

@@ -18,7 +18,6 @@ from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.decision import Decision, decide
 from rotwatchd.filing import copy_into
 from rotwatchd.imagefile import ImageProblem, UnsupportedFormat
-from rotwatchd.output.atomic import unique_path
 from rotwatchd.output.writer import write_corrected
 from rotwatchd.processor import ModelSource, gather_facts, review_threshold
 from rotwatchd.watcher import is_ignored
@@ -106,7 +105,9 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
         progress: Progress | None = None) -> FixSummary:
     """Write an upright copy of every image under ``outdir`` (same relative names); uncertain
     ones are copied unchanged to ``outdir/review``; bad files are counted as failed and
-    logged. Inputs are never modified. Raises ModelError if the model cannot load."""
+    logged. A name already holding another file is kept: the new one gets a number; one
+    already holding the same output is left as it is (running fix again writes nothing new).
+    Inputs are never modified. Raises ModelError if the model cannot load."""
     files = list(expand(paths, ignore_patterns))
     summary = FixSummary()
     threshold = review_threshold(model_cfg)
@@ -126,16 +127,16 @@ def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
         if assessment.problem is not None:
             raise ImageProblem("bad", assessment.problem)
         if decision.action == "review":
-            target = copy_into(path, outdir / "review", relative)
+            target = copy_into(path, outdir / "review", relative).path
             summary.review += 1
             return f"review ({decision.reason}) -> {target}"
-        result = write_corrected(path, unique_path(outdir / relative),
-                                 orientation=decision.orientation, mode=output.mode,
-                                 max_pixels=limits.max_pixels)
+        result = write_corrected(path, outdir / relative, orientation=decision.orientation,
+                                 mode=output.mode, max_pixels=limits.max_pixels,
+                                 within=outdir)
         summary.written += 1
         return f"{decision.action} {decision.correction} -> {result.path}"
     except UnsupportedFormat as exc:
-        target = copy_into(path, outdir / "review", relative)
+        target = copy_into(path, outdir / "review", relative).path
         summary.review += 1
         return f"review (unsupported {exc.format}) -> {target}"
     except (ImageProblem, OSError) as exc:

@@ -2,13 +2,13 @@
 
 This is where the daemon acts; *what* to do is decided by ``decision.decide`` (pure). Every
 outcome is journaled and logged in one line; nothing a file can contain makes this raise, and
-no path loses a byte: outputs are atomic copies, originals are only moved or deleted (when so
-configured) after their upright copy is on disk.
+no path loses a byte: outputs are atomic copies that never replace another file, originals are
+only moved or deleted (when so configured) after their upright copy is on disk. A file is
+opened once (rotwatchd.inboxfile) and everything is read through that handle.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -23,8 +23,10 @@ from rotwatchd.config import Config, InboxConfig, ModelConfig
 from rotwatchd.decision import Decision, Facts, decide, needs_model
 from rotwatchd.filing import CannotMove, copy_into, dispose_original, move_into, relative_to_inbox
 from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, inspect, load_upright
+from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.journal import Journal, Outcome
 from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.writer import write_corrected
 from rotwatchd.settle import WRITING_TIMEOUT
 from rotwatchd.workqueue import WorkItem
@@ -74,19 +76,6 @@ class Result:
     detail: str
     decision: Decision | None = None
     output: Path | None = None
-
-
-def file_digest(path: Path) -> tuple[str, os.stat_result]:
-    """sha256 of a regular file, read without following a symlink. Raises OSError."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(f"{path} is not a regular file")
-        digest = hashlib.sha256()
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest(), st
 
 
 def _problem(exc: ImageProblem) -> str:
@@ -165,7 +154,6 @@ class Processor:
         """Handle one file. ``confirmed`` False (found by a scan or by polling, no close event
         seen) makes a broken-looking file that changed recently wait instead of being
         quarantined: it may still be being written."""
-        key = str(path)
         relative = relative_to_inbox(path, inbox.path)
         try:
             st = os.lstat(path)
@@ -176,30 +164,50 @@ class Processor:
                                     exc.strerror or str(exc))
         pseudo = f"stat:{st.st_size}:{st.st_mtime_ns}"
         if stat.S_ISLNK(st.st_mode):
-            return self._symlink(path, inbox, relative)
+            return self._symlink(path, inbox, relative, st)
         if not stat.S_ISREG(st.st_mode):
             return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
-                                    "not a regular file")
+                                    "not a regular file", st=st)
         if st.st_size == 0:
             if self._maybe_unfinished(confirmed, st):
                 return self._defer(path, inbox, "empty")
-            return self._quarantine(path, inbox, relative, pseudo, "empty", "file is empty")
+            return self._quarantine(path, inbox, relative, pseudo, "empty", "file is empty",
+                                    st=st)
         if st.st_size > self.config.limits.max_file_size:
             return self._quarantine(path, inbox, relative, pseudo, "too-large",
-                                    f"{st.st_size} bytes > limits.max_file_size")
+                                    f"{st.st_size} bytes > limits.max_file_size", st=st)
         try:
-            digest, st = file_digest(path)
+            source = open_inbox_file(path, inbox.path, expected=st)
         except FileNotFoundError:
             return Result(path, "skipped", "gone before it could be processed")
+        except (Replaced, UnsafeFolder) as exc:
+            # the name changed under us: its own events bring whatever is there now back
+            log.warning("not reading %s: %s", path, exc.strerror)
+            return Result(path, "skipped", f"not read: {exc.strerror}")
         except OSError as exc:
             return self._quarantine(path, inbox, relative, pseudo, "unreadable",
-                                    exc.strerror or str(exc))
+                                    exc.strerror or str(exc), st=st)
+        with source:
+            return self._process_opened(source, inbox, relative, confirmed)
+
+    def _process_opened(self, source: InboxFile, inbox: InboxConfig, relative: Path,
+                        confirmed: bool) -> Result:
+        """Hash, journal and handle a file held open (every read goes through ``source``)."""
+        path, key, st = source.path, str(source.path), source.st
+        try:
+            digest = source.digest()
+        except OSError as exc:
+            return self._quarantine(path, inbox, relative,
+                                    f"stat:{st.st_size}:{st.st_mtime_ns}", "unreadable",
+                                    exc.strerror or str(exc), source=source)
         if not self.journal.needs_processing(key, digest):
+            self.journal.refresh_stat(key, digest, st)  # e.g. a new ctime, same content
             return Result(path, "skipped", "already processed")
-        if self.journal.begin(key, digest, st.st_size, st.st_mtime_ns):
+        if self.journal.begin(key, digest, st.st_size, st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
+                              inode=st.st_ino):
             log.info("resuming %s: a previous run stopped while processing it", path)
         try:
-            return self._process_image(path, inbox, relative, digest, st, confirmed)
+            return self._process_image(source, inbox, relative, digest, confirmed)
         except OSError as exc:  # disk full, permissions on the output...: retried later
             log.error("error processing %s (will retry on the next event or rescan): %s",
                       path, exc)
@@ -229,10 +237,11 @@ class Processor:
                  "been quiet for %.0fs or is closed", path, why, WRITING_TIMEOUT)
         return Result(path, "deferred", why)
 
-    def _process_image(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
-                       st: os.stat_result, confirmed: bool) -> Result:
+    def _process_image(self, source: InboxFile, inbox: InboxConfig, relative: Path,
+                       digest: str, confirmed: bool) -> Result:
         cfg = self.config
-        facts = gather_facts(path, self.model, max_pixels=cfg.limits.max_pixels,
+        path, st = source.path, source.st
+        facts = gather_facts(source.reader, self.model, max_pixels=cfg.limits.max_pixels,
                              hooks=self.hooks)
         decision = decide(facts, min_confidence=self._review_threshold(),
                           max_pixels=cfg.limits.max_pixels)
@@ -242,57 +251,76 @@ class Processor:
                 self.journal.finish(str(path), digest, "error", detail=f"deferred: {reason}")
                 return self._defer(path, inbox, reason)
             return self._quarantine(path, inbox, relative, digest, reason, message or reason,
-                                    decision)
+                                    decision, source=source)
         if decision.action == "review":
-            return self._review(path, inbox, relative, digest, st, decision)
+            return self._review(source, inbox, relative, digest, decision)
         try:
-            written = write_corrected(path, inbox.output / relative,
+            written = write_corrected(source.reader, inbox.output / relative,
                                       orientation=decision.orientation, mode=cfg.output.mode,
                                       hardlink_upright=cfg.output.hardlink_upright,
-                                      max_pixels=cfg.limits.max_pixels)
+                                      max_pixels=cfg.limits.max_pixels, within=inbox.output)
         except UnsupportedFormat as exc:
-            return self._review(path, inbox, relative, digest, st,
+            return self._review(source, inbox, relative, digest,
                                 Decision("review", f"unsupported format {exc.format}"))
         except ImageProblem as exc:
-            return self._quarantine(path, inbox, relative, digest, exc.reason, str(exc),
-                                    decision)
+            message = str(exc).removeprefix(f"{exc.path}: " if exc.path is not None else "")
+            return self._quarantine(path, inbox, relative, digest, exc.reason, message,
+                                    decision, source=source)
+        how = f"{decision.reason}, {written.action}" + "".join(f"; {n}" for n in written.notes)
+        if cfg.output.original != "keep":  # a restart must know the output is already there
+            self.journal.intend(str(path), digest, "dispose", output=str(written.path),
+                                detail=how)
         try:
-            fate = dispose_original(path, cfg.output.original, cfg.output.done_dir, relative)
+            fate = dispose_original(path, cfg.output.original, cfg.output.done_dir, relative,
+                                    source=source)
         except (CannotMove, OSError) as exc:
             fate = f"original left in place ({exc})"
-        how = f"{decision.reason}, {written.action}" + "".join(f"; {n}" for n in written.notes)
         self.journal.finish(str(path), digest, "done", correction=decision.correction,
                             confidence=decision.confidence, source=decision.source,
-                            output=str(written.path), size=st.st_size, mtime_ns=st.st_mtime_ns)
+                            output=str(written.path), size=st.st_size, mtime_ns=st.st_mtime_ns,
+                            ctime_ns=st.st_ctime_ns, inode=st.st_ino)
         log.info("%s -> %s (%s; %s)", path, written.path, how, fate)
         return Result(path, "done", how, decision, written.path)
 
-    def _review(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
-                st: os.stat_result, decision: Decision) -> Result:
-        target = copy_into(path, inbox.review, relative)
+    def _review(self, source: InboxFile, inbox: InboxConfig, relative: Path, digest: str,
+                decision: Decision) -> Result:
+        path, st = source.path, source.st
+        placed = copy_into(path, inbox.review, relative, reader=source.reader)
         self.journal.finish(str(path), digest, "review", correction=decision.correction,
                             confidence=decision.confidence, source=decision.source,
-                            output=str(target), detail=decision.reason,
-                            size=st.st_size, mtime_ns=st.st_mtime_ns)
-        log.info("%s needs review (%s): copied to %s", path, decision.reason, target)
-        return Result(path, "review", decision.reason, decision, target)
+                            output=str(placed.path), detail=decision.reason,
+                            size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns,
+                            inode=st.st_ino)
+        again = " (already there from an earlier attempt)" if placed.reused else ""
+        log.info("%s needs review (%s): copied to %s%s", path, decision.reason, placed.path,
+                 again)
+        return Result(path, "review", decision.reason, decision, placed.path)
 
-    def _symlink(self, path: Path, inbox: InboxConfig, relative: Path) -> Result:
+    def _symlink(self, path: Path, inbox: InboxConfig, relative: Path,
+                 st: os.stat_result) -> Result:
         target = os.readlink(path)
         resolved = Path(os.path.realpath(path))
         if resolved.is_relative_to(inbox.path.resolve()) and resolved.is_file():
             # the target is an inbox file and is processed on its own
             return Result(path, "skipped", f"symlink to {target} inside the inbox")
         return self._quarantine(path, inbox, relative, f"symlink:{target}", "symlink",
-                                f"symlink pointing outside the inbox (to {target})")
+                                f"symlink pointing outside the inbox (to {target})", st=st)
 
     def _quarantine(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
-                    reason: str, message: str, decision: Decision | None = None) -> Result:
+                    reason: str, message: str, decision: Decision | None = None, *,
+                    source: InboxFile | None = None, st: os.stat_result | None = None) -> Result:
+        """Journal the intent, move the file (as opened, when ``source`` is given) into the
+        quarantine folder, journal the outcome: a crash in between is completed at the next
+        start (see rotwatchd.recovery)."""
         key = str(path)
         if not self.journal.needs_processing(key, digest):
             return Result(path, "skipped", "already quarantined")
+        st = source.st if source is not None else st
+        self.journal.intend(key, digest, "quarantine", detail=f"{reason}: {message}",
+                            inode=st.st_ino if st is not None else None)
         try:
-            moved: Path | None = move_into(path, inbox.quarantine, relative)
+            moved: Path | None = move_into(path, inbox.quarantine, relative, source=source,
+                                           inbox=inbox.path)
             where = f"moved to {moved}"
         except CannotMove as exc:
             moved, where = None, f"left in place, could not move: {exc}"

@@ -1,114 +1,408 @@
 """Atomic file primitives. Every byte rotwatchd writes goes through this module.
 
 A target file either does not exist or is complete: data goes to a temporary file in the
-target folder, is fsynced, then renamed over the final name, and the folder is fsynced.
+target folder, is fsynced, then renamed to the final name, and the folder is fsynced.
+
+Nothing leaves its folder: with ``within`` (the configured output, review, quarantine or done
+folder) every folder below it is opened, or created, from its parent's handle without
+following symbolic links, and a symlinked component is refused (:class:`UnsafeFolder`); the
+temporary file and the rename are made relative to the final folder's handle.
+
+With ``keep_existing`` nothing is ever replaced: a name that holds a different content makes
+the new one ``name.1.ext``, ``name.2.ext``...; a name that already holds exactly these bytes is
+reused and nothing is written (the same picture again, or a redo after a crash).
+
+Temporary names are short (``.rw-<16 hex>.rwtmp``) so that a 255-byte name still works, and
+:func:`remove_temporaries` recognises them (and the longer ones of earlier versions) to clean
+up after a kill -9.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
+import re
 import secrets
-import shutil
-import tempfile
-from collections.abc import Iterator
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+log = logging.getLogger(__name__)
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_writer(target: Path, *, stat_from: Path | None = None) -> Iterator[BinaryIO]:
-    """Yield a binary file; on clean exit it atomically becomes ``target``.
-
-    With ``stat_from``, that file's mtime/atime and permission bits are given to the temporary
-    file before the rename, so ``target`` never appears with the wrong mtime.
-    On an exception the temporary file is removed and ``target`` is left untouched.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".rwtmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        if stat_from is not None:
-            shutil.copystat(stat_from, tmp)
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+NAME_MAX = 255
+_TEMP = re.compile(r"\.rw-[0-9a-f]{16}\.rwtmp")
+_OLD_TEMP = re.compile(r"\..+\.(?:[a-z0-9_]{8}\.rwtmp|[0-9a-f]{12}\.rwlink)", re.DOTALL)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# Choosing a free name and taking it is one step for every thread of this process.
+_NAMES_LOCK = threading.Lock()
 
 
-def atomic_write_bytes(target: Path, data: bytes, *, stat_from: Path | None = None) -> None:
-    """Write ``data`` to ``target`` atomically (see atomic_writer for ``stat_from``)."""
-    with atomic_writer(target, stat_from=stat_from) as handle:
-        handle.write(data)
+class UnsafeFolder(OSError):
+    """A folder on the way is a symbolic link (or ``..``): it is not followed, nothing was
+    read or written through it."""
+
+    def __init__(self, where: Path) -> None:
+        super().__init__(errno.ELOOP, f"{where} is a symbolic link (or leaves its folder): "
+                                      "not followed")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
-def atomic_copy(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits."""
-    with open(source, "rb") as src, atomic_writer(target, stat_from=source) as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+@dataclass(frozen=True)
+class Placed:
+    """Where a file ended up; ``reused`` when that name already held exactly these bytes."""
+
+    path: Path
+    reused: bool = False
 
 
-def atomic_link(source: Path, target: Path) -> None:
-    """Make ``target`` a hard link to ``source``, atomically replacing any existing ``target``.
+def temp_name() -> str:
+    """A fresh temporary name (33 bytes, whatever the final name's length)."""
+    return f".rw-{secrets.token_hex(8)}.rwtmp"
 
-    Raises OSError (EXDEV across filesystems, EPERM where links are not allowed); callers
-    fall back to atomic_copy.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.rwlink")
-    os.link(source, tmp)
-    try:
-        os.replace(tmp, target)
-        # rename(2) "does nothing" when both names are links to the same inode (target was
-        # already a link to source): the temporary name would be left behind.
-        if os.path.lexists(tmp):
-            tmp.unlink()
-        _fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+
+def is_temp_name(name: str) -> bool:
+    """True for the temporary names this module makes (or made in earlier versions)."""
+    return bool(_TEMP.fullmatch(name) or _OLD_TEMP.fullmatch(name))
+
+
+def numbered_name(name: str, n: int) -> str:
+    """``name`` (n = 0) or ``stem.n.ext``; the stem is shortened (never cutting a character in
+    two) so that the result still fits in NAME_MAX bytes."""
+    if n == 0:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:  # no extension (or a leading-dot name): the number goes at the end
+        stem, dot, suffix = name, "", ""
+    tail = os.fsencode(f".{n}{dot}{suffix}")
+    raw = os.fsencode(stem)[:NAME_MAX - len(tail)]
+    for back in range(1, min(4, len(raw)) + 1):  # never keep half of a UTF-8 character
+        byte = raw[-back]
+        if byte < 0x80:
+            break
+        if byte >= 0xC0:
+            width = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            if width > back:
+                raw = raw[:-back]
+            break
+    return os.fsdecode(raw + tail)
 
 
 def unique_path(target: Path) -> Path:
-    """``target`` if free, else ``name.1.ext``, ``name.2.ext``, ... (never overwrites)."""
-    if not target.exists() and not target.is_symlink():
-        return target
-    n = 1
+    """``target`` if free, else ``name.1.ext``, ``name.2.ext``, ... (never overwrites).
+
+    Only a hint (another writer may take the name next): the writers below choose and take a
+    name in one step."""
+    n = 0
     while True:
-        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
-        if not candidate.exists() and not candidate.is_symlink():
+        candidate = target.with_name(numbered_name(target.name, n))
+        if not os.path.lexists(candidate):
             return candidate
         n += 1
 
 
-def move_no_clobber(source: Path, target_dir: Path, name: str | None = None) -> Path:
+# --- folders -----------------------------------------------------------------------------
+
+
+def open_folder(root: Path, relative: Path | str = ".", *, create: bool = True) -> int:
+    """A handle (fd, caller closes) on ``root/relative``; every component below ``root`` is
+    opened (or created, with ``create``) from its parent's handle without following a link.
+
+    ``root`` itself is the configured folder and may be a link. Raises UnsafeFolder when a
+    component is a symbolic link or ``..``, OSError otherwise (ENOTDIR, EACCES...)."""
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, _DIR_FLAGS)
+    here = root
+    try:
+        for part in Path(relative).parts:
+            here = here / part
+            if part in ("..", "/") or os.sep in part:
+                raise UnsafeFolder(here)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+            try:
+                inner = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(part, fd):
+                    raise UnsafeFolder(here) from None
+                raise
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _split(target: Path, within: Path | None) -> tuple[Path, Path]:
+    """(root, relative folder) of ``target``; raises UnsafeFolder when it is not below root."""
+    if within is None:
+        return target.parent, Path(".")
+    try:
+        return within, target.parent.relative_to(within)
+    except ValueError:
+        raise UnsafeFolder(target.parent) from None
+
+
+@contextlib.contextmanager
+def target_folder(target: Path, within: Path | None = None) -> Iterator[int]:
+    """The handle of ``target``'s folder, opened safely below ``within`` (created if needed)."""
+    root, relative = _split(target, within)
+    fd = open_folder(root, relative)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _copy_stat(source: Path, fd: int) -> None:
+    """``source``'s times, permission bits and (best effort) extended attributes onto ``fd``."""
+    st = os.stat(source)
+    names: list[str] = []
+    with contextlib.suppress(OSError):
+        names = os.listxattr(source)
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.setxattr(fd, name, os.getxattr(source, name))
+    os.chmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _same_content(dir_fd: int, a: str, b: str) -> bool:
+    """True when regular files ``a`` and ``b`` (names in ``dir_fd``) hold the same bytes."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fa = os.open(a, flags, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        try:
+            fb = os.open(b, flags, dir_fd=dir_fd)
+        except OSError:
+            return False
+        try:
+            sa, sb = os.fstat(fa), os.fstat(fb)
+            if not (stat.S_ISREG(sa.st_mode) and stat.S_ISREG(sb.st_mode)):
+                return False
+            if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+                return True
+            if sa.st_size != sb.st_size:
+                return False
+            offset = 0
+            while True:
+                block_a, block_b = os.pread(fa, 1 << 20, offset), os.pread(fb, 1 << 20, offset)
+                if block_a != block_b:
+                    return False
+                if not block_a:
+                    return True
+                offset += len(block_a)
+        finally:
+            os.close(fb)
+    finally:
+        os.close(fa)
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def place(dir_fd: int, tmp: str, name: str, *, keep_existing: bool,
+          dedupe: bool = True) -> tuple[str, bool]:
+    """Give the finished temporary file ``tmp`` its final name in ``dir_fd``; returns
+    (name taken, reused). Without ``keep_existing`` it replaces ``name``; with it, the first of
+    ``name``, ``name.1``... that is free or (``dedupe``) already holds the same bytes."""
+    if not keep_existing:
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        # rename(2) "does nothing" when both names are links to the same inode
+        if _exists(tmp, dir_fd):
+            os.unlink(tmp, dir_fd=dir_fd)
+        return name, False
+    with _NAMES_LOCK:
+        n = 0
+        while True:
+            candidate = numbered_name(name, n)
+            if not _exists(candidate, dir_fd):
+                os.rename(tmp, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                return candidate, False
+            if dedupe and _same_content(dir_fd, tmp, candidate):
+                os.unlink(tmp, dir_fd=dir_fd)
+                return candidate, True
+            n += 1
+
+
+def _write_placed(target: Path, fill: Callable[[BinaryIO], None], *,
+                  stat_from: Path | None, within: Path | None,
+                  keep_existing: bool) -> Placed:
+    with target_folder(target, within) as dir_fd:
+        tmp = temp_name()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
+                     dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                fill(handle)
+                handle.flush()
+                if stat_from is not None:
+                    _copy_stat(stat_from, handle.fileno())
+                os.fsync(handle.fileno())
+            name, reused = place(dir_fd, tmp, target.name, keep_existing=keep_existing)
+            os.fsync(dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    return Placed(target.with_name(name), reused)
+
+
+def atomic_write_bytes(target: Path, data: bytes, *, stat_from: Path | None = None,
+                       within: Path | None = None, keep_existing: bool = False) -> Placed:
+    """Write ``data`` to ``target`` atomically (see the module docstring for ``within`` and
+    ``keep_existing``). With ``stat_from``, that file's times and permission bits are given
+    to the temporary file before the rename, so ``target`` never appears with the wrong mtime.
+    On an error the temporary file is removed and ``target`` is left untouched.
+    Raises OSError (UnsafeFolder among them)."""
+    def fill(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return _write_placed(target, fill, stat_from=stat_from, within=within,
+                         keep_existing=keep_existing)
+
+
+def atomic_copy(source: Path, target: Path, *, within: Path | None = None,
+                keep_existing: bool = False) -> Placed:
+    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits."""
+    with open(source, "rb") as src:
+        def fill(handle: BinaryIO) -> None:
+            while block := src.read(1 << 20):
+                handle.write(block)
+
+        return _write_placed(target, fill, stat_from=source, within=within,
+                             keep_existing=keep_existing)
+
+
+def atomic_link(source: Path, target: Path, *, within: Path | None = None,
+                keep_existing: bool = False) -> Placed:
+    """Make ``target`` a hard link to ``source`` (``keep_existing``: see the module docstring).
+
+    Raises OSError (EXDEV across filesystems, EPERM where links are not allowed); callers
+    fall back to atomic_copy."""
+    with target_folder(target, within) as dir_fd:
+        tmp = temp_name()
+        os.link(source, tmp, dst_dir_fd=dir_fd)
+        try:
+            name, reused = place(dir_fd, tmp, target.name, keep_existing=keep_existing)
+            os.fsync(dir_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    return Placed(target.with_name(name), reused)
+
+
+# --- moving ------------------------------------------------------------------------------
+
+
+def move_no_clobber(source: Path, target_dir: Path, name: str | None = None, *,
+                    within: Path | None = None, source_dir_fd: int | None = None) -> Path:
     """Move ``source`` into ``target_dir`` without overwriting anything; returns the new path.
 
-    Uses rename when on the same filesystem, else copy + fsync + unlink of the source.
-    """
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = unique_path(target_dir / (name or source.name))
+    ``within``: see the module docstring. ``source_dir_fd``: the handle of ``source``'s folder
+    (its name is then ``source.name`` there), so that a swapped folder cannot redirect the
+    move. Uses rename when on the same filesystem, else copy + fsync + unlink of the source.
+    Raises OSError, UnsafeFolder."""
+    own_fd = source_dir_fd is None
+    src_fd = os.open(source.parent, _DIR_FLAGS) if source_dir_fd is None else source_dir_fd
     try:
-        os.rename(source, target)  # same filesystem: atomic
-    except OSError as exc:
-        if exc.errno != 18:  # EXDEV: fall back to copy + delete
+        with target_folder(target_dir / (name or source.name), within) as dir_fd:
+            wanted = name or source.name
+            try:
+                with _NAMES_LOCK:
+                    taken = _free_name(dir_fd, wanted)
+                    os.rename(source.name, taken, src_dir_fd=src_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                taken = _copy_across(src_fd, source.name, dir_fd, wanted)
+            os.fsync(dir_fd)
+    finally:
+        if own_fd:
+            os.close(src_fd)
+    return target_dir / taken
+
+
+def _free_name(dir_fd: int, name: str) -> str:
+    n = 0
+    while _exists(numbered_name(name, n), dir_fd):
+        n += 1
+    return numbered_name(name, n)
+
+
+def _copy_across(src_fd: int, name: str, dir_fd: int, wanted: str) -> str:
+    """Copy ``name`` (never following a link) into ``dir_fd`` under a free name, then remove
+    the source if it is still the file that was copied."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_fd)
+    with os.fdopen(fd, "rb") as src:
+        st = os.fstat(src.fileno())
+        tmp = temp_name()
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
+                      dir_fd=dir_fd)
+        try:
+            with os.fdopen(out, "wb") as handle:
+                while block := src.read(1 << 20):
+                    handle.write(block)
+                handle.flush()
+                os.chmod(handle.fileno(), stat.S_IMODE(st.st_mode))
+                os.utime(handle.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.fsync(handle.fileno())
+            taken, _ = place(dir_fd, tmp, wanted, keep_existing=True, dedupe=False)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)
             raise
-        atomic_copy(source, target)
-        source.unlink()
-    _fsync_dir(target_dir)
-    return target
+    now = os.stat(name, dir_fd=src_fd, follow_symlinks=False)
+    if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+        os.unlink(name, dir_fd=src_fd)
+    return taken
+
+
+# --- cleaning up -------------------------------------------------------------------------
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Remove this module's temporary files left under ``folder`` by a killed process (never
+    following a symlinked folder); returns how many. Only for folders no other rotwatchd
+    writes to at this moment."""
+    removed = 0
+    for dirpath, _dirnames, filenames in os.walk(folder, onerror=lambda exc: None):
+        for name in filenames:
+            if not is_temp_name(name):
+                continue
+            try:
+                os.unlink(os.path.join(dirpath, name))
+            except OSError as exc:
+                log.warning("cannot remove leftover temporary file %s: %s",
+                            os.path.join(dirpath, name), exc.strerror or exc)
+                continue
+            removed += 1
+    return removed

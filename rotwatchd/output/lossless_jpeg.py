@@ -81,10 +81,11 @@ def transform_lossless(source: Path, orientation: int, frame: Frame, jpegtran: s
 
     Raises LosslessUnavailable when jpegtran fails or the transform is not perfect."""
     mode = ("-progressive",) if frame.progressive else ("-optimize",)
-    cmd = [jpegtran, "-copy", "none", "-perfect", *mode, *JPEGTRAN_ARGS[orientation],
-           str(source)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=_TIMEOUT_S, check=False)
+    cmd = [jpegtran, "-copy", "none", "-perfect", *mode, *JPEGTRAN_ARGS[orientation]]
+    try:  # the source on stdin: jpegtran reads exactly the file opened here
+        with open(source, "rb") as stdin:
+            proc = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=_TIMEOUT_S,
+                                  check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LosslessUnavailable(f"jpegtran could not run: {exc}") from exc
     # Exit status 2 means "warnings" (e.g. corrupt data already in the source): the output is

@@ -40,7 +40,7 @@ from rotwatchd.imagefile import (
     translate_errors,
 )
 from rotwatchd.output import exif_edit
-from rotwatchd.output.atomic import atomic_copy, atomic_link, atomic_write_bytes
+from rotwatchd.output.atomic import Placed, atomic_copy, atomic_link, atomic_write_bytes
 from rotwatchd.output.heif_rotate import IROT_STEPS, HeifEditError, rotate_heif
 from rotwatchd.output.jpeg_markers import (
     APP0,
@@ -84,15 +84,19 @@ class WriteResult:
 
 def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode = "pixels",
                     hardlink_upright: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    jpegtran: str | None = None) -> WriteResult:
-    """Write the upright version of ``source`` to ``target`` atomically.
+                    jpegtran: str | None = None, within: Path | None = None) -> WriteResult:
+    """Write the upright version of ``source`` to ``target`` atomically, never replacing a
+    different file: when ``target`` holds other bytes the output becomes ``name.1.ext`` (or
+    the next free number); when it (or a numbered one) already holds exactly these bytes it is
+    reused and nothing is written. The result's ``path`` says where, a note says why.
 
     ``orientation`` is the EXIF orientation (1..8) describing how the source's pixels, as
     decoded by rotwatchd.imagefile, must be transformed to be upright (1: they already are).
     For JPEG, PNG, WebP these are the stored pixels; the HEIF decoder (and recent Pillow's
     TIFF decoder) apply the file's own orientation first, and inspect() then reports 1/None.
     ``jpegtran`` overrides the binary used for lossless JPEG transforms (None: find_jpegtran();
-    "": none, always re-encode).
+    "": none, always re-encode). ``within``: the output folder; nothing is written through a
+    symlinked folder below it (UnsafeFolder, an OSError).
     Raises ValueError (bad orientation, target is the source), ImageProblem (bad file),
     UnsupportedFormat (unknown format, animated image), OSError (writing failed).
     """
@@ -102,7 +106,7 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
         raise ValueError(f"refusing to write over the source {source}")
     fmt = detect_format(source)
     if orientation == 1:
-        return _copy_upright(source, target, hardlink_upright)
+        return _copy_upright(source, target, hardlink_upright, within)
     if fmt == "JPEG":
         data, layout = read_jpeg(source, max_pixels)
         note: tuple[str, ...] = ()
@@ -112,24 +116,39 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
             except ValueError:  # no room for one more IFD entry in a 64 KiB segment
                 note = ("EXIF segment full, tag cannot be added: pixels rotated instead",)
             else:
-                atomic_write_bytes(target, out, stat_from=source)
-                return WriteResult(target, "tagged", orientation)
-        result = _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran)
+                placed = _put(target, out, source, within)
+                return _result(target, placed, "tagged", orientation, [])
+        result = _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran, within)
         return WriteResult(result.path, result.action, orientation, (*note, *result.notes))
     notes: list[str] = []
     if fmt == "HEIF" and orientation in IROT_STEPS:
-        done = _write_heif_lossless(source, target, orientation, max_pixels, notes)
+        done = _write_heif_lossless(source, target, orientation, max_pixels, notes, within)
         if done is not None:
             return done
     data_out, more = transform_other(source, fmt, orientation, max_pixels)
     notes.extend(more)
-    atomic_write_bytes(target, data_out, stat_from=source)
-    other = ("tag mode is JPEG-only: pixels rotated",) if mode == "tag" else ()
-    return WriteResult(target, "re-encoded", orientation, (*other, *notes))
+    placed = _put(target, data_out, source, within)
+    other = ["tag mode is JPEG-only: pixels rotated"] if mode == "tag" else []
+    return _result(target, placed, "re-encoded", orientation, [*other, *notes])
+
+
+def _put(target: Path, data: bytes, source: Path, within: Path | None) -> Placed:
+    return atomic_write_bytes(target, data, stat_from=source, within=within, keep_existing=True)
+
+
+def _result(target: Path, placed: Placed, action: Action, orientation: int,
+            notes: list[str]) -> WriteResult:
+    """The WriteResult, saying when the name was taken by another file or already held it."""
+    if placed.path != target:
+        notes.append(f"{target.name} already holds a different file: kept both, this one as "
+                     f"{placed.path.name}")
+    if placed.reused:
+        notes.append(f"{placed.path.name} already holds this output: nothing written")
+    return WriteResult(placed.path, action, orientation, tuple(notes))
 
 
 def _write_heif_lossless(source: Path, target: Path, orientation: int, max_pixels: int,
-                         notes: list[str]) -> WriteResult | None:
+                         notes: list[str], within: Path | None) -> WriteResult | None:
     """Turn a HEIF by editing its irot property (coded data untouched); None, with a note,
     when its structure is not one heif_rotate edits, so the caller re-encodes."""
     with translate_errors(source):
@@ -141,27 +160,30 @@ def _write_heif_lossless(source: Path, target: Path, orientation: int, max_pixel
     except HeifEditError as exc:
         notes.append(f"HEIF rotation property not editable ({exc}): re-encoded")
         return None
-    atomic_write_bytes(target, out, stat_from=source)
-    return WriteResult(target, "lossless-heif", orientation)
+    placed = _put(target, out, source, within)
+    return _result(target, placed, "lossless-heif", orientation, [])
 
 
-def _copy_upright(source: Path, target: Path, hardlink: bool) -> WriteResult:
+def _copy_upright(source: Path, target: Path, hardlink: bool,
+                  within: Path | None) -> WriteResult:
     if hardlink:
         try:
-            atomic_link(source, target)
-            return WriteResult(target, "hardlinked", 1)
+            placed = atomic_link(source, target, within=within, keep_existing=True)
+            return _result(target, placed, "hardlinked", 1, [])
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
             note = f"hard link impossible ({errno.errorcode.get(exc.errno or 0, exc)}): copied"
-            atomic_copy(source, target)
-            return WriteResult(target, "copied", 1, (note,))
-    atomic_copy(source, target)  # errors here are about the target (disk full...): OSError
-    return WriteResult(target, "copied", 1)
+            placed = atomic_copy(source, target, within=within, keep_existing=True)
+            return _result(target, placed, "copied", 1, [note])
+    # errors here are about the target (disk full...): OSError
+    placed = atomic_copy(source, target, within=within, keep_existing=True)
+    return _result(target, placed, "copied", 1, [])
 
 
 def _write_jpeg_pixels(source: Path, target: Path, data: bytes, layout: JpegLayout,
-                       orientation: int, jpegtran: str | None) -> WriteResult:
+                       orientation: int, jpegtran: str | None,
+                       within: Path | None) -> WriteResult:
     notes: list[str] = []
     binary = find_jpegtran() if jpegtran is None else (jpegtran or None)
     body: bytes | None = None
@@ -182,8 +204,8 @@ def _write_jpeg_pixels(source: Path, target: Path, data: bytes, layout: JpegLayo
             body = reencode(data, orientation, layout.frame)
     head, meta_notes = _carried_segments(layout, orientation)
     out = _assemble(head, body) + data[layout.end:]
-    atomic_write_bytes(target, out, stat_from=source)
-    return WriteResult(target, action, orientation, (*notes, *meta_notes))
+    placed = _put(target, out, source, within)
+    return _result(target, placed, action, orientation, [*notes, *meta_notes])
 
 
 def _carried_segments(layout: JpegLayout, orientation: int) -> tuple[list[bytes], list[str]]:
