@@ -382,6 +382,7 @@ def read_jpeg(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, 
         layout = parse_jpeg(data)
     frame = layout.frame
     _check_size(path, frame.width, frame.height, max_pixels)
+    allow_in_pillow(max_pixels)  # the writer may decode it with Pillow after this
     if frame.marker in LOSSLESS_SOF or frame.precision != 8:
         raise UnsupportedFormat(f"JPEG ({frame.precision}-bit or lossless)", path)
     return data, layout
