@@ -29,9 +29,10 @@ import stat
 import struct
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -286,16 +287,27 @@ def orientation_of(im: Image.Image) -> int | None:
     themselves (pillow-heif on open, recent Pillow's TIFF decoder on load) remove or reset the
     tag, so the answer is relative to the pixels as decoded and nothing is rotated twice."""
     raw = im.info.get("exif")
-    if isinstance(raw, bytes) and raw:
+    if not (isinstance(raw, bytes) and raw):
+        raw = png_raw_profile_exif(im.info)
+    if raw:
         return read_orientation(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
-    tags = getattr(im, "tag_v2", None)  # TIFF: the orientation lives in the image's own IFD
-    if tags is not None:
-        value = tags.get(0x0112)
-        if isinstance(value, tuple) and len(value) == 1:
-            value = value[0]
-        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
-            return value
-    return None
+    return declared_orientation(im)  # TIFF: the orientation lives in the image's own IFD
+
+
+PNG_RAW_EXIF = "Raw profile type exif"
+
+
+def png_raw_profile_exif(info: Mapping[Any, Any]) -> bytes | None:
+    """The EXIF block of a PNG text chunk "Raw profile type exif" (ImageMagick's way before the
+    eXIf chunk existed: a name line, a length line, then hex), None when absent or unreadable."""
+    text = info.get(PNG_RAW_EXIF)
+    if not isinstance(text, str):
+        return None
+    lines = text.strip().split("\n")
+    try:
+        return bytes.fromhex("".join(lines[2:])) or None
+    except ValueError:
+        return None
 
 
 def declared_orientation(im: Image.Image) -> int | None:

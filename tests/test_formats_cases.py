@@ -22,7 +22,7 @@ import numpy as np
 import pillow_heif
 import pytest
 from conftest import fast_config
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from writer_images import needs_jpegtran, stored_from_upright, upright_array
 
 from rotwatchd.cli import main
@@ -118,6 +118,13 @@ def _stored_file(path: Path, fmt: str, orientation: int) -> None:
         stored.save(path, "TIFF", tiffinfo={0x0112: orientation}, compression="tiff_lzw")
     elif fmt == "PNG":  # eXIf chunk
         stored.save(path, "PNG", exif=exif.tobytes())
+    elif fmt == "PNG_TEXT":  # ImageMagick's zTXt "Raw profile type exif": name, length, hex
+        block = exif.tobytes().hex()
+        text = f"\nexif\n{len(block) // 2:8d}\n" + "\n".join(
+            block[i:i + 72] for i in range(0, len(block), 72)) + "\n"
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_text("Raw profile type exif", text, zip=True)
+        stored.save(path, "PNG", pnginfo=chunks)
     elif fmt == "WEBP":
         stored.save(path, "WEBP", lossless=True, exact=True, exif=exif.tobytes())
     else:  # pillow-heif turns the EXIF value into the file's irot/imir properties
@@ -129,16 +136,18 @@ def _orientation_in(path: Path, fmt: str) -> object:
         return _tiff_tag(path)
     with Image.open(path) as im:
         im.load()
+        assert "Raw profile type exif" not in im.info  # its stale value went into eXIf
         raw = im.info.get("exif")
     return read_orientation(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
 
 
 @pytest.mark.parametrize("orientation", range(2, 9))
-@pytest.mark.parametrize("fmt", ["TIFF", "PNG", "WEBP", "HEIF"])
+@pytest.mark.parametrize("fmt", ["TIFF", "PNG", "PNG_TEXT", "WEBP", "HEIF"])
 def test_container_orientation_decides_and_the_copy_is_upright(tmp_path: Path, fmt: str,
                                                                orientation: int) -> None:
-    """TIFF tag, PNG eXIf, WebP EXIF, HEIF irot/imir: trusted like JPEG EXIF (no model), and
-    the copy shows the upright picture to a reader that ignores every orientation field."""
+    """TIFF tag, PNG eXIf or legacy EXIF text, WebP EXIF, HEIF irot/imir: trusted like JPEG
+    EXIF (no model), and the copy shows the upright picture to a reader that ignores every
+    orientation field."""
     src = tmp_path / f"in.{fmt.lower()}"
     _stored_file(src, fmt, orientation)
     decision = assess(src, NoModel(), 0.0, LimitsConfig()).decision
@@ -151,7 +160,7 @@ def test_container_orientation_decides_and_the_copy_is_upright(tmp_path: Path, f
     assert (summary.written, summary.review, summary.failed) == (1, 0, 0)
     out = tmp_path / "out" / src.name
     with Image.open(out) as im:
-        assert im.format == fmt
+        assert im.format == fmt.removesuffix("_TEXT")
         shown = np.asarray(im.convert("RGB")).astype(int)
     upright = upright_array(96, 64).astype(int)
     if fmt == "HEIF":  # lossy; the copy keeps its irot/imir, which every HEIF reader applies

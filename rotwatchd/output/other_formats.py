@@ -15,8 +15,10 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from rotwatchd.imagefile import (
+    PNG_RAW_EXIF,
     UnsupportedFormat,
     open_image,
+    png_raw_profile_exif,
     read_head,
     to_upright,
     translate_errors,
@@ -72,6 +74,9 @@ def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, An
                  notes: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     raw_exif = info.get("exif")
+    legacy = png_raw_profile_exif(info) if fmt == "PNG" and not raw_exif else None
+    if legacy is not None:  # written back as an eXIf chunk, fixed like any other EXIF
+        raw_exif = legacy
     if isinstance(raw_exif, bytes) and raw_exif and fmt != "TIFF":
         tiff = raw_exif[len(EXIF_PREFIX):] if raw_exif.startswith(EXIF_PREFIX) else raw_exif
         params["exif"] = fixed_exif(tiff, orientation, notes)
@@ -81,7 +86,7 @@ def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, An
     if isinstance(xmp, bytes) and xmp and fmt in ("WEBP", "HEIF"):
         params["xmp"] = exif_edit.fix_xmp(xmp, orientation)
     if fmt == "PNG":
-        params["pnginfo"] = _png_text(im, orientation)
+        params["pnginfo"] = _png_text(im, orientation, legacy is not None)
         for key in ("transparency", "dpi", "gamma"):
             if key in info:
                 params[key] = info[key]
@@ -124,9 +129,12 @@ def _tiff_tags(im: Image.Image, orientation: int) -> dict[int, Any]:
     return tags
 
 
-def _png_text(im: Image.Image, orientation: int) -> PngImagePlugin.PngInfo:
+def _png_text(im: Image.Image, orientation: int,
+              drop_raw_exif: bool) -> PngImagePlugin.PngInfo:
     chunks = PngImagePlugin.PngInfo()
     for key, value in getattr(im, "text", {}).items():
+        if drop_raw_exif and key == PNG_RAW_EXIF:
+            continue  # its stale Orientation would turn the upright copy again
         if key == "XML:com.adobe.xmp":
             value = exif_edit.fix_xmp(str(value).encode(), orientation).decode()
         if isinstance(value, PngImagePlugin.iTXt):
