@@ -374,11 +374,12 @@ def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
             if fmt != "JPEG":
                 width, height = im.size
             orientation = orientation_of(im)  # after load: see orientation_of
+            decoded = im.width * im.height  # JPEG: at 1/8 scale
             im.close()  # frees the decoded pixels now
         applied = heif_orientation(path) if fmt == "HEIF" else None
         if declared is not None and orientation is None:
             applied = declared  # the TIFF decoder applied its tag and dropped it
-    release_memory(width * height)
+    release_memory(decoded)
     return ImageInfo(fmt, width, height, orientation, animated, applied)
 
 
@@ -439,7 +440,10 @@ def _shrunk(im: Image.Image, max_side: int) -> Image.Image:
     strips = []
     for top in range(0, height * factor, rows):
         strip = im.crop((0, top, width * factor, min(top + rows, height * factor)))
-        strips.append(_reducible(strip, "transparency" in im.info).reduce(factor))
+        try:
+            strips.append(_reducible(strip, "transparency" in im.info).reduce(factor))
+        except ValueError:  # a mode reduce() does not know: the full-size path still works
+            return im
     out = Image.new(strips[0].mode, (width, height))
     for i, strip in enumerate(strips):
         out.paste(strip, (0, i * rows // factor))

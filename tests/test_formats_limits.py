@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import fast_config
 from PIL import Image
@@ -137,3 +138,49 @@ def test_big_png_for_the_model_in_bounded_memory_and_released(tmp_path: Path,
     rss = json.loads(child.stdout)
     assert rss["peak"] - rss["before"] < 1.3 * decoded_mib, rss
     assert rss["after"] - rss["before"] < 0.2 * decoded_mib, rss
+
+
+def _reference_for_model(image: Image.Image, side: int) -> np.ndarray:
+    """The model's input made the plain way: a full-size RGB copy (alpha on white, 16-bit
+    scaled), then a thumbnail."""
+    if image.mode == "I;16":
+        scaled = np.asarray(image, dtype=np.float64) * (255.0 / 65535.0)
+        image = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8), "L")
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    full = Image.alpha_composite(white, rgba).convert("RGB")
+    full.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(full).astype(int)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "P+transparency", "LA", "RGB", "RGBA",
+                                  "I;16", "CMYK"])
+def test_reduced_loading_gives_the_model_the_same_picture(tmp_path: Path, mode: str) -> None:
+    """Averaging in the image's own mode, a strip at a time, before converting: the picture
+    the model sees is the one a full-size conversion gives."""
+    width, height = 1600, 1000  # reduced by 2, in two strips
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)],
+                   axis=-1).astype(np.uint8)
+    rgb[: height // 4, : width // 3] = (230, 30, 30)
+    alpha = np.where(x > width // 2, 255, 90).astype(np.uint8)
+    image = Image.fromarray(rgb)
+    if mode in ("LA", "RGBA"):
+        image = Image.fromarray(np.dstack([rgb, alpha])).convert(mode)
+    elif mode == "I;16":
+        image = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    elif mode.startswith("P"):
+        image = image.quantize(colors=64)
+        if mode == "P+transparency":
+            image.info["transparency"] = 3
+    else:
+        image = image.convert(mode)
+    fmt = "TIFF" if mode == "CMYK" else "PNG"
+    path = tmp_path / f"picture.{fmt.lower()}"
+    image.save(path, fmt, **({"transparency": 3} if mode == "P+transparency" else {}))
+
+    with Image.open(path) as saved:
+        expected = _reference_for_model(saved, 384)
+    got = np.asarray(imagefile.load_upright(path, 384)).astype(int)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).mean() < 2.0, np.abs(got - expected).mean()
