@@ -258,3 +258,27 @@ def test_check_reports_a_mirror_stated_by_the_heif_container(
     assert main(["check", "--json", str(src)]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert (answer["correction"], answer["mirror"], answer["exif_orientation"]) == (90, True, 5)
+
+
+def test_tiff_metadata_follows_the_tag_the_decoder_applied(tmp_path: Path) -> None:
+    """Exif-IFD and XMP pixel dimensions describe the stored 64x96 image: the upright copy
+    (96x64) swaps them, and the XMP orientation becomes 1 like the tag."""
+    stored = stored_from_upright(Image.fromarray(upright_array(96, 64)), 6)
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+           b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+           b' xmlns:exif="http://ns.adobe.com/exif/1.0/" tiff:Orientation="6" '
+           b'exif:PixelXDimension="64" exif:PixelYDimension="96"/></rdf:RDF></x:xmpmeta>')
+    src = tmp_path / "scan.tif"
+    stored.save(src, tiffinfo={0x0112: 6, 0x8769: {0xA002: 64, 0xA003: 96}, 700: xmp})
+    summary = fix([src], tmp_path / "out", NoModel(), model_cfg=ModelConfig(min_confidence=0.0),
+                  limits=LimitsConfig(), output=OutputConfig(), ignore_patterns=())
+    assert summary.written == 1
+    out = tmp_path / "out" / src.name
+    assert _tiff_tag(out) == 1
+    with Image.open(out) as im:
+        assert im.size == (96, 64)
+        assert dict(im.getexif().get_ifd(0x8769)) == {0xA002: 96, 0xA003: 64}
+        packet = im.tag_v2[700]
+        assert np.array_equal(np.asarray(im.convert("RGB")), upright_array(96, 64))
+    assert b'tiff:Orientation="1"' in packet
+    assert b'exif:PixelXDimension="96" exif:PixelYDimension="64"' in packet

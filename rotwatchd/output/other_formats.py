@@ -17,6 +17,7 @@ from PIL import Image, PngImagePlugin
 from rotwatchd.imagefile import (
     PNG_RAW_EXIF,
     UnsupportedFormat,
+    declared_orientation,
     open_image,
     png_raw_profile_exif,
     read_head,
@@ -40,13 +41,20 @@ def transform_other(source: Path, fmt: str, orientation: int,
     with translate_errors(source), open_image(source, fmt, max_pixels) as im:
         if getattr(im, "is_animated", False):
             raise UnsupportedFormat(f"animated {fmt} (not rotated)", source)
+        declared = declared_orientation(im) if fmt == "TIFF" else None
         im.load()
         lossy = precision_loss(fmt, im, head)
         if lossy:
             raise UnsupportedFormat(f"{lossy} (Pillow would drop precision)", source)
         info = {str(k): v for k, v in im.info.items()}
-        params = _save_params(im, fmt, orientation, info, notes)
+        # Metadata describes the stored image: when the decoder applied the TIFF's own tag
+        # (and dropped it), that tag is the transform the metadata must follow.
+        applied = declared if declared and declared_orientation(im) is None else None
+        meta_orientation = applied if orientation == 1 and applied else orientation
+        params = _save_params(im, fmt, meta_orientation, info, notes)
         out = to_upright(im, orientation)
+        if out is im:  # a plain image: saving the source object re-copies its own XMP tag
+            out = im.copy()
     if fmt == "WEBP":
         lossless = _webp_is_lossless(head)
         params.update(lossless=lossless, exact=True)
