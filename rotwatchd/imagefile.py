@@ -495,13 +495,8 @@ def load_upright(path: Path, max_side: int | None = None, *,
     the freed memory is handed back. Animated images give their first frame.
     Raises ImageProblem / UnsupportedFormat."""
     fmt = detect_format(path)
-    with translate_errors(path):
-        im = open_image(path, fmt, max_pixels)
-        try:
-            out = _decoded_upright(im, fmt, max_side)
-        except BaseException:
-            im.close()
-            raise
+    with translate_errors(path), open_image(path, fmt, max_pixels) as im:
+        out = _decoded_upright(im, fmt, max_side)
         decoded = im.width * im.height
         if out is not im:  # close() frees the decoded pixels now, not at some later gc
             im.close()
