@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from rotwatchd.config_schema import Problem, normalise
+from rotwatchd.config_schema import DEFAULT_MAX_PIXELS, Problem, normalise
 
 BUILTIN_SOURCE = "<built-in defaults>"
 
@@ -63,7 +63,7 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_pixels: int = 200_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_size: int = 512 * 1024**2
 
 

@@ -12,6 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+#: Larger images are refused; above the largest camera sensors (~102 MP), far below bombs. The
+#: one default for every module (the config, imagefile and the writer).
+DEFAULT_MAX_PIXELS = 200_000_000
+
 Kind = Literal[
     "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "section", "list"
 ]
@@ -93,7 +97,8 @@ SCHEMA: tuple[Field, ...] = (
               "hard-link already upright files instead of copying"),
     )),
     Field("limits", "section", None, "refuse hostile input", children=(
-        Field("max_pixels", "int", 200_000_000, "larger images are quarantined", minimum=1),
+        Field("max_pixels", "int", DEFAULT_MAX_PIXELS, "larger images are quarantined",
+              minimum=1),
         Field("max_file_size", "size", 512 * 1024**2, "larger files are quarantined", minimum=1),
     )),
     Field("power", "section", None, "idle behaviour (SleepController, governors)", children=(

@@ -5,7 +5,9 @@ Rules, in order:
 1. a problem found while reading (not an image, corrupt, truncated, too large, empty,
    unreadable) -> ``quarantine``;
 2. animated images and formats the writer cannot rewrite -> ``review`` (a copy, never a guess);
-3. a valid EXIF orientation other than 1 is trusted -> ``rotate`` with source ``exif``;
+3. a valid EXIF orientation other than 1 is trusted -> ``rotate`` with source ``exif``; so is
+   the file's own orientation that its decoder already applied (TIFF tag, HEIF irot/imir),
+   whose pixels then need nothing more (``orientation`` 1);
 4. otherwise the model decides -> ``keep`` (correction 0) or ``rotate``; below
    ``min_confidence`` -> ``review``.
 """
@@ -25,6 +27,8 @@ Source = Literal["exif", "model"]
 ORIENTATION_FOR_CORRECTION: Final = {0: 1, 90: 6, 180: 3, 270: 8}
 #: Clockwise correction that an EXIF orientation implies (mirrored ones map to their rotation).
 CORRECTION_FOR_ORIENTATION: Final = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
+#: EXIF orientations whose correction is that rotation followed by a left-right mirror.
+MIRRORED: Final = frozenset({2, 4, 5, 7})
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,14 @@ class Facts:
     animated: bool = False
     pixels: int = 0
     prediction: Prediction | None = None
+    applied_orientation: int | None = None  # ImageInfo.applied_orientation
 
 
 @dataclass(frozen=True)
 class Decision:
-    """``orientation`` is the EXIF value the writer must apply to the stored pixels (1..8)."""
+    """``orientation`` is the EXIF value the writer must apply to the pixels as decoded (1..8);
+    ``exif_orientation`` the file's own orientation when it decided (source ``exif``), and
+    ``mirror`` whether making it upright also mirrors it left-right (after ``correction``)."""
 
     action: Action
     reason: str
@@ -49,6 +56,11 @@ class Decision:
     correction: int | None = None
     confidence: float | None = None
     orientation: int = 1
+    exif_orientation: int | None = None
+
+    @property
+    def mirror(self) -> bool:
+        return self.exif_orientation in MIRRORED
 
 
 def trusted_exif(orientation: int | None) -> bool:
@@ -64,6 +76,7 @@ def needs_model(facts: Facts, max_pixels: int) -> bool:
         and facts.unsupported is None
         and facts.pixels <= max_pixels
         and not trusted_exif(facts.exif_orientation)
+        and not trusted_exif(facts.applied_orientation)
     )
 
 
@@ -82,7 +95,14 @@ def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
         return Decision(
             "rotate", f"exif orientation {facts.exif_orientation}", source="exif",
             correction=CORRECTION_FOR_ORIENTATION[facts.exif_orientation], confidence=1.0,
-            orientation=facts.exif_orientation,
+            orientation=facts.exif_orientation, exif_orientation=facts.exif_orientation,
+        )
+    if trusted_exif(facts.applied_orientation):
+        assert facts.applied_orientation is not None
+        return Decision(
+            "rotate", f"file orientation {facts.applied_orientation} (applied when decoded)",
+            source="exif", correction=CORRECTION_FOR_ORIENTATION[facts.applied_orientation],
+            confidence=1.0, orientation=1, exif_orientation=facts.applied_orientation,
         )
     prediction = facts.prediction
     if prediction is None:

@@ -10,25 +10,36 @@ HEIC/HEIF: pillow-heif applies the file's own transforms (irot/imir) when it ope
 resets the EXIF Orientation it reports to 1; recent Pillow does the same for TIFF on load. So the
 orientation reported here is always "what is still to be applied to the pixels as decoded
 here", and write_corrected's ``orientation`` means the same: nothing is ever rotated twice.
+What such a decoder applied is still reported, as ``ImageInfo.applied_orientation``: it is the
+file's own statement of how it is stored, trusted like an EXIF tag (the model is not asked).
+
+Size limit: ``max_pixels`` (default: the ``limits.max_pixels`` schema default) is the only one
+that counts; Pillow's own decompression-bomb limit is raised to it so that it never refuses
+first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import re
 import stat
 import struct
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from rotwatchd.config_schema import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
 from rotwatchd.output.exif_edit import read_orientation
+from rotwatchd.output.heif_rotate import HeifEditError, primary_transforms
 from rotwatchd.output.jpeg_markers import (
     LOSSLESS_SOF,
     JpegLayout,
@@ -44,7 +55,6 @@ try:  # a declared dependency; without it HEIF files are reported as unsupported
 except ImportError:  # pragma: no cover - depends on the install
     HEIF_AVAILABLE = False
 
-DEFAULT_MAX_PIXELS = 150_000_000  # above the largest camera sensors (~102 MP), far below bombs
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF")
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
                          b"msf1", b"heif"})
@@ -87,13 +97,17 @@ class UnsupportedFormat(Exception):
 class ImageInfo:
     """What inspect() found. ``width``/``height`` are of the decoded pixels (HEIF: after its
     own transforms); ``exif_orientation`` is a valid 1..8 still to apply, None when absent
-    or invalid; ``animated`` means more than one frame (callers must not rotate it)."""
+    or invalid; ``applied_orientation`` is the file's own orientation (TIFF tag, HEIF
+    irot/imir) as an EXIF value that the decoder has already applied to those pixels, None
+    when it applied none; ``animated`` means more than one frame (callers must not rotate
+    it; the extra images of a multi-picture JPEG are not frames)."""
 
     format: str
     width: int
     height: int
     exif_orientation: int | None
     animated: bool
+    applied_orientation: int | None = None
 
 
 _UNSUPPORTED_MAGIC = (
@@ -204,12 +218,28 @@ def translate_errors(path: Path) -> Iterator[None]:
         raise ImageProblem("truncated" if truncated else "corrupt", text, path) from exc
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def allow_in_pillow(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb limit at least ``max_pixels``, so that ours (checked
+    from the header, with a message naming ``limits.max_pixels``) is the one that refuses.
+
+    Pillow raises DecompressionBombError above 2 * Image.MAX_IMAGE_PIXELS (~179 MP by
+    default) when it opens or decodes; it is a process-wide value, so it is only ever raised
+    (under a lock), never lowered: a smaller ``max_pixels`` is enforced by _check_size."""
+    with _PILLOW_LIMIT_LOCK:
+        current = Image.MAX_IMAGE_PIXELS
+        if current is not None and current < max_pixels:
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
 def open_image(path: Path, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open lazily (no pixels decoded) with only the ``fmt`` plugin, refusing images over
     ``max_pixels`` from their header. Call inside translate_errors(path)."""
-    # Pillow's DecompressionBombWarning is silenced by translate_errors: our own limit below
-    # is the one that counts. Pillow still raises DecompressionBombError above
-    # 2 * Image.MAX_IMAGE_PIXELS (~179 MP), so a max_pixels above that is capped there.
+    # Pillow's DecompressionBombWarning is silenced by translate_errors, and its error comes
+    # only above twice the limit set here: our own check below is the one that counts.
+    allow_in_pillow(max_pixels)
     im = Image.open(path, formats=[fmt])
     try:
         _check_size(path, *im.size, max_pixels)
@@ -243,7 +273,7 @@ def camera_raw_kind(im: Image.Image) -> str | None:
 def _check_size(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageProblem("too-large", f"{width}x{height} pixels exceeds the limit of "
-                           f"{max_pixels} pixels", path)
+                           f"{max_pixels} pixels (limits.max_pixels)", path)
     if width <= 0 or height <= 0:
         raise ImageProblem("corrupt", f"impossible size {width}x{height}", path)
 
@@ -257,15 +287,60 @@ def orientation_of(im: Image.Image) -> int | None:
     themselves (pillow-heif on open, recent Pillow's TIFF decoder on load) remove or reset the
     tag, so the answer is relative to the pixels as decoded and nothing is rotated twice."""
     raw = im.info.get("exif")
-    if isinstance(raw, bytes) and raw:
+    if not (isinstance(raw, bytes) and raw):
+        raw = png_raw_profile_exif(im.info)
+    if raw:
         return read_orientation(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
-    tags = getattr(im, "tag_v2", None)  # TIFF: the orientation lives in the image's own IFD
-    if tags is not None:
-        value = tags.get(0x0112)
-        if isinstance(value, tuple) and len(value) == 1:
-            value = value[0]
-        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
-            return value
+    return declared_orientation(im)  # TIFF: the orientation lives in the image's own IFD
+
+
+PNG_RAW_EXIF = "Raw profile type exif"
+
+
+def png_raw_profile_exif(info: Mapping[Any, Any]) -> bytes | None:
+    """The EXIF block of a PNG text chunk "Raw profile type exif" (ImageMagick's way before the
+    eXIf chunk existed: a name line, a length line, then hex), None when absent or unreadable."""
+    text = info.get(PNG_RAW_EXIF)
+    if not isinstance(text, str):
+        return None
+    lines = text.strip().split("\n")
+    try:
+        return bytes.fromhex("".join(lines[2:])) or None
+    except ValueError:
+        return None
+
+
+def declared_orientation(im: Image.Image) -> int | None:
+    """A TIFF's own Orientation tag (1..8) as the file states it, None when absent or invalid.
+
+    Call it before ``im.load()``: Pillow 13 and later apply the tag when decoding a TIFF and
+    delete it, so afterwards only the pixels tell."""
+    value = getattr(im, "tag_v2", {}).get(0x0112)
+    if isinstance(value, tuple) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+        return value
+    return None
+
+
+_PROBE = np.arange(6, dtype=np.uint8).reshape(2, 3)  # no symmetry: each transform differs
+
+
+def heif_orientation(path: Path) -> int | None:
+    """The EXIF orientation equivalent to the transforms (irot, imir) of a HEIF's primary
+    image, which every reader (pillow-heif included) applies on decoding; None when it has
+    none or its boxes cannot be read."""
+    try:
+        ops = primary_transforms(Path(path).read_bytes())
+    except HeifEditError:
+        return None
+    shown = _PROBE
+    for kind, value in ops:  # irot turns anticlockwise; imir 0 flips top-bottom, 1 left-right
+        shown = np.rot90(shown, value) if kind == "irot" else np.flip(shown, value)
+    probe = Image.fromarray(_PROBE)
+    for orientation in range(2, 9):
+        if np.array_equal(np.asarray(to_upright(probe, orientation)), shown):
+            return orientation
     return None
 
 
@@ -289,14 +364,23 @@ def inspect(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
                 im.verify()
         with open_image(path, fmt, max_pixels) as im:
             width, height = im.size
-            animated = bool(getattr(im, "is_animated", False))
+            # A multi-picture JPEG (MPO: stereo pairs, gain maps) is one JPEG followed by
+            # others: the first is the photo, the writer keeps the rest after it.
+            animated = fmt != "JPEG" and bool(getattr(im, "is_animated", False))
+            declared = declared_orientation(im) if fmt == "TIFF" else None
             if fmt == "JPEG":
                 im.draft(im.mode, (max(1, width // 8), max(1, height // 8)))
             im.load()
             if fmt != "JPEG":
                 width, height = im.size
             orientation = orientation_of(im)  # after load: see orientation_of
-    return ImageInfo(fmt, width, height, orientation, animated)
+            decoded = im.width * im.height  # JPEG: at 1/8 scale
+            im.close()  # frees the decoded pixels now
+        applied = heif_orientation(path) if fmt == "HEIF" else None
+        if declared is not None and orientation is None:
+            applied = declared  # the TIFF decoder applied its tag and dropped it
+    release_memory(decoded)
+    return ImageInfo(fmt, width, height, orientation, animated, applied)
 
 
 def read_jpeg(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, JpegLayout]:
@@ -311,6 +395,7 @@ def read_jpeg(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[bytes, 
         layout = parse_jpeg(data)
     frame = layout.frame
     _check_size(path, frame.width, frame.height, max_pixels)
+    allow_in_pillow(max_pixels)  # the writer may decode it with Pillow after this
     if frame.marker in LOSSLESS_SOF or frame.precision != 8:
         raise UnsupportedFormat(f"JPEG ({frame.precision}-bit or lossless)", path)
     return data, layout
@@ -342,21 +427,91 @@ def _rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
+def _shrunk(im: Image.Image, max_side: int) -> Image.Image:
+    """``im`` (loaded) box-averaged by the integer factor that keeps its longer side at least
+    twice ``max_side`` (the thumbnail's reducing gap), in its own mode and a strip at a time:
+    no full-size copy is ever made (a conversion to RGB, reduce()'s premultiplied alpha).
+    ``im`` itself when it is small enough. Up to factor - 1 edge pixels are left out."""
+    factor = max(im.size) // (2 * max_side)
+    if factor < 2:
+        return im
+    width, height = im.width // factor, im.height // factor
+    rows = factor * max(1, _STRIP_PIXELS // (im.width * factor))
+    strips = []
+    for top in range(0, height * factor, rows):
+        strip = im.crop((0, top, width * factor, min(top + rows, height * factor)))
+        try:
+            strips.append(_reducible(strip, "transparency" in im.info).reduce(factor))
+        except ValueError:  # a mode reduce() does not know: the full-size path still works
+            return im
+    out = Image.new(strips[0].mode, (width, height))
+    for i, strip in enumerate(strips):
+        out.paste(strip, (0, i * rows // factor))
+    return out.convert("I;16") if im.mode.startswith("I;16") else out
+
+
+_STRIP_PIXELS = 1 << 20  # source pixels per strip: a few MB at a time
+# Modes Image.reduce() cannot average, and the mode each is averaged in instead (16-bit grey
+# goes back to I;16 afterwards, so _rgb still scales it as 16-bit).
+_REDUCE_AS = {"1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
+
+
+def _reducible(strip: Image.Image, transparent: bool) -> Image.Image:
+    if strip.mode == "P":
+        return strip.convert("RGBA" if transparent else "RGB")
+    return strip.convert(_REDUCE_AS[strip.mode]) if strip.mode in _REDUCE_AS else strip
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # glibc only
+    except (OSError, AttributeError):  # pragma: no cover - depends on the C library
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+#: Decodes from this many pixels up leave enough freed memory to be worth handing back.
+TRIM_FROM_PIXELS = 8_000_000
+
+
+def release_memory(pixels: int) -> None:
+    """Hand the memory freed after decoding ``pixels`` pixels back to the system.
+
+    glibc keeps large freed blocks in its heap once it has raised its mmap threshold (which
+    it does on the first big free), so one 170 MP PNG kept the daemon ~700 MB resident for
+    good; malloc_trim(0) returns those pages. Does nothing for small images or without glibc."""
+    if pixels >= TRIM_FROM_PIXELS and _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def load_upright(path: Path, max_side: int | None = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """RGB image with its EXIF orientation applied exactly once (HEIF: by pillow-heif only).
 
     With ``max_side`` the longer side is at most that many pixels; JPEGs are decoded at a
-    reduced DCT scale (draft mode), so a 12 MP photo costs a fraction of a full decode.
-    Animated images give their first frame. Raises ImageProblem / UnsupportedFormat."""
+    reduced DCT scale (draft mode), so a 12 MP photo costs a fraction of a full decode; other
+    formats are decoded once and averaged down in their own mode before any conversion, and
+    the freed memory is handed back. Animated images give their first frame.
+    Raises ImageProblem / UnsupportedFormat."""
     fmt = detect_format(path)
     with translate_errors(path), open_image(path, fmt, max_pixels) as im:
-        if max_side and fmt == "JPEG":
-            scale = max_side / max(im.size)
-            if scale < 1:
-                im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
-        im.load()
-        out = to_upright(_rgb(im), orientation_of(im))
+        out = _decoded_upright(im, fmt, max_side)
+        decoded = im.width * im.height
+        if out is not im:  # close() frees the decoded pixels now, not at some later gc
+            im.close()
+    release_memory(decoded)
     if max_side and max(out.size) > max_side:
         out.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return out
+
+
+def _decoded_upright(im: Image.Image, fmt: str, max_side: int | None) -> Image.Image:
+    """The RGB, upright pixels of ``im`` (opened, not loaded), reduced for ``max_side``."""
+    if max_side and fmt == "JPEG":
+        scale = max_side / max(im.size)
+        if scale < 1:
+            im.draft("RGB", (math.ceil(im.width * scale), math.ceil(im.height * scale)))
+    im.load()
+    orientation = orientation_of(im)
+    return to_upright(_rgb(_shrunk(im, max_side) if max_side else im), orientation)

@@ -37,7 +37,9 @@ class Assessment:
         return self.decision.reason if self.decision.action == "quarantine" else None
 
     def as_json(self) -> dict[str, Any]:
-        """The ``check --json`` object: path, correction, confidence, source, decision."""
+        """The ``check --json`` object: path, correction, confidence, source, decision; for
+        a mirrored orientation also ``"mirror": true`` and ``exif_orientation`` (the
+        correction is then the turn before a left-right mirror)."""
         d = self.decision
         if self.problem is not None:
             reason, _, message = self.problem.partition(": ")
@@ -45,6 +47,8 @@ class Assessment:
         out: dict[str, Any] = {"path": str(self.path), "correction": d.correction,
                                "confidence": d.confidence, "source": d.source,
                                "decision": d.action}
+        if d.mirror:
+            out.update(mirror=True, exif_orientation=d.exif_orientation)
         if d.action == "review":
             out["reason"] = d.reason
         return out
@@ -56,7 +60,9 @@ class Assessment:
         if d.correction is None:
             return f"{self.path}: {d.action} ({d.reason})"
         confidence = f"{d.confidence:.2f}" if d.confidence is not None else "?"
-        return (f"{self.path}: {d.action} correction {d.correction} "
+        mirror = (f" then mirror left-right (EXIF orientation {d.exif_orientation})"
+                  if d.mirror else "")
+        return (f"{self.path}: {d.action} correction {d.correction}{mirror} "
                 f"(confidence {confidence}, {d.source})")
 
 

@@ -108,7 +108,8 @@ def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
     except UnsupportedFormat as exc:
         return Facts(unsupported=exc.format)
     facts = Facts(exif_orientation=info.exif_orientation, animated=info.animated,
-                  pixels=info.width * info.height)
+                  pixels=info.width * info.height,
+                  applied_orientation=info.applied_orientation)
     if not needs_model(facts, max_pixels):
         return facts
     try:

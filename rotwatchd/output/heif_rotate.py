@@ -282,13 +282,40 @@ def rotate_heif(data: bytes, orientation: int) -> bytes:
         raise HeifEditError(f"damaged box structure ({exc})") from exc
 
 
+def primary_transforms(data: bytes) -> list[tuple[str, int]]:
+    """The primary item's transformative properties in the order readers apply them:
+    ``("irot", anticlockwise quarter turns)`` and ``("imir", axis)`` (0: flip top-bottom,
+    1: flip left-right, as libheif applies them). Properties of other kinds are left out.
+
+    Raises HeifEditError for a structure this module does not read."""
+    try:
+        meta_box = _only(_boxes(data, 0, len(data)), b"meta")
+        meta = _boxes(data, meta_box.body + 4, meta_box.end)
+        primary = _primary_item(data, meta)
+        iprp = _only(meta, b"iprp")
+        iprp_children = _boxes(data, iprp.body, iprp.end)
+        ipco = _only(iprp_children, b"ipco")
+        props = _boxes(data, ipco.body, ipco.end)
+        _, _, entries = _parse_ipma(data, _only(iprp_children, b"ipma"))
+        assoc = next((a for item, a in entries if item == primary), [])
+        found = [props[i - 1] for _, i in assoc if 0 < i <= len(props)]
+        # both are one-byte properties: irot's angle in the low 2 bits, imir's axis in the low bit
+        return [("irot", data[p.body] & 3) if p.type == b"irot" else ("imir", data[p.body] & 1)
+                for p in found if p.type in (b"irot", b"imir")]
+    except (struct.error, IndexError) as exc:
+        raise HeifEditError(f"damaged box structure ({exc})") from exc
+
+
+def _primary_item(data: bytes, meta: list[_Box]) -> int:
+    pitm = _only(meta, b"pitm")
+    return int(struct.unpack_from(">H" if data[pitm.body] == 0 else ">I", data, pitm.body + 4)[0])
+
+
 def _rotate(data: bytes, orientation: int) -> bytes:
     meta_box = _only(_boxes(data, 0, len(data)), b"meta")
     meta = _boxes(data, meta_box.body + 4, meta_box.end)
     data = _exif_orientation_reset(data, meta)  # outside meta: box positions unchanged
-    pitm = _only(meta, b"pitm")
-    primary = (struct.unpack_from(">H", data, pitm.body + 4)[0] if data[pitm.body] == 0
-               else struct.unpack_from(">I", data, pitm.body + 4)[0])
+    primary = _primary_item(data, meta)
     iprp = _only(meta, b"iprp")
     iprp_children = _boxes(data, iprp.body, iprp.end)
     ipco, ipma = _only(iprp_children, b"ipco"), _only(iprp_children, b"ipma")

@@ -15,8 +15,11 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from rotwatchd.imagefile import (
+    PNG_RAW_EXIF,
     UnsupportedFormat,
+    declared_orientation,
     open_image,
+    png_raw_profile_exif,
     read_head,
     to_upright,
     translate_errors,
@@ -38,13 +41,20 @@ def transform_other(source: Path, fmt: str, orientation: int,
     with translate_errors(source), open_image(source, fmt, max_pixels) as im:
         if getattr(im, "is_animated", False):
             raise UnsupportedFormat(f"animated {fmt} (not rotated)", source)
+        declared = declared_orientation(im) if fmt == "TIFF" else None
         im.load()
         lossy = precision_loss(fmt, im, head)
         if lossy:
             raise UnsupportedFormat(f"{lossy} (Pillow would drop precision)", source)
         info = {str(k): v for k, v in im.info.items()}
-        params = _save_params(im, fmt, orientation, info, notes)
+        # Metadata describes the stored image: when the decoder applied the TIFF's own tag
+        # (and dropped it), that tag is the transform the metadata must follow.
+        applied = declared if declared and declared_orientation(im) is None else None
+        meta_orientation = applied if orientation == 1 and applied else orientation
+        params = _save_params(im, fmt, meta_orientation, info, notes)
         out = to_upright(im, orientation)
+        if out is im:  # a plain image: saving the source object re-copies its own XMP tag
+            out = im.copy()
     if fmt == "WEBP":
         lossless = _webp_is_lossless(head)
         params.update(lossless=lossless, exact=True)
@@ -72,6 +82,9 @@ def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, An
                  notes: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     raw_exif = info.get("exif")
+    legacy = png_raw_profile_exif(info) if fmt == "PNG" and not raw_exif else None
+    if legacy is not None:  # written back as an eXIf chunk, fixed like any other EXIF
+        raw_exif = legacy
     if isinstance(raw_exif, bytes) and raw_exif and fmt != "TIFF":
         tiff = raw_exif[len(EXIF_PREFIX):] if raw_exif.startswith(EXIF_PREFIX) else raw_exif
         params["exif"] = fixed_exif(tiff, orientation, notes)
@@ -81,7 +94,7 @@ def _save_params(im: Image.Image, fmt: str, orientation: int, info: dict[str, An
     if isinstance(xmp, bytes) and xmp and fmt in ("WEBP", "HEIF"):
         params["xmp"] = exif_edit.fix_xmp(xmp, orientation)
     if fmt == "PNG":
-        params["pnginfo"] = _png_text(im, orientation)
+        params["pnginfo"] = _png_text(im, orientation, legacy is not None)
         for key in ("transparency", "dpi", "gamma"):
             if key in info:
                 params[key] = info[key]
@@ -124,9 +137,12 @@ def _tiff_tags(im: Image.Image, orientation: int) -> dict[int, Any]:
     return tags
 
 
-def _png_text(im: Image.Image, orientation: int) -> PngImagePlugin.PngInfo:
+def _png_text(im: Image.Image, orientation: int,
+              drop_raw_exif: bool) -> PngImagePlugin.PngInfo:
     chunks = PngImagePlugin.PngInfo()
     for key, value in getattr(im, "text", {}).items():
+        if drop_raw_exif and key == PNG_RAW_EXIF:
+            continue  # its stale Orientation would turn the upright copy again
         if key == "XML:com.adobe.xmp":
             value = exif_edit.fix_xmp(str(value).encode(), orientation).decode()
         if isinstance(value, PngImagePlugin.iTXt):

@@ -2,7 +2,9 @@
 
 write_corrected() is the one entry point. Per case:
 
-- orientation 1 (already upright): a byte-identical copy, or a hard link when allowed.
+- orientation 1 (already upright): a byte-identical copy, or a hard link when allowed; but a
+  TIFF whose own Orientation tag is not 1 (applied by the decoder) is re-encoded with
+  Orientation 1, since many readers ignore that tag.
 - JPEG, mode "pixels": lossless DCT-domain transform (lossless_jpeg), or for sizes that cannot
   be transformed losslessly a single re-encode with the source's quantisation tables. The
   source's metadata segments are carried in their original order: EXIF (Orientation set to 1,
@@ -34,6 +36,7 @@ from rotwatchd.imagefile import (
     DEFAULT_MAX_PIXELS,
     ImageProblem,
     UnsupportedFormat,
+    declared_orientation,
     detect_format,
     open_image,
     read_jpeg,
@@ -105,7 +108,7 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"refusing to write over the source {source}")
     fmt = detect_format(source)
-    if orientation == 1:
+    if orientation == 1 and not _tiff_turned_by_tag(source, fmt, max_pixels):
         return _copy_upright(source, target, hardlink_upright, within)
     if fmt == "JPEG":
         data, layout = read_jpeg(source, max_pixels)
@@ -145,6 +148,14 @@ def _result(target: Path, placed: Placed, action: Action, orientation: int,
     if placed.reused:
         notes.append(f"{placed.path.name} already holds this output: nothing written")
     return WriteResult(placed.path, action, orientation, tuple(notes))
+
+
+def _tiff_turned_by_tag(source: Path, fmt: str, max_pixels: int) -> bool:
+    """A TIFF whose own Orientation tag is not 1: its copy would still need the tag applied."""
+    if fmt != "TIFF":
+        return False
+    with translate_errors(source), open_image(source, fmt, max_pixels) as im:
+        return declared_orientation(im) not in (None, 1)
 
 
 def _write_heif_lossless(source: Path, target: Path, orientation: int, max_pixels: int,
