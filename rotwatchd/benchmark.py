@@ -7,7 +7,8 @@ DIR``, every upright image under DIR turned 4 ways and JPEG re-saved (as ``rotwa
 does), round after round until ``--runs`` predictions are timed. Reported: file size, load
 time, latency per image p50/p95 (preprocessing included), throughput, the child's peak resident
 memory, and the share of predictions that ran the scene network on all four turns. ``--cues``
-adds the whole shipped cue set (scene network + face cue on all four rotations) as the default
+adds the whole shipped cue set (scene network + text network + face cue on all four
+rotations) as the default
 adaptive backend (one pass, 4 passes when unsure), always one pass (``litert``) and always 4
 passes (``litert-tta``) as more rows. The adaptive backend's time depends on the images: time
 it on real photos (``--images``). The synthetic image is below its escalation band (one pass);
@@ -44,7 +45,7 @@ def test_image(size: tuple[int, int] = (1024, 768)) -> Image.Image:
 
 
 CUE_ROWS = {"litert-adaptive": " all cues, adaptive (default)",
-            "litert": " + faces (all cues), 1-pass", "litert-tta": " all cues, 4-pass"}
+            "litert": " + text + faces (all cues), 1-pass", "litert-tta": " all cues, 4-pass"}
 PASSES = {"litert-scene": 1.0, "litert": 1.0, "litert-tta": 4.0}
 
 
@@ -181,7 +182,8 @@ def main(argv: list[str]) -> int:
             return 1
         size = model.stat().st_size
         if backend in CUE_ROWS:
-            size += sum(f.stat().st_size for f in (model.parent / "faces").glob("*.tflite"))
+            size += sum(f.stat().st_size for cue in ("faces", "text")
+                        for f in (model.parent / cue).glob("*.tflite"))
         rows.append({"name": model.name + CUE_ROWS.get(backend, ""),
                      "threads": t, "size_mb": size / 1e6, **r})
     print(json.dumps(rows, indent=1) if a.json else table(rows))

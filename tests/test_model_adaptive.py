@@ -24,7 +24,8 @@ def _model_copy(tmp_path: Path, sidecar: dict[str, float]) -> Path:
     model = tmp_path / "m" / MODEL_FILE
     model.parent.mkdir()
     shutil.copyfile(default_model_dir() / MODEL_FILE, model)
-    shutil.copytree(default_model_dir() / "faces", model.parent / "faces")
+    for cue in ("faces", "text"):  # the whole shipped cue set, as the backends load it
+        shutil.copytree(default_model_dir() / cue, model.parent / cue)
     meta = json.loads((default_model_dir() / "orientation.json").read_text())
     model.with_suffix(".json").write_text(json.dumps({**meta, **sidecar}))
     return model

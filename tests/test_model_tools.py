@@ -108,7 +108,7 @@ def test_bench_cues_times_every_backend(capsys: pytest.CaptureFixture[str]) -> N
                            "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     scene = rows["orientation.tflite"]
-    cues = rows["orientation.tflite + faces (all cues), 1-pass"]
+    cues = rows["orientation.tflite + text + faces (all cues), 1-pass"]
     tta = rows["orientation.tflite all cues, 4-pass"]
     adaptive = rows["orientation.tflite all cues, adaptive (default)"]
     assert cues["size_mb"] == tta["size_mb"] == adaptive["size_mb"] > scene["size_mb"]

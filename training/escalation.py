@@ -28,8 +28,11 @@ from rotwatchd.evaluate import Case, resave, run_cases, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, Prediction
 from rotwatchd.model.fusion import FusedClassifier, escalates, fuse, load_fused
 from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess
-from training.calibrate import VAL_PHOTOS, pick_escalation, pick_threshold
+from training.calibrate import pick_escalation, pick_threshold
 from training.sources import ROOT
+
+# the Debian validation photos this experiment was run on (release 6)
+VAL_PHOTOS = ROOT / "data" / "eval" / "val-photos"
 
 Views = tuple[np.ndarray, np.ndarray, tuple[float, float, float, float] | None]
 
