@@ -51,7 +51,8 @@ PASSES = {"litert-scene": 1.0, "litert": 1.0, "litert-tta": 4.0}
 
 def bench_images(folder: Path | None) -> list[Image.Image]:
     """The images to time: the synthetic photo, or every image under ``folder`` turned 4 ways
-    and JPEG re-saved at quality 90 (long side at most 1024, like ``rotwatchd eval``)."""
+    and JPEG re-saved at quality 90, long side at most the daemon's model input side (384 px:
+    what the daemon's loader hands the classifier, and what ``rotwatchd eval`` uses)."""
     return [decode(item) for item in _encoded(folder)]
 
 
@@ -63,12 +64,13 @@ def _encoded(folder: Path | None) -> list[bytes | Image.Image]:
     from PIL import ImageOps
 
     from rotwatchd.evaluate import turned, upright_images
+    from rotwatchd.processor import MODEL_INPUT_SIDE
 
     out: list[bytes | Image.Image] = []
     for _group, path in upright_images(folder):
         with Image.open(path) as raw:
             im = ImageOps.exif_transpose(raw).convert("RGB")
-        im.thumbnail((1024, 1024), Image.Resampling.BILINEAR)
+        im.thumbnail((MODEL_INPUT_SIDE, MODEL_INPUT_SIDE), Image.Resampling.BILINEAR)
         for correction in (0, 90, 180, 270):
             buf = io.BytesIO()
             turned(im, correction).save(buf, "JPEG", quality=90)
