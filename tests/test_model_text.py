@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,20 @@ def test_fusion_weighs_text_against_the_scene() -> None:
     # a lower scene weight tempers an over-confident scene network
     sure = (0.01, 0.97, 0.01, 0.01)
     assert fuse(sure, None, FusionParams(scene_weight=0.5)).confidence < 0.97
+
+
+def test_the_gate_trusts_the_text_network_more_only_where_it_is_sure() -> None:
+    scene = (0.4, 0.2, 0.3, 0.1)
+    gated = FusionParams(scene_weight=0.5, text_weight=0.25, text_gate=0.9,
+                         text_weight_sure=1.5)
+    plain = replace(gated, text_weight_sure=None)
+    reading = (0.02, 0.95, 0.02, 0.01)  # sure: reading text
+    guessing = (0.1, 0.6, 0.2, 0.1)  # a picture without text
+    assert gated.text_exponent(reading) == 1.5 and gated.text_exponent(guessing) == 0.25
+    assert plain.text_exponent(reading) == 0.25
+    sure = fuse(scene, None, gated, reading)
+    assert sure.correction == 90 and sure.confidence > fuse(scene, None, plain, reading).confidence
+    assert fuse(scene, None, gated, guessing) == fuse(scene, None, plain, guessing)
 
 
 def _model_copy(tmp_path: Path, with_text: bool, sidecar: dict[str, float]) -> Path:

@@ -12,9 +12,11 @@ turned 4 ways and JPEG re-saved ``--draws`` times at random quality 75-95, exact
 network on the 4 turns of its crop, the face cue once (``cue_table``). From that one table:
 
 1. the softmax temperature of the scene network (minimum negative log-likelihood, one pass);
-2. the fusion weights (``fusion.fuse``: exponents of the scene and text probabilities), one
-   pair for one pass and one for the 4-pass ensemble, each the pair on a small grid whose
-   fused answers decide the most cases correctly at ``--target-risk``;
+2. the fusion weights (``fusion.fuse``: exponents of the scene and text probabilities, and the
+   text exponent past the gate, where the text network's top probability is at least 0.9, a
+   value fixed beforehand), one set for one pass and one for the 4-pass ensemble, each the set
+   on a small grid whose fused answers decide the most cases correctly at ``--target-risk``
+   (the one-pass set: whose adaptive cascade does);
 3. the review thresholds: the lowest confidence at which at most ``--target-risk`` of the
    decided cases are wrong, for one pass (``min_confidence``), the 4-pass ensemble
    (``tta_min_confidence``) and the adaptive cascade (``cascade_min_confidence`` with its
@@ -48,6 +50,15 @@ VAL = ROOT / "data" / "validation"
 EXCLUDED = ROOT / "models" / "validation-excluded.txt"
 WEIGHT_GRID = (0.5, 0.75, 1.0, 1.25)
 TEXT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+SURE_GRID = (None, 1.0, 1.5)  # text weight past the gate (None: no gate)
+TEXT_GATE = 0.9  # fixed beforehand, not searched: "the text network is sure of itself"
+
+
+def _text_pairs(table: CueTable) -> list[tuple[float, float | None]]:
+    """(text weight, text weight past the gate) pairs worth trying for this table."""
+    if not table.text.any():
+        return [(0.0, None)]
+    return [(b, sure) for b in TEXT_GRID for sure in SURE_GRID if sure is None or sure > b]
 
 
 def excluded_names() -> set[str]:
@@ -130,9 +141,10 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def fused_cases(table: CueTable, temperature: float, passes: int, scene_weight: float,
-                text_weight: float) -> list[Case]:
+                text_weight: float, text_weight_sure: float | None = None) -> list[Case]:
     """What the fused classifier answers on every case for these weights (``fusion.fuse``)."""
-    params = FusionParams(scene_weight=scene_weight, text_weight=text_weight)
+    params = FusionParams(scene_weight=scene_weight, text_weight=text_weight,
+                          text_gate=TEXT_GATE, text_weight_sure=text_weight_sure)
     out = []
     for i in range(len(table.truth)):
         views = np.stack([softmax(z, temperature) for z in table.scene_logits[i]])
@@ -143,56 +155,61 @@ def fused_cases(table: CueTable, temperature: float, passes: int, scene_weight: 
         faces = as_probs(table.faces[i]) if table.faces[i][0] >= 0 else None
         f = fuse(as_probs(scene), faces, params, as_probs(text) if text is not None else None)
         out.append(Case(str(table.group[i]), CORRECTIONS[int(table.truth[i])], f.correction,
-                        f.confidence))
+                        f.confidence, str(table.name[i])))
     return out
 
 
 def decided_correctly(cases: list[Case], target_risk: float) -> tuple[float, float]:
-    """(threshold by :func:`pick_threshold`, share of all cases decided correctly there)."""
-    threshold, _rows = pick_threshold(cases, target_risk)
-    right = sum(c.confidence >= threshold and c.truth == c.predicted for c in cases)
-    return threshold, right / max(1, len(cases))
+    """(threshold by :func:`pick_threshold`, share of all cases decided correctly there);
+    the share is -1 when no threshold of the grid keeps the risk within ``target_risk``."""
+    threshold, rows = pick_threshold(cases, target_risk)
+    at = next(r for r in rows if r["threshold"] == threshold) if threshold in THRESHOLD_GRID \
+        else None
+    if at is None or at["risk"] > target_risk or at["coverage"] == 0:
+        return threshold, -1.0
+    return threshold, at["decided_correct"]
+
+
+Weights = tuple[float, float, float | None]  # scene, text, text past the gate
 
 
 def pick_weights(table: CueTable, temperature: float, passes: int, target_risk: float
-                 ) -> tuple[float, float, list[Case]]:
-    """(scene weight, text weight, their cases): the grid pair deciding the most validation
-    cases correctly at ``target_risk``; ties go to the pair listed first (lower weights)."""
-    text_grid = TEXT_GRID if table.text.any() else (0.0,)
-    best: tuple[float, float, float, list[Case]] | None = None
+                 ) -> tuple[Weights, list[Case]]:
+    """(weights, their cases): the grid weights deciding the most validation cases correctly
+    at ``target_risk``; ties go to those listed first (lower weights, no gate)."""
+    best: tuple[float, Weights, list[Case]] | None = None
     for a in WEIGHT_GRID:
-        for b in text_grid:
-            cases = fused_cases(table, temperature, passes, a, b)
+        for b, sure in _text_pairs(table):
+            cases = fused_cases(table, temperature, passes, a, b, sure)
             score = decided_correctly(cases, target_risk)[1]
             if best is None or score > best[0]:
-                best = (score, a, b, cases)
+                best = (score, (a, b, sure), cases)
     assert best is not None
-    return best[1], best[2], best[3]
+    return best[1], best[2]
 
 
 def pick_one_pass_weights(table: CueTable, temperature: float, four: list[Case],
                           target_risk: float, max_escalated: float
-                          ) -> tuple[float, float, list[Case]]:
-    """(scene weight, text weight, their one-pass cases) for the adaptive default backend: the
-    grid pair whose cascade (one pass, the 4-pass ``four`` cases where it escalates) decides the
+                          ) -> tuple[Weights, list[Case]]:
+    """(weights, their one-pass cases) for the adaptive default backend: the grid weights whose
+    cascade (one pass, the 4-pass ``four`` cases where it escalates) decides the
     most validation cases correctly at ``target_risk``; among equals, the one escalating least.
     The one-pass answer matters twice there: it decides the sure images and picks which
     images pay for the ensemble."""
-    text_grid = TEXT_GRID if table.text.any() else (0.0,)
-    best: tuple[tuple[float, float], float, float, list[Case]] | None = None
+    best: tuple[tuple[float, float], Weights, list[Case]] | None = None
     for a in WEIGHT_GRID:
-        for b in text_grid:
-            one = fused_cases(table, temperature, 1, a, b)
+        for b, sure in _text_pairs(table):
+            one = fused_cases(table, temperature, 1, a, b, sure)
             below, _rows = pick_threshold(one, target_risk)
             floor, threshold, _r = pick_escalation(one, four, below, target_risk, max_escalated)
             cases = cascade(one, four, below, floor)
-            right = sum(c.confidence >= threshold and c.truth == c.predicted for c in cases)
+            score = decided_correctly(cases, target_risk)[1]
             share = sum(escalates(c.confidence, floor, below) for c in one) / len(one)
-            key = (right / len(cases), -share)
+            key = (score, -share)
             if best is None or key > best[0]:
-                best = (key, a, b, one)
+                best = (key, (a, b, sure), one)
     assert best is not None
-    return best[1], best[2], best[3]
+    return best[1], best[2]
 
 
 def cascade(one: list[Case], four: list[Case], escalate_below: float,
@@ -216,7 +233,8 @@ def pick_escalation(one: list[Case], four: list[Case], escalate_below: float,
         cases = cascade(one, four, escalate_below, floor)
         threshold, rows = pick_threshold(cases, target_risk)
         right = sum(c.confidence >= threshold and c.truth == c.predicted for c in cases)
-        return right, threshold, rows
+        feasible = decided_correctly(cases, target_risk)[1] >= 0
+        return right if feasible else -1, threshold, rows
 
     def share(floor: float) -> float:
         return sum(escalates(c.confidence, floor, escalate_below) for c in one) / len(one)
@@ -290,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     y = table.truth
     print(f"temperature {temp:.3f} (val cases {len(y)}, one-pass raw acc "
           f"{(table.scene_logits[:, 0].argmax(1) == y).mean():.3f})")
-    w4, t4, four = pick_weights(table, temp, 4, a.target_risk)
-    w1, t1, one = pick_one_pass_weights(table, temp, four, a.target_risk, a.max_escalated)
+    (w4, t4, s4), four = pick_weights(table, temp, 4, a.target_risk)
+    (w1, t1, s1), one = pick_one_pass_weights(table, temp, four, a.target_risk, a.max_escalated)
     threshold, rows = pick_threshold(one, a.target_risk)
     tta_threshold, tta_rows = pick_threshold(four, a.target_risk)
     floor, cascade_threshold, cascade_rows = pick_escalation(
@@ -300,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
             "min_confidence": threshold, "tta_min_confidence": tta_threshold,
             "cascade_min_confidence": cascade_threshold, "escalate_from": floor,
             "scene_weight": w1, "text_weight": t1, "tta_scene_weight": w4,
-            "tta_text_weight": t4,
+            "tta_text_weight": t4, "text_gate": TEXT_GATE, "text_weight_sure": s1,
+            "tta_text_weight_sure": s4,
             "calibrated_on": f"realistic validation set: {len(images)} upright images of "
                              f"{len({k for k, _ in images})} kinds from public repositories",
             "target_risk": a.target_risk, "draws": a.draws}

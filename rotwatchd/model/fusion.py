@@ -7,7 +7,9 @@ and text log-probabilities are weighted (``scene_weight``, ``text_weight``: a we
 product of experts, so where the two networks disagree the fused confidence drops) with
 weights chosen on the realistic validation photos by ``training/calibrate.py`` and read from
 the model's sidecar; a weight below 1 also tempers a network that is over-confident on
-pictures unlike its training data. The face cue
+pictures unlike its training data. A gate gives the text network its own, larger weight where
+it is sure of itself (top probability at least ``text_gate``): there it is reading text, while
+on pictures without text its answer is weak evidence. The face cue
 votes for its best correction with a log-evidence that grows with its best score, in the bands
 the face cue's own measurements support (faces helper, .coord/faces-ready: below 0.7 it is
 noise, 0.7-0.8 a tie-breaker, 0.8-0.9 ~97 % right, >= 0.9 no error seen). Where the cues
@@ -60,6 +62,16 @@ class FusionParams:
     disagreement_cap: float = 0.35  # confidence ceiling when scene and faces contradict
     scene_weight: float = 1.0  # exponent of the scene probabilities in the product
     text_weight: float = 0.0  # exponent of the text probabilities (0: text cue unused)
+    # the gate: from this top text probability on, the text network reads real text (on
+    # pictures without text it is rarely that sure) and gets text_weight_sure instead
+    text_gate: float = 0.9
+    text_weight_sure: float | None = None  # None: the same as text_weight (no gate)
+
+    def text_exponent(self, text: Probs) -> float:
+        """The weight of the text probabilities for this text belief (the gate)."""
+        if self.text_weight_sure is not None and max(text) >= self.text_gate:
+            return self.text_weight_sure
+        return self.text_weight
 
     def face_evidence(self, best: float) -> float:
         weight = 0.0
@@ -100,8 +112,8 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
     """
     s = np.clip(np.asarray(scene, dtype=np.float64), 1e-6, 1.0)
     logp = params.scene_weight * _log_probs(scene)
-    if text is not None and params.text_weight > 0.0:
-        logp = logp + params.text_weight * _log_probs(text)
+    if text is not None:
+        logp = logp + params.text_exponent(text) * _log_probs(text)
     evidence = params.face_evidence(max(faces)) if faces is not None else 0.0
     if faces is None or evidence <= 0.0:
         p = _normalised(logp)
@@ -131,8 +143,10 @@ class TextScores(Protocol):
 def weights(meta: ModelMeta, passes: int, base: FusionParams = FusionParams()) -> FusionParams:
     """The fusion weights calibrated for ``passes`` (1, or 4 for the ensemble) in the sidecar."""
     if passes == 4:
-        return replace(base, scene_weight=meta.tta_scene_weight, text_weight=meta.tta_text_weight)
-    return replace(base, scene_weight=meta.scene_weight, text_weight=meta.text_weight)
+        return replace(base, scene_weight=meta.tta_scene_weight, text_weight=meta.tta_text_weight,
+                       text_gate=meta.text_gate, text_weight_sure=meta.tta_text_weight_sure)
+    return replace(base, scene_weight=meta.scene_weight, text_weight=meta.text_weight,
+                   text_gate=meta.text_gate, text_weight_sure=meta.text_weight_sure)
 
 
 def _text_belief(views: np.ndarray) -> Probs:

@@ -47,6 +47,10 @@ class ModelMeta:
     text_weight: float = 0.0
     tta_scene_weight: float = 1.0
     tta_text_weight: float = 0.0
+    # the text gate (``fusion.FusionParams``): weights where the text network is sure
+    text_gate: float = 0.9
+    text_weight_sure: float | None = None
+    tta_text_weight_sure: float | None = None
 
     @classmethod
     def for_model(cls, model_path: Path) -> ModelMeta:
@@ -63,7 +67,9 @@ class ModelMeta:
                            single, float(raw.get("tta_min_confidence", single)),
                            float(raw.get("cascade_min_confidence", single)),
                            float(raw.get("escalate_from", 0.0)),
-                           *(float(raw.get(k, d)) for k, d in _WEIGHT_KEYS))
+                           *(float(raw.get(k, d)) for k, d in _WEIGHT_KEYS),
+                           *(None if raw.get(k) is None else float(raw[k])
+                             for k in ("text_weight_sure", "tta_text_weight_sure")))
         return cls()
 
     def threshold(self, mode: str = "single") -> float:
@@ -73,7 +79,7 @@ class ModelMeta:
 
 
 _WEIGHT_KEYS = (("scene_weight", 1.0), ("text_weight", 0.0), ("tta_scene_weight", 1.0),
-                ("tta_text_weight", 0.0))
+                ("tta_text_weight", 0.0), ("text_gate", 0.9))
 
 
 def _interpreter_class() -> Any:
