@@ -36,7 +36,9 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parent.parent
 UPRIGHT = (96, 64)  # multiples of 16: JPEG rotations stay lossless
 FINAL = ("done", "review", "quarantined")
-PIXEL_TOLERANCE = 4.0  # mean absolute difference, 0..255; a wrong turn gives ~40
+# Mean absolute difference of 8x8-cell colour means, 0..255: one JPEG re-encode of a photo
+# gives <= 7, a wrong turn or another photo >= 70.
+PIXEL_TOLERANCE = 20.0
 
 
 def pause(seconds: float) -> None:
@@ -80,9 +82,11 @@ def upright_of(data: bytes) -> np.ndarray | None:
 
 
 def fingerprint(pixels: np.ndarray) -> np.ndarray:
+    """The mean colour of each 8x8 cell: survives a JPEG re-encode, not a wrong turn."""
     h, w = pixels.shape[:2]
-    return pixels[: h - h % 8, : w - w % 8].astype(np.float32).reshape(
-        h // 8, 8, w // 8, 8, 3).mean(axis=(1, 3)).ravel()
+    cells = pixels[: h - h % 8, : w - w % 8].astype(np.float32).reshape(h // 8, 8, w // 8, 8, 3)
+    result: np.ndarray = cells.mean(axis=(1, 3)).ravel()
+    return result
 
 
 def photo_bytes(seed: int) -> bytes:
@@ -257,7 +261,7 @@ class Daemon:
         return self.proc is None or self.proc.poll() is not None
 
     def kill(self) -> None:
-        """SIGKILL now (SIGSTOP first when called at a trapped moment makes no difference)."""
+        """SIGKILL now and reap it."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
@@ -277,7 +281,9 @@ class Daemon:
         self.kill()
 
     def stop(self) -> None:
+        """SIGTERM (after SIGCONT, in case a trap left it stopped); SIGKILL after 60 s."""
         if self.proc is not None and self.proc.poll() is None:
+            self.thaw()
             self.proc.terminate()
             try:
                 self.proc.wait(60)
@@ -344,14 +350,14 @@ def journal_held(ws: Workspace) -> Iterator[None]:
 
 
 def in_progress(ws: Workspace, item: Input) -> bool:
-    """The journal has begun ``item`` and not finished it."""
+    """The journal has a row for ``item`` without a final outcome (begun, not finished)."""
     try:
         with contextlib.closing(sqlite3.connect(ws.state / "journal.sqlite3", timeout=2)) as con:
             row = con.execute("SELECT outcome FROM files WHERE path = ? AND sha256 = ?",
                               (ws.journal_key(item), item.sha)).fetchone()
     except sqlite3.Error:
         return False
-    return row is not None and row[0] == "in-progress"
+    return row is not None and row[0] not in FINAL
 
 
 @contextlib.contextmanager
@@ -400,21 +406,20 @@ class Judge:
         self.by_sha: dict[str, list[int]] = {}
         for index, item in enumerate(self.items):
             self.by_sha.setdefault(item.sha, []).append(index)
-        self.photos = [i for i, item in enumerate(self.items) if item.upright is not None]
-        self.prints = (np.stack([fingerprint(self.items[i].upright) for i in self.photos])
-                       if self.photos else np.zeros((0, 1)))
+        uprights = [(i, item.upright) for i, item in enumerate(self.items)
+                    if item.upright is not None]
+        self.photos = [i for i, _ in uprights]
+        self.prints = (np.stack([fingerprint(pixels) for _, pixels in uprights])
+                       if uprights else np.zeros((0, 1)))
         self.results = [0] * len(self.items)
         self.originals = [0] * len(self.items)
 
     def _pixel_match(self, pixels: np.ndarray) -> int | None:
         if not self.photos or pixels.shape[:2] != (UPRIGHT[1], UPRIGHT[0]):
             return None
-        best = int(np.abs(self.prints - fingerprint(pixels)).sum(axis=1).argmin())
-        index = self.photos[best]
-        expected = self.items[index].upright
-        assert expected is not None
-        diff = float(np.abs(expected.astype(np.int16) - pixels.astype(np.int16)).mean())
-        return index if diff < PIXEL_TOLERANCE else None
+        distances = np.abs(self.prints - fingerprint(pixels)).mean(axis=1)
+        best = int(distances.argmin())
+        return self.photos[best] if distances[best] < PIXEL_TOLERANCE else None
 
     def _is_secret(self, data: bytes, pixels: np.ndarray | None) -> bool:
         secret = self.ws.secret
@@ -422,8 +427,7 @@ class Judge:
             return True
         assert secret.upright is not None
         return pixels is not None and pixels.shape == secret.upright.shape and float(
-            np.abs(secret.upright.astype(np.int16) - pixels.astype(np.int16)).mean()
-        ) < PIXEL_TOLERANCE
+            np.abs(fingerprint(secret.upright) - fingerprint(pixels)).mean()) < PIXEL_TOLERANCE
 
     def _look(self, path: bytes, name: bytes, in_inbox: bool, verdict: Verdict) -> None:
         with open(path, "rb") as handle:
@@ -434,7 +438,7 @@ class Judge:
             verdict.read_outside += 1
             return
         if not matches and not in_inbox:
-            if name.startswith(b"."):
+            if name.startswith(b".") or name.endswith((b".rwtmp", b".rwlink")):
                 verdict.stray += 1
                 return
             found = self._pixel_match(pixels) if pixels is not None else None

@@ -25,6 +25,7 @@ import contextlib
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -260,7 +261,7 @@ def burst(ws: Workspace, daemon: Daemon, size: Sizes, cleanup: contextlib.ExitSt
         raise Skipped(f"cannot set fs.inotify.max_queued_events: {exc}") from None
     for item in items:
         ws.put(item)
-    recover(ws, time.monotonic(), size.timeout, verdict)
+    recover(ws, time.monotonic(), size.timeout + size.burst / 20, verdict)  # ~20 files/s
     if "overflow" not in daemon.logs().lower():
         verdict.notes.append("no log line about the inotify overflow")
     return verdict
@@ -372,7 +373,7 @@ def run_scenario(name: str, size: Sizes, seed: int, keep: bool) -> Verdict:
         except Skipped as exc:
             daemon.stop()
             return Verdict(recover="skip", notes=[f"skipped: {exc}"])
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, sqlite3.Error) as exc:
             verdict = Verdict(recover="error", notes=[f"harness: {exc}"[:200]])
         finally:
             daemon.stop()
