@@ -175,6 +175,11 @@ class Workspace:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as handle:
             handle.write(item.data)
+        if item.kind == "junk":
+            # copied with its old mtime (cp -p, rsync -t): a rescan after a kill must not take
+            # it for a file still being written and wait a minute before quarantining it
+            an_hour_ago = time.time() - 3600
+            os.utime(path, (an_hour_ago, an_hour_ago))
         self.inputs[item.name + b"#" + item.sha.encode()] = item
         return item
 
