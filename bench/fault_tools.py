@@ -34,10 +34,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parent.parent
-UPRIGHT = (96, 64)  # multiples of 16: JPEG rotations stay lossless
 FINAL = ("done", "review", "quarantined")
-# Mean absolute difference of 8x8-cell colour means, 0..255: one JPEG re-encode of a photo
-# gives <= 7, a wrong turn or another photo >= 70.
+# Mean absolute difference of the cell colour means, 0..255: one JPEG re-encode of a test photo
+# gives <= 7, a wrong turn or another photo >= 50.
 PIXEL_TOLERANCE = 20.0
 
 
@@ -81,20 +80,31 @@ def upright_of(data: bytes) -> np.ndarray | None:
         return None
 
 
-def fingerprint(pixels: np.ndarray) -> np.ndarray:
-    """The mean colour of each 8x8 cell: survives a JPEG re-encode, not a wrong turn."""
+GRID = (8, 12)  # rows, columns of the colour cells every test photo is made of
+
+
+def fingerprint(pixels: np.ndarray) -> np.ndarray | None:
+    """The mean colour of each cell: survives a JPEG re-encode, not a wrong turn. None when
+    the picture does not have a test photo's upright shape (3:2 landscape, whole cells)."""
     h, w = pixels.shape[:2]
-    cells = pixels[: h - h % 8, : w - w % 8].astype(np.float32).reshape(h // 8, 8, w // 8, 8, 3)
+    rows, cols = GRID
+    if h * cols != w * rows or h % rows or w % cols:
+        return None
+    cells = pixels.astype(np.float32).reshape(rows, h // rows, cols, w // cols, 3)
     result: np.ndarray = cells.mean(axis=(1, 3)).ravel()
     return result
 
 
-def photo_bytes(seed: int) -> bytes:
-    """A unique blocky JPEG (upright 96x64) stored turned, with EXIF orientation 3, 6 or 8."""
+def photo_bytes(seed: int, scale: int = 1) -> bytes:
+    """A unique JPEG of coloured cells (upright 96x64 times ``scale``) stored turned, with EXIF
+    orientation 3, 6 or 8. Scaled ones get noise, so their copy takes a while to write."""
     rng = np.random.default_rng(seed)
-    w, h = UPRIGHT
-    cells = rng.integers(0, 256, size=(h // 8, w // 8, 3), dtype=np.uint8)
-    pixels = np.kron(cells, np.ones((8, 8, 1), np.uint8))
+    cells = rng.integers(24, 232, size=(*GRID, 3), dtype=np.uint8)
+    side = 8 * scale
+    pixels = np.kron(cells, np.ones((side, side, 1), np.uint8))
+    if scale > 1:
+        noise = rng.integers(-24, 25, size=pixels.shape, dtype=np.int16)
+        pixels = np.clip(pixels.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return _jpeg(pixels, (3, 6, 8)[seed % 3])
 
 
@@ -126,12 +136,13 @@ class Input:
 
     def __post_init__(self) -> None:
         self.sha = hashlib.sha256(self.data).hexdigest()
-        if self.kind == "photo":
+        if self.kind in ("photo", "big"):
             self.upright = upright_of(self.data)
 
 
-MAKERS: dict[str, Callable[[int], bytes]] = {"photo": photo_bytes, "gif": gif_bytes,
-                                             "junk": junk_bytes}
+MAKERS: dict[str, Callable[[int], bytes]] = {
+    "photo": photo_bytes, "big": lambda seed: photo_bytes(seed, scale=16), "gif": gif_bytes,
+    "junk": junk_bytes}
 
 
 # --- the folders ---------------------------------------------------------------------------
@@ -411,18 +422,19 @@ class Judge:
         self.by_sha: dict[str, list[int]] = {}
         for index, item in enumerate(self.items):
             self.by_sha.setdefault(item.sha, []).append(index)
-        uprights = [(i, item.upright) for i, item in enumerate(self.items)
-                    if item.upright is not None]
-        self.photos = [i for i, _ in uprights]
-        self.prints = (np.stack([fingerprint(pixels) for _, pixels in uprights])
-                       if uprights else np.zeros((0, 1)))
+        prints = [(i, fingerprint(item.upright)) for i, item in enumerate(self.items)
+                  if item.upright is not None]
+        known = [(i, p) for i, p in prints if p is not None]
+        self.photos = [i for i, _ in known]
+        self.prints = np.stack([p for _, p in known]) if known else np.zeros((0, 1))
         self.results = [0] * len(self.items)
         self.originals = [0] * len(self.items)
 
     def _pixel_match(self, pixels: np.ndarray) -> int | None:
-        if not self.photos or pixels.shape[:2] != (UPRIGHT[1], UPRIGHT[0]):
+        found = fingerprint(pixels)
+        if not self.photos or found is None:
             return None
-        distances = np.abs(self.prints - fingerprint(pixels)).mean(axis=1)
+        distances = np.abs(self.prints - found).mean(axis=1)
         best = int(distances.argmin())
         return self.photos[best] if distances[best] < PIXEL_TOLERANCE else None
 
@@ -431,8 +443,10 @@ class Judge:
         if data == secret.data or b"must never be read" in data:
             return True
         assert secret.upright is not None
-        return pixels is not None and pixels.shape == secret.upright.shape and float(
-            np.abs(fingerprint(secret.upright) - fingerprint(pixels)).mean()) < PIXEL_TOLERANCE
+        expected = fingerprint(secret.upright)
+        found = fingerprint(pixels) if pixels is not None else None
+        return (expected is not None and found is not None
+                and float(np.abs(expected - found).mean()) < PIXEL_TOLERANCE)
 
     def _look(self, path: bytes, name: bytes, in_inbox: bool, verdict: Verdict) -> None:
         with open(path, "rb") as handle:

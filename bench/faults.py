@@ -133,11 +133,12 @@ def kill_random(ws: Workspace, daemon: Daemon, size: Sizes, cleanup: contextlib.
 
 def _kill_at_temp_file(ws: Workspace, daemon: Daemon, rep: int) -> str | None:
     """SIGSTOP+SIGKILL as the output's temporary file appears (first entry in the outbox).
-    The write may finish before the signal lands: then try again with a new photo."""
+    A 1536x1024 photo makes the write last long enough; should it still finish before the
+    signal lands, try again."""
     for attempt in range(8):
         trap = Trap(ws.outbox)
         try:
-            ws.send(f"temp-file-{rep}-{attempt}.jpg")
+            ws.send(f"temp-file-{rep}-{attempt}.jpg", "big")
             if trap.wait(lambda mask, name: True, 30) is None:
                 return "no output file appeared"
         finally:
