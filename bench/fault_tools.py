@@ -282,6 +282,11 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(30)
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def freeze(self) -> None:
         """SIGSTOP: the daemon stops where it is (a trap fired)."""
         if self.proc is not None and self.proc.poll() is None:
@@ -350,6 +355,36 @@ class Trap:
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+@contextlib.contextmanager
+def renames_delayed(pid: int, seconds: float) -> Iterator[bool]:
+    """Make every rename of process ``pid`` (all its threads) wait ``seconds`` before it
+    happens, with strace's syscall fault injection: a file written as temp + rename sits
+    under its temporary name long enough to be caught. Yields False (nothing delayed) when
+    strace is missing or cannot attach."""
+    calls = "rename,renameat,renameat2"
+    try:
+        tracer = subprocess.Popen(
+            ["strace", "-f", "-qq", "-o", "/dev/null", "-p", str(pid), "-e", f"trace={calls}",
+             "-e", f"inject={calls}:delay_enter={int(seconds * 1e6)}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        yield False
+        return
+
+    def attached() -> bool:
+        tasks = Path(f"/proc/{pid}/task")
+        return all("TracerPid:\t0\n" not in (task / "status").read_text()
+                   for task in tasks.iterdir())
+
+    try:
+        yield wait_for(lambda: tracer.poll() is not None or attached(), 10) and (
+            tracer.poll() is None)
+    finally:
+        if tracer.poll() is None:
+            tracer.terminate()
+        tracer.wait(30)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ from fault_tools import (  # noqa: E402
     in_progress,
     journal_held,
     pause,
+    renames_delayed,
     sysctl,
     wait_for,
 )
@@ -132,23 +133,24 @@ def kill_random(ws: Workspace, daemon: Daemon, size: Sizes, cleanup: contextlib.
 
 
 def _kill_at_temp_file(ws: Workspace, daemon: Daemon, rep: int) -> str | None:
-    """SIGSTOP+SIGKILL as the output's temporary file appears (first entry in the outbox).
-    A 1536x1024 photo makes the write last long enough; should it still finish before the
-    signal lands, try again."""
+    """SIGSTOP+SIGKILL while the output's temporary file exists: the daemon's renames are
+    held back 3 s (strace), so its temporary file waits in the outbox to be caught. Without
+    strace, try up to 8 large photos and hope the signal lands before the rename."""
     for attempt in range(8):
-        trap = Trap(ws.outbox)
-        try:
-            ws.send(f"temp-file-{rep}-{attempt}.jpg", "big")
-            if trap.wait(lambda mask, name: True, 30) is None:
-                return "no output file appeared"
-        finally:
-            trap.close()
-        daemon.freeze_and_kill()
+        with renames_delayed(daemon.pid, 3.0) as delayed:
+            trap = Trap(ws.outbox)
+            try:
+                ws.send(f"temp-file-{rep}-{attempt}.jpg", "big")
+                if trap.wait(lambda mask, name: True, 30) is None:
+                    return "no output file appeared"
+            finally:
+                trap.close()
+            daemon.freeze_and_kill()
         if any(p.name.startswith(".") for p in ws.outbox.iterdir()):
-            return None
+            return None if delayed else "hit without strace"
         daemon.start()
         wait_for(ws.all_handled, 30)
-    return "the output was always complete before the kill landed (8 tries)"
+    return "the output was always complete before the kill landed (8 tries, no strace)"
 
 
 def _kill_at_review_copy(ws: Workspace, daemon: Daemon, rep: int) -> str | None:
