@@ -179,16 +179,20 @@ def _progress_printer() -> Callable[[int, int, Path, str], None]:
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
-    from rotwatchd.oneshot import fix
+    from rotwatchd.oneshot import OutputInsideInput, fix
 
     _setup_logging("warning")
     model_cfg, limits, output, ignore = _tool_settings(args.config)
     slot = _model_slot(model_cfg)
-    summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
-                  limits=limits, output=output, ignore_patterns=ignore,
-                  progress=_progress_printer())
-    print(f"{summary.written} written, {summary.review} to review, {summary.failed} failed",
-          file=sys.stderr)
+    try:
+        summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
+                      limits=limits, output=output, ignore_patterns=ignore,
+                      progress=_progress_printer())
+    except OutputInsideInput as exc:
+        print(f"rotwatchd: fix: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{summary.written} written, {summary.review} to review, {summary.failed} failed, "
+          f"{summary.skipped} skipped (not images)", file=sys.stderr)
     return EXIT_FAIL if summary.failed else EXIT_OK
 
 

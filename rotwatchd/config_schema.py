@@ -9,6 +9,7 @@ touches the filesystem; path existence and cross-field rules live in ``config.py
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +24,11 @@ Kind = Literal[
 
 @dataclass(frozen=True)
 class Field:
-    """One configuration key. ``children`` describe a ``section`` or the items of a ``list``."""
+    """One configuration key. ``children`` describe a ``section`` or the items of a ``list``.
+
+    An ``enum`` takes its allowed values from ``choices``, or, when they are only known at run
+    time (the registered model backends), from calling ``choices_from``.
+    """
 
     name: str
     kind: Kind
@@ -34,6 +39,11 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     children: tuple[Field, ...] = field(default=())
+    choices_from: Callable[[], tuple[str, ...]] | None = None
+
+    def allowed(self) -> tuple[str, ...]:
+        """The values an ``enum`` accepts (empty for other kinds)."""
+        return self.choices_from() if self.choices_from is not None else self.choices
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,14 @@ class Problem:
     def format(self, source: str) -> str:
         where = f"{self.path}: " if self.path else ""
         return f"{source}: {where}{self.message}"
+
+
+def model_backends() -> tuple[str, ...]:
+    """``auto`` and every backend the model registry has registered, asked when validating so
+    that a backend added to the registry is accepted without touching this schema."""
+    from rotwatchd.model.registry import available_backends  # the registry pulls in numpy
+
+    return ("auto", *available_backends())
 
 
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~", "*.crdownload", "*.rwtmp", ".syncthing.*")
@@ -78,8 +96,8 @@ SCHEMA: tuple[Field, ...] = (
               "file names matching these globs are ignored until renamed"),
     )),
     Field("model", "section", None, "orientation classifier", children=(
-        Field("backend", "str", "auto", "classifier backend: auto (= litert-adaptive), "
-              "litert, litert-tta or litert-scene"),
+        Field("backend", "enum", "auto", "classifier backend; auto stands for the default one",
+              choices_from=model_backends),
         Field("path", "path", None, "model file; default: the shipped model", nullable=True),
         Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
         Field("min_confidence", "float", None,
@@ -178,8 +196,9 @@ def _scalar(spec: Field, value: object, where: str, problems: list[Problem]) -> 
         elif spec.kind == "size":
             result = parse_size(value)
         elif spec.kind == "enum":
-            if value not in spec.choices:
-                raise ValueError(f"{value!r} is not one of: {', '.join(spec.choices)}")
+            allowed = spec.allowed()
+            if value not in allowed:
+                raise ValueError(f"{value!r} is not one of: {', '.join(allowed)}")
             return value
         elif spec.kind == "globs":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -256,6 +275,7 @@ def describe(fields: tuple[Field, ...] = SCHEMA, indent: str = "") -> list[str]:
     lines: list[str] = []
     for spec in fields:
         default = "" if spec.kind in ("section", "list") else f", default {spec.default!r}"
-        lines.append(f"{indent}{spec.name} ({spec.kind}{default}): {spec.description}")
+        choices = f"; one of: {', '.join(spec.allowed())}" if spec.kind == "enum" else ""
+        lines.append(f"{indent}{spec.name} ({spec.kind}{default}): {spec.description}{choices}")
         lines.extend(describe(spec.children, indent + "  "))
     return lines

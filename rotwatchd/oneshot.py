@@ -1,8 +1,9 @@
 """One-shot work without the daemon: ``rotwatchd check`` and ``rotwatchd fix``.
 
 Both use the daemon's decision and writer, never the journal, and never modify their inputs:
-``fix`` writes upright copies (and review copies of uncertain images) under an output folder;
-bad files are reported and left where they are.
+``fix`` writes upright copies (and review copies of uncertain images) under an output folder
+that must lie outside every input folder; bad images are reported and left where they are,
+files that are plainly not images (a LICENSE, notes) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ from rotwatchd.processor import ModelSource, gather_facts, review_threshold
 from rotwatchd.watcher import is_ignored
 
 log = logging.getLogger(__name__)
+
+# Names a user means as pictures: content that is not an image under one of these is a failure,
+# under any other name (LICENSE, notes.txt, Thumbs.db) it is skipped without a word.
+IMAGE_SUFFIXES = frozenset((
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".gif", ".webp", ".bmp", ".dib",
+    ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif", ".jxl", ".jp2", ".j2k", ".psd",
+    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef",
+))
+
+
+class OutputInsideInput(Exception):
+    """``fix`` was asked to write into a folder it reads (or to read its own output folder)."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +109,31 @@ def expand(paths: list[Path], ignore_patterns: tuple[str, ...]) -> Iterator[tupl
             yield given, Path(given.name)
 
 
+def check_output_outside(paths: list[Path], outdir: Path) -> None:
+    """Raise OutputInsideInput when ``outdir`` equals, lies inside or contains an input folder:
+    a second run would read the first run's copies (symlinks resolved)."""
+    out = outdir.resolve()
+    for given in paths:
+        if not given.is_dir():
+            continue
+        folder = given.resolve()
+        if out == folder or out.is_relative_to(folder):
+            raise OutputInsideInput(f"the output folder {outdir} is inside the input folder "
+                                    f"{given}; choose one outside it")
+        if folder.is_relative_to(out):
+            raise OutputInsideInput(f"the input folder {given} is inside the output folder "
+                                    f"{outdir}; choose an output outside it")
+
+
 @dataclass
 class FixSummary:
+    """What ``fix`` did: ``skipped`` counts files that are not images (and were not meant as
+    images by their name); ``failed`` counts images that could not be handled."""
+
     written: int = 0
     review: int = 0
     failed: int = 0
+    skipped: int = 0
 
 
 Progress = Callable[[int, int, Path, str], None]  # (done, total, path, what happened)
@@ -110,10 +143,13 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
         limits: LimitsConfig, output: OutputConfig, ignore_patterns: tuple[str, ...],
         progress: Progress | None = None) -> FixSummary:
     """Write an upright copy of every image under ``outdir`` (same relative names); uncertain
-    ones are copied unchanged to ``outdir/review``; bad files are counted as failed and
-    logged. A name already holding another file is kept: the new one gets a number; one
-    already holding the same output is left as it is (running fix again writes nothing new).
-    Inputs are never modified. Raises ModelError if the model cannot load."""
+    ones are copied unchanged to ``outdir/review``; bad images are counted as failed and
+    logged, non-images are skipped and counted. A name already holding another file is kept:
+    the new one gets a number; one already holding the same output is left as it is (running
+    fix again writes nothing new). Inputs are never modified. Raises OutputInsideInput before
+    anything is read or written when ``outdir`` overlaps an input folder, ModelError if the
+    model cannot load."""
+    check_output_outside(paths, outdir)
     files = list(expand(paths, ignore_patterns))
     summary = FixSummary()
     threshold = review_threshold(model_cfg)
@@ -131,6 +167,9 @@ def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
         assessment = assess(path, model, min_confidence, limits)
         decision = assessment.decision
         if assessment.problem is not None:
+            if _not_meant_as_image(path, assessment.problem):
+                summary.skipped += 1
+                return "skipped (not an image)"
             raise ImageProblem("bad", assessment.problem)
         if decision.action == "review":
             target = copy_into(path, outdir / "review", relative).path
@@ -149,3 +188,9 @@ def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
         summary.failed += 1
         log.error("%s: %s", path, exc)
         return f"FAILED {exc}"
+
+
+def _not_meant_as_image(path: Path, problem: str) -> bool:
+    """Empty or without an image signature, under a name that does not promise a picture."""
+    return (problem.startswith(("not-an-image:", "empty:"))
+            and path.suffix.lower() not in IMAGE_SUFFIXES)

@@ -14,6 +14,7 @@ from conftest import make_photo, red_edge
 from PIL import Image
 
 from rotwatchd.cli import main
+from rotwatchd.model import ModelError, load_classifier
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "rotwatchd.yaml"
 
@@ -100,9 +101,12 @@ def test_unknown_model_backend_is_one_clear_line(tmp_path: Path,
     config = tmp_path / "c.yaml"
     config.write_text("inboxes: [{path: ./inbox, output: ./out}]\nmodel: {backend: nope}\n")
     plain = make_photo(tmp_path / "plain.jpg")
-    assert main(["check", "-c", str(config), str(plain)]) == 1
+    assert main(["check", "-c", str(config), str(plain)]) == 2  # refused with the config
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("rotwatchd: model: unknown model backend 'nope'")
+    assert len(err) == 1 and err[0].startswith(
+        f"{config}: model.backend: 'nope' is not one of: auto, ")
+    with pytest.raises(ModelError, match="unknown model backend 'nope'"):
+        load_classifier("nope")  # the registry still names it when called directly
 
 
 def test_eval_and_bench_forward_their_arguments(capsys: pytest.CaptureFixture[str]) -> None:
