@@ -27,6 +27,7 @@ from rotwatchd.config import (
     OutputConfig,
     default_config,
     load_config,
+    load_state_dir,
 )
 from rotwatchd.config_schema import DEFAULT_IGNORE, describe
 from rotwatchd.model.base import ModelError
@@ -201,7 +202,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from rotwatchd.status import format_status, read_status
 
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    state_dir = load_config(path, args.set).state_dir if path else Path("state").absolute()
+    state_dir = load_state_dir(path, args.set) if path else Path("state").absolute()
+    if (state_dir / JOURNAL_NAME).is_file():
+        Journal(state_dir).close()  # a read-only journal: one line naming it, exit 1
     document = read_status(state_dir)
     if document is None:
         if not (state_dir / JOURNAL_NAME).is_file():

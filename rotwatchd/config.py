@@ -235,6 +235,24 @@ def load_config(path: Path, overrides: list[str] | None = None) -> Config:
                             overrides=overrides)
 
 
+def load_state_dir(path: Path, overrides: list[str] | None = None) -> Path:
+    """Only ``state_dir`` of the config at ``path`` (what ``rotwatchd status`` needs).
+
+    A missing inbox (a share not mounted, a folder removed) is something ``status`` must show,
+    not a reason to refuse: folders are not checked. Raises ConfigError for problems of the
+    file itself (unreadable, not YAML, unknown keys, wrong types)."""
+    raw = read_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys"])
+    raw, problems = apply_overrides(raw, overrides or [])
+    data, schema_problems = normalise(raw)
+    problems += schema_problems
+    if problems:
+        raise ConfigError([problem.format(str(path)) for problem in problems])
+    base = path.absolute().parent
+    return _resolve(base, data["state_dir"]) or base / "state"
+
+
 def default_config(base: Path, overrides: list[str] | None = None) -> Config:
     """Built-in defaults (``./inbox`` -> ``./outbox``, ``./state``), creating those folders."""
     for name in ("inbox", "outbox", "state"):

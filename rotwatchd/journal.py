@@ -83,6 +83,12 @@ def _record(row: tuple[object, ...]) -> Record:
     return Record(*values)  # type: ignore[arg-type]
 
 
+class JournalNotWritable(OSError):
+    """The journal cannot be opened for writing (read-only file, folder or file system).
+
+    ``str(exc)`` is one line naming the file and what to do."""
+
+
 @dataclass(frozen=True)
 class Record:
     """One journal row. ``source`` is ``exif`` or ``model`` when a correction was decided."""
@@ -105,18 +111,36 @@ class Journal:
     """Open (creating if needed) the journal in ``state_dir``. Call :meth:`close` when done."""
 
     def __init__(self, state_dir: Path) -> None:
+        """Raises JournalNotWritable when the journal exists but cannot be written: found
+        here, once, rather than file by file while processing."""
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / JOURNAL_NAME
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        present = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
-        for column, kind in _ADDED_COLUMNS:
-            if column not in present:
-                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+            for column, kind in _ADDED_COLUMNS:
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+            self._probe_write()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise JournalNotWritable(
+                f"journal {self.path} cannot be written ({exc}); make the file "
+                "and its folder writable for rotwatchd's user (owner, mode, chattr, mount) and "
+                "start again") from None
+
+    def _probe_write(self) -> None:
+        """A write that changes nothing: a read-only file only fails on a real write."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM files WHERE 0")
+        finally:
+            self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         with self._lock:
