@@ -43,6 +43,7 @@ class WatchConfig:
     quiet_period: float = 2.0
     rescan_interval: float = 3600.0
     ignore_patterns: tuple[str, ...] = ()
+    unfinished_wait: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
         queue_size=data["queue_size"],
         log_level=data["log_level"],
         watch=WatchConfig(watch["quiet_period"], watch["rescan_interval"],
-                          tuple(watch["ignore_patterns"])),
+                          tuple(watch["ignore_patterns"]), watch["unfinished_wait"]),
         model=ModelConfig(model["backend"], p(model["path"]), model["threads"],
                           model["min_confidence"]),
         output=OutputConfig(out["mode"], out["original"], done_dir, out["hardlink_upright"]),

@@ -94,6 +94,10 @@ SCHEMA: tuple[Field, ...] = (
               "full rescan of every inbox (0 = only at startup)", minimum=0),
         Field("ignore_patterns", "globs", list(DEFAULT_IGNORE),
               "file names matching these globs are ignored until renamed"),
+        Field("unfinished_wait", "duration", 1800.0,
+              "a file that looks truncated, corrupt or empty stays in the inbox until it has "
+              "been unchanged this long (its writer may only be pausing); then it is "
+              "quarantined", minimum=0),
     )),
     Field("model", "section", None, "orientation classifier", children=(
         Field("backend", "enum", "auto", "classifier backend; auto stands for the default one",

@@ -31,8 +31,10 @@ from rotwatchd.config import Config, ConfigError, InboxConfig, ModelConfig, ensu
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.registry import load_classifier
+from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.processor import Processor, Result, WorkHooks
 from rotwatchd.recovery import clean_temporaries, complete_interrupted
+from rotwatchd.retry import MAX_ATTEMPTS, SPACE_MARGIN, failed_folder, output_ready, retry_delay
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
 from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
@@ -82,6 +84,9 @@ class Daemon:
                                    on_result=self._on_result)
         self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)
         self.processor.retry_later = self._retry_later
+        self.processor.retry_failed = self._retry_failed
+        self._failures: dict[Path, int] = {}  # failed attempts per file, until one succeeds
+        self._failures_lock = threading.Lock()
         self.status = StatusPublisher(config.state_dir, self.snapshot)
         self.watchers: list[InboxWatcher] = []
         self.workers: list[Worker] = []
@@ -126,9 +131,32 @@ class Daemon:
     def mark_status_dirty(self) -> None:
         self.status.mark_dirty()
 
-    def _retry_later(self, path: Path, inbox: InboxConfig) -> None:
-        """A file that looked unfinished: wait for its close event or WRITING_TIMEOUT."""
-        self.settler.note(path, inbox, armed=False)
+    def _retry_later(self, path: Path, inbox: InboxConfig, delay: float) -> None:
+        """A file that looked unfinished: look again when it changes, or after ``delay``."""
+        self.settler.hold(path, inbox, delay, "incomplete")
+
+    def _retry_failed(self, path: Path, inbox: InboxConfig, exc: OSError) -> None:
+        """Writing failed (disk full, read-only output): try again with back-off, as soon as
+        the folder it went to can take the file again. A folder refused as unsafe (a
+        symlink out) is not retried: space or permission will not change that."""
+        if isinstance(exc, UnsafeFolder):
+            return
+        with self._failures_lock:
+            attempt = self._failures[path] = self._failures.get(path, 0) + 1
+            if attempt > MAX_ATTEMPTS:
+                del self._failures[path]
+        if attempt > MAX_ATTEMPTS:
+            log.warning("%s failed %d times although its output folder looked writable; "
+                        "leaving it to the next rescan", path, MAX_ATTEMPTS)
+            return
+        folder = failed_folder(exc, inbox.output)
+        try:
+            need = os.lstat(path).st_size + SPACE_MARGIN
+        except OSError:
+            need = SPACE_MARGIN
+        self.settler.hold(path, inbox, retry_delay(attempt), "retry",
+                          ready=lambda: output_ready(folder, need))
+        self.status.mark_dirty()
 
     def _activity(self, event_time: float) -> None:
         activity = getattr(self.processor.hooks, "activity", None)
@@ -136,6 +164,9 @@ class Daemon:
             activity(event_time)
 
     def _on_result(self, result: Result) -> None:
+        if result.outcome != "error":
+            with self._failures_lock:
+                self._failures.pop(result.path, None)
         for callback in list(self._result_listeners):
             callback(result)
         self.status.mark_dirty()
@@ -328,6 +359,8 @@ class Daemon:
             "inboxes": [{"path": str(w.inbox.path), "polling": w.polling} for w in self.watchers],
             "queue": {"depth": self.queue.depth, "running": self.queue.running,
                       "pending": self.settler.pending(), "capacity": self.config.queue_size},
+            "waiting": {why: {"count": len(paths), "paths": [str(p) for p in paths[:10]]}
+                        for why, paths in sorted(self.settler.held().items())},
             "workers": len(self.workers),
             "counts": self.journal.counts(),
             "last_errors": problems,

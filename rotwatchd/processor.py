@@ -33,7 +33,8 @@ from rotwatchd.workqueue import WorkItem
 
 log = logging.getLogger(__name__)
 
-#: What a file still being written looks like (ImageProblem reasons).
+#: What a file still being written looks like (ImageProblem reasons): such a file stays in
+#: the inbox until it has been unchanged for ``watch.unfinished_wait``.
 UNFINISHED_LOOKS = frozenset({"truncated", "corrupt", "not-an-image"})
 
 #: Longer side of the image handed to the classifier (JPEGs are decoded at reduced DCT scale).
@@ -136,8 +137,10 @@ class Processor:
         self.hooks: WorkHooks = hooks or NoHooks()
         self._on_result = on_result
         self._threshold: tuple[ModelConfig, float] | None = None
-        #: called with (path, inbox) to look at a file again once it has been quiet a while
-        self.retry_later: Callable[[Path, InboxConfig], None] | None = None
+        #: called with (path, inbox, delay) to look at an unfinished-looking file again later
+        self.retry_later: Callable[[Path, InboxConfig, float], None] | None = None
+        #: called with (path, inbox, error) when writing failed (disk full, read-only output)
+        self.retry_failed: Callable[[Path, InboxConfig, OSError], None] | None = None
 
     def handle(self, item: WorkItem) -> None:
         """Worker entry point: waits for the power hooks, processes, reports. Never raises
@@ -170,8 +173,9 @@ class Processor:
             return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
                                     "not a regular file", st=st)
         if st.st_size == 0:
-            if self._maybe_unfinished(confirmed, st):
-                return self._defer(path, inbox, "empty")
+            delay = self._unfinished_delay(confirmed, st)
+            if delay is not None:
+                return self._defer(path, inbox, "empty", delay)
             return self._quarantine(path, inbox, relative, pseudo, "empty", "file is empty",
                                     st=st)
         if st.st_size > self.config.limits.max_file_size:
@@ -210,9 +214,12 @@ class Processor:
         try:
             return self._process_image(source, inbox, relative, digest, confirmed)
         except OSError as exc:  # disk full, permissions on the output...: retried later
-            log.error("error processing %s (will retry on the next event or rescan): %s",
-                      path, exc)
+            log.error("error processing %s (%s): %s", path, "retried once the output can be "
+                      "written again" if self.retry_failed is not None else
+                      "retried on the next event or rescan", exc)
             detail = f"{type(exc).__name__}: {exc}"
+            if self.retry_failed is not None:
+                self.retry_failed(path, inbox, exc)
         except Exception as exc:  # a bug or a model failure: keep the file, say so, go on
             log.exception("error processing %s", path)
             detail = f"{type(exc).__name__}: {exc}"
@@ -227,15 +234,27 @@ class Processor:
             cached = self._threshold = (model, review_threshold(model))
         return cached[1]
 
-    def _maybe_unfinished(self, confirmed: bool, st: os.stat_result) -> bool:
-        return (not confirmed and self.retry_later is not None
-                and time.time() - st.st_mtime < WRITING_TIMEOUT)
+    def _unfinished_delay(self, confirmed: bool, st: os.stat_result) -> float | None:
+        """Seconds until a broken-looking file will have been unchanged for
+        ``watch.unfinished_wait`` (at least WRITING_TIMEOUT when no close event was seen):
+        its writer may only be pausing. None once it has (or without a way to look again):
+        then it counts as broken. A close event proves nothing: pieces may follow."""
+        if self.retry_later is None:
+            return None
+        wait = self.config.watch.unfinished_wait
+        if not confirmed:
+            wait = max(wait, WRITING_TIMEOUT)
+        age = time.time() - st.st_mtime
+        if age >= wait or age < -wait:  # unchanged long enough, or a far-future timestamp
+            return None
+        return wait - max(age, 0.0)
 
-    def _defer(self, path: Path, inbox: InboxConfig, why: str) -> Result:
+    def _defer(self, path: Path, inbox: InboxConfig, why: str, delay: float) -> Result:
         assert self.retry_later is not None
-        self.retry_later(path, inbox)
-        log.info("%s looks unfinished (%s) and changed recently; looking again once it has "
-                 "been quiet for %.0fs or is closed", path, why, WRITING_TIMEOUT)
+        self.retry_later(path, inbox, delay)
+        log.info("%s looks unfinished (%s): left in the inbox, looked at again when written to "
+                 "or in %.0fs; quarantined only if it still looks so after %.0fs unchanged",
+                 path, why, delay, self.config.watch.unfinished_wait)
         return Result(path, "deferred", why)
 
     def _process_image(self, source: InboxFile, inbox: InboxConfig, relative: Path,
@@ -248,9 +267,11 @@ class Processor:
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")
-            if reason in UNFINISHED_LOOKS and self._maybe_unfinished(confirmed, st):
-                self.journal.finish(str(path), digest, "error", detail=f"deferred: {reason}")
-                return self._defer(path, inbox, reason)
+            delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
+            if delay is not None:
+                self.journal.finish(str(path), digest, "error",
+                                    detail=f"deferred: {reason}, waiting for its writer")
+                return self._defer(path, inbox, reason, delay)
             return self._quarantine(path, inbox, relative, digest, reason, message or reason,
                                     decision, source=source)
         if decision.action == "review":

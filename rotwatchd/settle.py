@@ -6,6 +6,10 @@ that is being written (created/modified, not yet closed) waits for its close eve
 ever comes (a hard link, a missed event) it is armed after ``WRITING_TIMEOUT`` of silence.
 One thread waits on a condition variable for the earliest deadline: with nothing pending it
 sleeps without a timeout, so an idle daemon does not wake up at all.
+
+A file can also be *held*: looked at again only after a given delay (a file that looked
+unfinished, a write that failed), optionally only once a readiness check passes (the output
+folder can be written again), checking again with a doubling back-off until it does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Silence after which a file that never reported close-after-write is treated as complete.
 WRITING_TIMEOUT = 60.0
+#: Longest pause between two readiness checks of a held file.
+READY_CHECK_MAX = 60.0
 
 
 @dataclass
@@ -35,6 +41,9 @@ class _Entry:
     last_event: float
     signature: tuple[int, int] | None
     confirmed: bool = False
+    held: str | None = None  # why the file waits (status), for held files only
+    ready: Callable[[], bool] | None = None
+    backoff: float = 0.0  # next pause when ready() says not yet
 
 
 def _signature(path: Path, stat: Callable[[Path], os.stat_result]) -> tuple[int, int] | None:
@@ -91,6 +100,22 @@ class Settler(threading.Thread):
             self._cond.notify()
         self._on_activity(now)  # wakes a sleeping daemon early (power management)
 
+    def hold(self, path: Path, inbox: InboxConfig, delay: float, why: str, *,
+             ready: Callable[[], bool] | None = None) -> None:
+        """Look at ``path`` again in ``delay`` seconds, unless an event for it comes first.
+
+        ``why`` names the wait in :meth:`held`. With ``ready``, the file is queued only once
+        ``ready()`` is true, checked at ``delay`` and then at doubling intervals (at most
+        READY_CHECK_MAX). Scans do not cut a hold short; events for the file do.
+        """
+        now = self._clock()
+        signature = _signature(path, self._stat)
+        with self._cond:
+            self._entries[path] = _Entry(inbox, True, now + delay, now, signature, True,
+                                         held=why, ready=ready,
+                                         backoff=min(max(delay, 1.0) * 2, READY_CHECK_MAX))
+            self._cond.notify()
+
     def forget(self, path: Path) -> None:
         """The file went away (deleted or renamed out)."""
         with self._cond:
@@ -117,6 +142,15 @@ class Settler(threading.Thread):
     def is_pending(self, path: Path) -> bool:
         with self._cond:
             return path in self._entries
+
+    def held(self) -> dict[str, list[Path]]:
+        """Held files by the reason they wait (see :meth:`hold`)."""
+        out: dict[str, list[Path]] = {}
+        with self._cond:
+            for path, entry in self._entries.items():
+                if entry.held is not None:
+                    out.setdefault(entry.held, []).append(path)
+        return out
 
     # --- the thread ----------------------------------------------------------------------
     def stop(self) -> None:
@@ -157,6 +191,7 @@ class Settler(threading.Thread):
 
     def _settle(self, path: Path, entry: _Entry) -> None:
         signature = _signature(path, self._stat)
+        ready = entry.ready is None or entry.ready()  # outside the lock: it may touch disks
         now = self._clock()
         with self._cond:
             if self._entries.get(path) is not entry:
@@ -168,6 +203,10 @@ class Settler(threading.Thread):
                 # still changing (or silent writer): wait one more quiet period
                 entry.signature, entry.armed = signature, True
                 entry.due = now + self.quiet_period
+                return
+            if not ready:
+                entry.due = now + entry.backoff
+                entry.backoff = min(entry.backoff * 2, READY_CHECK_MAX)
                 return
             if self._queue_full:
                 return

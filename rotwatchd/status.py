@@ -103,6 +103,23 @@ def _ago(timestamp: object) -> str:
     return f"{max(0.0, time.time() - timestamp):.0f}s ago"
 
 
+#: How ``rotwatchd status`` names the reasons files are held back (settler holds).
+_WAITING = {"retry": "to retry once the output can be written (disk full, read-only)",
+            "incomplete": "looking unfinished, left in the inbox for their writer"}
+
+
+def _waiting_lines(waiting: object) -> list[str]:
+    if not isinstance(waiting, dict):
+        return []
+    lines = []
+    for why, held in sorted(waiting.items()):
+        count = held.get("count", 0) if isinstance(held, dict) else 0
+        paths = held.get("paths", []) if isinstance(held, dict) else []
+        lines.append(f"waiting: {count} {_WAITING.get(why, why)}")
+        lines.extend(f"  {path}" for path in paths)
+    return lines
+
+
 def format_status(document: dict[str, Any]) -> str:
     """Human-readable lines for ``rotwatchd status``."""
     lines = []
@@ -116,6 +133,7 @@ def format_status(document: dict[str, Any]) -> str:
     queue = document.get("queue", {})
     lines.append(f"queue: {queue.get('depth', 0)} queued, {queue.get('running', 0)} in progress, "
                  f"{queue.get('pending', 0)} settling")
+    lines.extend(_waiting_lines(document.get("waiting")))
     power = document.get("power") or {}
     with contextlib.suppress(AttributeError):
         lines.append("power: " + ", ".join(f"{k} {v}" for k, v in power.items()

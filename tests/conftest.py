@@ -174,14 +174,18 @@ class Results:
 
 
 def fast_config(tmp_path: Path, **overrides: Any) -> Config:
-    """A fast config in ``tmp_path``: inbox/ -> outbox/, quiet period 0.2 s."""
+    """A fast config in ``tmp_path``: inbox/ -> outbox/, quiet period 0.2 s, and a closed
+    broken-looking file counts as broken at once (``watch.unfinished_wait: 0``, also when
+    ``watch`` is overridden without it; tests of that wait set it themselves)."""
     (tmp_path / "inbox").mkdir(exist_ok=True)
     raw: dict[str, Any] = {
         "inboxes": [{"path": "inbox", "output": "outbox"}],
         "state_dir": "state",
-        "watch": {"quiet_period": 0.2},
+        "watch": {"quiet_period": 0.2, "unfinished_wait": 0},
     }
     for key, value in overrides.items():
+        if key == "watch" and isinstance(value, dict):
+            value = {"unfinished_wait": 0, **value}
         raw[key] = value
     return config_from_data(raw, base=tmp_path, source="test.yaml")
 
