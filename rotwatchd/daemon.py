@@ -216,7 +216,8 @@ class Daemon:
         known = self._known_unchanged
         for inbox in cfg.inboxes:
             watcher = InboxWatcher(inbox, self.settler, cfg.watch.ignore_patterns, known=known,
-                                   observer_factory=self._observer_factory)
+                                   observer_factory=self._observer_factory,
+                                   on_change=self.status.mark_dirty)
             watcher.start()
             self.watchers.append(watcher)
         self._rescanner = Rescanner(self.watchers, cfg.watch.rescan_interval)
@@ -356,7 +357,7 @@ class Daemon:
             "state": self._state,
             "started_at": self.started_at,
             "config": self.config.source,
-            "inboxes": [{"path": str(w.inbox.path), "polling": w.polling} for w in self.watchers],
+            "inboxes": [w.describe() for w in self.watchers],
             "queue": {"depth": self.queue.depth, "running": self.queue.running,
                       "pending": self.settler.pending(), "capacity": self.config.queue_size},
             "waiting": {why: {"count": len(paths), "paths": [str(p) for p in paths[:10]]}

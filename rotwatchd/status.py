@@ -103,6 +103,25 @@ def _ago(timestamp: object) -> str:
     return f"{max(0.0, time.time() - timestamp):.0f}s ago"
 
 
+def _inbox_lines(inboxes: object) -> list[str]:
+    if not isinstance(inboxes, list):
+        return []
+    lines = []
+    for inbox in inboxes:
+        if not isinstance(inbox, dict):
+            continue
+        state = inbox.get("state") or ("polling" if inbox.get("polling") else "watching")
+        if state == "missing":
+            how = (f"MISSING ({inbox.get('missing') or 'removed or unmounted'}): nothing there "
+                   "is processed; it is watched and rescanned again as soon as it is back")
+        elif inbox.get("fallback"):
+            how = f"polling instead of inotify: {inbox['fallback']}"
+        else:
+            how = str(state)
+        lines.append(f"inbox {inbox.get('path')}: {how}")
+    return lines
+
+
 #: How ``rotwatchd status`` names the reasons files are held back (settler holds).
 _WAITING = {"retry": "to retry once the output can be written (disk full, read-only)",
             "incomplete": "looking unfinished, left in the inbox for their writer"}
@@ -128,6 +147,7 @@ def format_status(document: dict[str, Any]) -> str:
                      f"updated {_ago(document.get('updated_at'))})")
     else:
         lines.append(f"rotwatchd is not running (last status {_ago(document.get('updated_at'))})")
+    lines.extend(_inbox_lines(document.get("inboxes")))
     counts = document.get("counts", {})
     lines.append("files: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     queue = document.get("queue", {})

@@ -3,6 +3,11 @@
 inotify by default (one observer per inbox, full move events so a rename into the inbox is
 recognised), polling when the inbox asks for it or when inotify cannot be set up (watch or
 instance limits): that is logged once, naming the limit, and the inbox keeps working.
+
+Troubles an observer reports are repaired by the :class:`Rescanner` thread, never in the
+observer's own thread: lost events (queue overflow) rescan that inbox at once; a subfolder
+refused by the watch limit switches the inbox to polling; an inbox that disappears (removed,
+unmounted) is shown as missing and watched again, with a rescan, once it is back.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,10 +35,15 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.inotify import InotifyObserver
 from watchdog.observers.polling import PollingObserver
 
 from rotwatchd.config import InboxConfig
+from rotwatchd.inotify_watch import (
+    EventsLostEvent,
+    WatchFailedEvent,
+    WatchGoneEvent,
+    reporting_inotify_observer,
+)
 from rotwatchd.settle import Settler
 
 log = logging.getLogger(__name__)
@@ -40,12 +51,28 @@ log = logging.getLogger(__name__)
 #: inotify observers block on the kernel; this only bounds their internal dispatch wait.
 INOTIFY_DISPATCH_TIMEOUT = 3600.0
 POLL_INTERVAL = 1.0
+#: How often a missing inbox is looked for (only while one is missing).
+REARM_INTERVAL = 1.0
+SYSCTL_ROOT = Path("/proc/sys")
 
-_LIMIT_HINTS = {
-    errno.ENOSPC: "inotify watch limit reached (raise fs.inotify.max_user_watches)",
-    errno.EMFILE: "inotify instance limit reached (raise fs.inotify.max_user_instances)",
-    errno.ENOMEM: "kernel refused memory for inotify watches",
-}
+_LIMITS = {errno.ENOSPC: ("watch", "fs.inotify.max_user_watches", 524288),
+           errno.EMFILE: ("instance", "fs.inotify.max_user_instances", 1024)}
+
+
+def limit_hint(error: int, sysctl_root: Path = SYSCTL_ROOT) -> str | None:
+    """What an inotify errno means and how to lift it, naming the limit and its current
+    value (read under ``sysctl_root``); None for errors that are not a limit."""
+    if error == errno.ENOMEM:
+        return "the kernel refused memory for inotify watches"
+    if error not in _LIMITS:
+        return None
+    what, key, suggested = _LIMITS[error]
+    try:
+        now = (sysctl_root / key.replace(".", "/")).read_text().strip()
+    except OSError:
+        now = "?"
+    return (f"inotify {what} limit reached ({key} = {now}); raise it with "
+            f"'sysctl -w {key}={suggested}' and keep it in /etc/sysctl.d/")
 
 
 class Observer(Protocol):
@@ -60,11 +87,20 @@ class Observer(Protocol):
 ObserverFactory = Callable[[bool], Observer]  # polling -> observer
 
 
+def _device(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
 def make_observer(polling: bool) -> Observer:
-    """The real watchdog observer: inotify, or polling every ``POLL_INTERVAL`` seconds."""
+    """The real watchdog observer: inotify (reporting lost events, refused subfolders and a
+    lost inbox, see ``inotify_watch``), or polling every ``POLL_INTERVAL`` seconds."""
     if polling:
         return PollingObserver(timeout=POLL_INTERVAL)
-    return InotifyObserver(timeout=INOTIFY_DISPATCH_TIMEOUT, generate_full_events=True)
+    observer: Observer = reporting_inotify_observer(INOTIFY_DISPATCH_TIMEOUT)
+    return observer
 
 
 def is_ignored(relative: Path, patterns: Iterable[str]) -> bool:
@@ -86,15 +122,38 @@ class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: InboxWatcher) -> None:
         self._w = watcher
 
+    def dispatch(self, event: FileSystemEvent) -> None:
+        """Every event goes to :meth:`on_any_event` (ours have no ``on_<type>`` method)."""
+        self.on_any_event(event)
+
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
             self._dispatch(event)
         except Exception:  # an odd event must never kill the observer thread
             log.exception("error handling %r", event)
 
+    def _trouble(self, event: FileSystemEvent, src: Path | None) -> bool:
+        """Handle what concerns the watch itself; True when ``event`` was such a thing."""
+        w = self._w
+        if isinstance(event, EventsLostEvent):
+            w.need("rescan", "inotify queue overflowed, events were lost (if this repeats, "
+                   "raise fs.inotify.max_queued_events)")
+        elif isinstance(event, WatchFailedEvent):
+            w.need("poll", f"{src} could not be watched: "
+                   f"{limit_hint(event.error) or os.strerror(event.error)}")
+        elif isinstance(event, WatchGoneEvent) or (
+                isinstance(event, DirDeletedEvent | DirMovedEvent) and src == w.inbox.path):
+            w.settler.forget_under(w.inbox.path)
+            w.need("rearm", "the inbox folder itself was removed, moved or unmounted")
+        else:
+            return False
+        return True
+
     def _dispatch(self, event: FileSystemEvent) -> None:
         w = self._w
         src = Path(os.fsdecode(event.src_path)) if event.src_path else None
+        if self._trouble(event, src):
+            return
         if isinstance(event, FileMovedEvent | DirMovedEvent):
             dest = Path(os.fsdecode(event.dest_path)) if event.dest_path else None
             if src is not None and event.is_directory:
@@ -133,14 +192,48 @@ class InboxWatcher:
 
     def __init__(self, inbox: InboxConfig, settler: Settler, ignore_patterns: tuple[str, ...],
                  *, known: Callable[[Path, os.stat_result], bool] = lambda p, s: False,
-                 observer_factory: ObserverFactory = make_observer) -> None:
+                 observer_factory: ObserverFactory = make_observer,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.inbox = inbox
         self.settler = settler
         self.ignore_patterns = ignore_patterns
         self._known = known
         self._factory = observer_factory
+        self._on_change = on_change
         self._observer: Observer | None = None
         self.polling = inbox.polling
+        #: why this inbox polls although it asked for inotify (None: it does not, or asked to)
+        self.fallback: str | None = None
+        self.missing = False
+        self.missing_why: str | None = None  # what was found instead of the inbox
+        self._mount_point = False  # the inbox was a mount point when its watch was set up
+        self._lock = threading.Lock()
+        self._needs: dict[str, str] = {}  # repairs asked for by events -> why
+        self._request: Callable[[InboxWatcher], None] = lambda watcher: None
+
+    @property
+    def state(self) -> str:
+        """``missing``, ``polling`` or ``watching`` (inotify), for status."""
+        return "missing" if self.missing else "polling" if self.polling else "watching"
+
+    def describe(self) -> dict[str, object]:
+        """This inbox for status.json: path, state, polling and, when polling by fallback, why."""
+        return {"path": str(self.inbox.path), "state": self.state, "polling": self.polling,
+                "fallback": self.fallback, "missing": self.missing_why if self.missing else None}
+
+    def set_maintainer(self, request: Callable[[InboxWatcher], None]) -> None:
+        """``request(self)`` is called (from any thread) when this watcher needs
+        :meth:`maintain` to run; the Rescanner installs itself here."""
+        self._request = request
+        if self._needs:
+            request(self)
+
+    def need(self, repair: str, why: str) -> None:
+        """Ask for ``repair`` (``rescan``, ``poll`` or ``rearm``) by the maintaining thread.
+        Safe from observer threads: nothing is done here."""
+        with self._lock:
+            self._needs.setdefault(repair, why)
+        self._request(self)
 
     def wants(self, path: Path) -> bool:
         """Inside this inbox (directly unless recursive) and not a temp/hidden name."""
@@ -157,19 +250,89 @@ class InboxWatcher:
         self.settler.note(path, self.inbox, armed=armed, scan=scan, confirmed=confirmed)
 
     def start(self) -> None:
-        """Start watching; falls back to polling (logged) when inotify cannot be set up."""
+        """Start watching; falls back to polling (logged) when inotify cannot be set up. A
+        missing inbox is logged and watched for (see :meth:`maintain`)."""
+        if not self.inbox.path.is_dir():
+            self.need("rearm", "the inbox folder does not exist")
+            return
         try:
             self._observer = self._start_observer(self.polling)
+        except FileNotFoundError:
+            self.need("rearm", "the inbox folder vanished while its watch was set up")
+            return
         except OSError as exc:
             if self.polling:
                 raise
-            hint = _LIMIT_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+            hint = limit_hint(exc.errno or 0) or exc.strerror or str(exc)
             log.warning("inbox %s: cannot use inotify: %s; falling back to polling every %.0fs",
                         self.inbox.path, hint, POLL_INTERVAL)
-            self.polling = True
+            self.polling, self.fallback = True, hint
             self._observer = self._start_observer(True)
+        self._mount_point = _device(self.inbox.path) != _device(self.inbox.path.parent)
         log.info("watching %s (%s%s)", self.inbox.path, "polling" if self.polling else "inotify",
                  ", recursive" if self.inbox.recursive else "")
+
+    def maintain(self) -> float | None:
+        """Carry out the repairs events asked for; call from the maintaining thread only.
+
+        Returns seconds until it wants to run again (the inbox is missing), else None.
+        """
+        with self._lock:
+            needs, self._needs = self._needs, {}
+        if "rearm" in needs or self.missing:
+            if not self._rearm(needs.get("rearm", "")):
+                return REARM_INTERVAL
+            needs.setdefault("rescan", "")
+        if "poll" in needs and not self.polling:
+            self._fall_back_to_polling(needs["poll"])
+            needs.setdefault("rescan", "")
+        if "rescan" in needs:
+            if needs["rescan"]:
+                log.warning("inbox %s: %s; rescanning it now", self.inbox.path, needs["rescan"])
+            found = self.scan(authoritative=True)
+            log.info("rescan of %s: %d file(s) to look at", self.inbox.path, found)
+        return None
+
+    def _absent(self) -> str | None:
+        """Why the inbox cannot be watched now, or None when it can."""
+        path = self.inbox.path
+        if not path.is_dir():
+            return "not found"
+        if self._mount_point and _device(path) == _device(path.parent):
+            return "its file system is not mounted"
+        return None
+
+    def _rearm(self, why: str) -> bool:
+        """Watch the inbox again if it exists; True when it is watched."""
+        absent = self._absent()
+        if absent is not None:
+            if not self.missing:
+                self.stop()
+                self.missing, self.missing_why = True, absent
+                log.error("inbox %s is missing (%s: %s); its files wait until it is back, "
+                          "then it is watched and rescanned again", self.inbox.path,
+                          why or "found by a rescan", absent)
+                self._on_change()
+            return False
+        self.stop()
+        was_missing, self.missing = self.missing, False
+        mount_point = self._mount_point
+        self.start()
+        self._mount_point = self._mount_point or mount_point
+        if self.missing or self._observer is None:
+            return False  # gone again meanwhile
+        if was_missing:
+            log.warning("inbox %s is back: watching it again", self.inbox.path)
+        self._on_change()
+        return True
+
+    def _fall_back_to_polling(self, why: str) -> None:
+        log.warning("inbox %s: %s; polling this inbox every %.0fs instead of inotify",
+                    self.inbox.path, why, POLL_INTERVAL)
+        self.stop()
+        self.polling, self.fallback = True, why
+        self._observer = self._start_observer(True)
+        self._on_change()
 
     def _start_observer(self, polling: bool) -> Observer:
         observer = self._factory(polling)
@@ -187,13 +350,20 @@ class InboxWatcher:
             self._observer.join()
             self._observer = None
 
-    def scan(self, folder: Path | None = None, *, confirmed: bool = False) -> int:
+    def scan(self, folder: Path | None = None, *, confirmed: bool = False,
+             authoritative: bool = False) -> int:
         """Walk ``folder`` (default: the inbox) and note every wanted file not already handled.
 
-        Returns how many files were noted. Never follows symlinked folders.
+        ``authoritative`` (after lost events): also arm files whose last event said they were
+        being written, as their close event may be among the lost ones (a file that turns out
+        unfinished is held, never quarantined early). Returns how many files were noted.
+        Never follows symlinked folders.
         """
         root = folder or self.inbox.path
         noted = 0
+        if not self.inbox.path.is_dir():  # removed without an event we saw (unmounted...)
+            self.need("rearm", "the inbox folder is gone")
+            return 0
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
             if not self.inbox.recursive and here != self.inbox.path:
@@ -210,36 +380,93 @@ class InboxWatcher:
                     continue
                 if self._known(path, st):
                     continue
-                self.note(path, armed=True, scan=True, confirmed=confirmed)
+                self.note(path, armed=True, scan=not authoritative, confirmed=confirmed)
                 noted += 1
         return noted
 
 
 class Rescanner(threading.Thread):
-    """Rescans every watcher now and then every ``interval`` seconds (0 = never again)."""
+    """Rescans every watcher now and then every ``interval`` seconds (0 = never again), and
+    maintains watchers whenever they ask (lost events, watch limit, a missing inbox): the one
+    thread that restarts observers. Sleeps without a timeout when nothing is due."""
 
-    def __init__(self, watchers: list[InboxWatcher], interval: float) -> None:
+    def __init__(self, watchers: list[InboxWatcher], interval: float, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(name="rotwatchd-rescan", daemon=True)
         self._watchers = watchers
         self._interval = interval
-        self._stop_event = threading.Event()
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._requested: list[InboxWatcher] = []
+        self._recheck: dict[int, float] = {}  # id(watcher) -> when maintain() wants to run
+        self._stopping = False
         self.passes = 0  # completed full rescans (status, tests)
+        for watcher in watchers:
+            watcher.set_maintainer(self.request)
+
+    def request(self, watcher: InboxWatcher) -> None:
+        """Run ``watcher.maintain()`` soon (from any thread)."""
+        with self._cond:
+            if watcher not in self._requested:
+                self._requested.append(watcher)
+            self._cond.notify()
 
     def stop(self) -> None:
-        self._stop_event.set()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
 
     def run(self) -> None:
+        next_pass: float | None = self._clock()  # the startup rescan
         while True:
-            for watcher in self._watchers:
-                if self._stop_event.is_set():
+            with self._cond:
+                while not self._stopping and not self._requested and not self._due(next_pass):
+                    self._cond.wait(self._timeout(next_pass))
+                if self._stopping:
                     return
-                try:
-                    found = watcher.scan()
-                except OSError as exc:
-                    log.error("rescan of %s failed: %s", watcher.inbox.path, exc)
-                    continue
-                if found:
-                    log.info("rescan of %s: %d file(s) to look at", watcher.inbox.path, found)
-            self.passes += 1
-            if self._stop_event.wait(self._interval or None):
+                now = self._clock()
+                due = [w for w in self._watchers if self._recheck.get(id(w), now + 1) <= now]
+                todo = self._requested + [w for w in due if w not in self._requested]
+                self._requested = []
+            for watcher in todo:
+                self._maintain(watcher)
+            if next_pass is not None and self._clock() >= next_pass:
+                self._full_pass()
+                next_pass = self._clock() + self._interval if self._interval else None
+
+    def _due(self, next_pass: float | None) -> bool:
+        """Caller holds the lock."""
+        times = [*self._recheck.values(), *([] if next_pass is None else [next_pass])]
+        return bool(times) and min(times) <= self._clock()
+
+    def _timeout(self, next_pass: float | None) -> float | None:
+        """Caller holds the lock. None: nothing is due, wait for a request."""
+        times = [*self._recheck.values(), *([] if next_pass is None else [next_pass])]
+        return max(min(times) - self._clock(), 0.0) if times else None
+
+    def _maintain(self, watcher: InboxWatcher) -> None:
+        try:
+            again = watcher.maintain()
+        except OSError as exc:
+            log.error("inbox %s: cannot repair its watch: %s", watcher.inbox.path, exc)
+            again = REARM_INTERVAL
+        with self._cond:
+            if again is None:
+                self._recheck.pop(id(watcher), None)
+            else:
+                self._recheck[id(watcher)] = self._clock() + again
+
+    def _full_pass(self) -> None:
+        for watcher in self._watchers:
+            if self._stopping:
                 return
+            if watcher.missing:
+                continue  # looked for by maintain(); rescanned when it is back
+            try:
+                found = watcher.scan()
+            except OSError as exc:
+                log.error("rescan of %s failed: %s", watcher.inbox.path, exc)
+                continue
+            if found:
+                log.info("rescan of %s: %d file(s) to look at", watcher.inbox.path, found)
+        self.passes += 1
