@@ -158,7 +158,7 @@ def test_real_queue_overflow_loses_no_file(
         if _messages(caplog, "overflow"):
             break
     assert _messages(caplog, "overflow"), "the kernel queue never overflowed"
-    results.wait_for(lambda items: _done(results, names), timeout=110)
+    results.wait_for(lambda items: _done(results, names), timeout=60)
     assert len(list(config.inboxes[0].output.iterdir())) == len(names)
 
 
