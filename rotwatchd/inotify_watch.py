@@ -16,6 +16,7 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from watchdog.events import FileSystemEvent
@@ -28,6 +29,29 @@ try:  # watchdog 7 internals; older releases lack them
     HOOKS = True
 except ImportError:  # pragma: no cover - depends on the installed watchdog
     HOOKS = False
+
+#: Where the kernel limits are read (tests point elsewhere).
+SYSCTL_ROOT = Path("/proc/sys")
+
+_LIMITS = {errno.ENOSPC: ("watch", "fs.inotify.max_user_watches", 524288),
+           errno.EMFILE: ("instance", "fs.inotify.max_user_instances", 1024)}
+
+
+def limit_hint(error: int, sysctl_root: Path = SYSCTL_ROOT) -> str | None:
+    """What an inotify errno means and how to lift it, naming the limit and its current
+    value (read under ``sysctl_root``); None for errors that are not a limit."""
+    if error == errno.ENOMEM:
+        return "the kernel refused memory for inotify watches"
+    if error not in _LIMITS:
+        return None
+    what, key, suggested = _LIMITS[error]
+    try:
+        now = (sysctl_root / key.replace(".", "/")).read_text().strip()
+    except OSError:
+        now = "?"
+    return (f"inotify {what} limit reached ({key} = {now}); raise it with "
+            f"'sysctl -w {key}={suggested}' and keep it in /etc/sysctl.d/")
+
 
 #: add-watch errors that mean a kernel limit, not a vanished or forbidden folder
 LIMIT_ERRORS = frozenset({errno.ENOSPC, errno.ENOMEM})

@@ -12,7 +12,6 @@ unmounted) is shown as missing and watched again, with a rescan, once it is back
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import logging
 import os
@@ -42,6 +41,7 @@ from rotwatchd.inotify_watch import (
     EventsLostEvent,
     WatchFailedEvent,
     WatchGoneEvent,
+    limit_hint,
     reporting_inotify_observer,
 )
 from rotwatchd.settle import Settler
@@ -53,26 +53,6 @@ INOTIFY_DISPATCH_TIMEOUT = 3600.0
 POLL_INTERVAL = 1.0
 #: How often a missing inbox is looked for (only while one is missing).
 REARM_INTERVAL = 1.0
-SYSCTL_ROOT = Path("/proc/sys")
-
-_LIMITS = {errno.ENOSPC: ("watch", "fs.inotify.max_user_watches", 524288),
-           errno.EMFILE: ("instance", "fs.inotify.max_user_instances", 1024)}
-
-
-def limit_hint(error: int, sysctl_root: Path = SYSCTL_ROOT) -> str | None:
-    """What an inotify errno means and how to lift it, naming the limit and its current
-    value (read under ``sysctl_root``); None for errors that are not a limit."""
-    if error == errno.ENOMEM:
-        return "the kernel refused memory for inotify watches"
-    if error not in _LIMITS:
-        return None
-    what, key, suggested = _LIMITS[error]
-    try:
-        now = (sysctl_root / key.replace(".", "/")).read_text().strip()
-    except OSError:
-        now = "?"
-    return (f"inotify {what} limit reached ({key} = {now}); raise it with "
-            f"'sysctl -w {key}={suggested}' and keep it in /etc/sysctl.d/")
 
 
 class Observer(Protocol):

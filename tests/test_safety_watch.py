@@ -24,9 +24,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
 
 from rotwatchd.cli import main
-from rotwatchd.inotify_watch import ReportingInotifyObserver
+from rotwatchd.inotify_watch import ReportingInotifyObserver, limit_hint
 from rotwatchd.status import format_status, read_status
-from rotwatchd.watcher import INOTIFY_DISPATCH_TIMEOUT, limit_hint, make_observer
+from rotwatchd.watcher import INOTIFY_DISPATCH_TIMEOUT, make_observer
 
 
 def _messages(caplog: pytest.LogCaptureFixture, *words: str) -> list[str]:
@@ -250,6 +250,21 @@ def test_inbox_moved_away_and_replaced_is_watched_again(
     make_photo(inbox / "new.jpg", correction=90)
     results.wait_for(lambda items: _done(results, {"new.jpg"}))
     assert not any(r.path.parent == tmp_path / "inbox.old" for r in results.items)
+
+
+def test_removed_polled_inbox_is_polled_again_when_recreated(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    config = fast_config(tmp_path, inboxes=[{"path": "inbox", "output": "outbox",
+                                             "polling": True}])
+    inbox = config.inboxes[0].path
+    daemon, results = daemon_factory(config)
+    wait_until(lambda: daemon.rescans >= 1)
+    shutil.rmtree(inbox)
+    wait_until(lambda: _state(daemon) == "missing")
+    inbox.mkdir()
+    wait_until(lambda: _state(daemon) == "polling")
+    make_photo(inbox / "polled.jpg", correction=90)
+    results.wait_for(lambda items: _done(results, {"polled.jpg"}))
 
 
 @pytest.fixture
