@@ -204,6 +204,29 @@ def test_watch_limit_on_a_new_subfolder_polls_the_inbox(
     assert "polling instead of inotify" in format_status(daemon.snapshot())
 
 
+def test_watch_limit_at_start_gives_one_line_and_polls(
+        tmp_path: Path, daemon_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    config = fast_config(tmp_path, watch={"quiet_period": 0.1})
+    inbox = config.inboxes[0].path
+    for name in ("a", "b", "c"):
+        (inbox / "deep" / name).mkdir(parents=True)
+
+    def refuse(folder: bytes) -> None:  # the limit is reached below "deep"
+        if b"/deep/" in folder:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    def factory(polling: bool) -> Any:
+        if polling:
+            return make_observer(True)
+        return ReportingInotifyObserver(timeout=INOTIFY_DISPATCH_TIMEOUT, guard=refuse)
+
+    daemon, results = daemon_factory(config, observer_factory=factory)
+    wait_until(lambda: daemon.watchers[0].polling and daemon.rescans >= 1)
+    make_photo(inbox / "deep" / "b" / "x.jpg", correction=90)
+    results.wait_for(lambda items: _done(results, {"x.jpg"}))
+    assert len(_messages(caplog, "fs.inotify.max_user_watches")) == 1
+
+
 # --- an inbox removed and re-created -----------------------------------------------------------
 
 
