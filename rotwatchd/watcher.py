@@ -259,7 +259,7 @@ class InboxWatcher:
         """
         with self._lock:
             needs, self._needs = self._needs, {}
-        if "rearm" in needs or self.missing:
+        if "rearm" in needs or self.missing or self._observer is None:
             if not self._rearm(needs.get("rearm", "")):
                 return REARM_INTERVAL
             needs.setdefault("rescan", "")
@@ -303,6 +303,8 @@ class InboxWatcher:
             return False  # gone again meanwhile
         if was_missing:
             log.warning("inbox %s is back: watching it again", self.inbox.path)
+        elif why:
+            log.warning("inbox %s: %s; watching it again", self.inbox.path, why)
         self._on_change()
         return True
 
@@ -311,8 +313,8 @@ class InboxWatcher:
                     self.inbox.path, why, POLL_INTERVAL)
         self.stop()
         self.polling, self.fallback = True, why
-        self._observer = self._start_observer(True)
         self._on_change()
+        self._observer = self._start_observer(True)  # OSError: maintain() re-arms it later
 
     def _start_observer(self, polling: bool) -> Observer:
         observer = self._factory(polling)
