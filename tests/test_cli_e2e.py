@@ -85,11 +85,13 @@ def daemons() -> Iterator[None]:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """A config (min_confidence 0: every image gets an output) and its folder."""
+    """A config (min_confidence 0: every image gets an output; a broken-looking file is
+    quarantined once unchanged for 1 s instead of 30 min) and its folder."""
     (tmp_path / "inbox").mkdir()
     config = tmp_path / "rotwatchd.yaml"
     config.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n"
-                      "watch: {quiet_period: 300ms}\nmodel: {min_confidence: 0}\n")
+                      "watch: {quiet_period: 300ms, unfinished_wait: 1s}\n"
+                      "model: {min_confidence: 0}\n")
     yield tmp_path, config
 
 
