@@ -98,7 +98,8 @@ def test_lost_events_rescan_the_inbox_at_once(
         return lossy[-1]
 
     daemon, results = daemon_factory(config, observer_factory=factory)
-    (config.inboxes[0].path / "sub").mkdir()
+    make_photo(config.inboxes[0].path / "sub" / "probe.jpg")  # "sub" is watched once it is done
+    results.wait_for(lambda items: _done(results, {"probe.jpg"}))
     wait_until(lambda: daemon.rescans >= 1)  # the startup rescan is over
     (observer,) = lossy
     observer.losing.set()
@@ -108,7 +109,7 @@ def test_lost_events_rescan_the_inbox_at_once(
     with observer.cond:
         assert observer.cond.wait_for(lambda: observer.lost >= len(names), 30)
     observer.losing.clear()
-    assert daemon.settler.pending() == 0 and not results.items  # nothing knows of them
+    assert daemon.settler.pending() == 0 and len(results.items) == 1  # nothing knows of them
     observer.overflow()
     results.wait_for(lambda items: _done(results, {Path(n).name for n in names}))
     assert len(_messages(caplog, "events were lost", "rescanning it now")) == 1
