@@ -1,0 +1,80 @@
+"""Real phone photos for training: the CC0 clothing dataset, mixed in at a capped count.
+
+    python -m training.sources_clothing --repo /path/to/clothing-dataset.git [--count 450]
+
+Source: GitHub ``alexeygrigorev/clothing-dataset`` at commit ``7ed86a9c`` (folder ``images/``,
+5,756 phone photos of clothes on hangers, floors and beds, about 400x533 px, CC0-1.0), read
+from a bare clone with ``git show``: ``git clone --bare
+https://github.com/alexeygrigorev/clothing-dataset`` gives one. None carries an EXIF
+orientation; a contact sheet of 48 random ones showed all stored upright (flat-lays with the
+collar or waistband at the top, shoes and hats from above are the least clear).
+
+Only ``--count`` photos (a seeded sample, default 450: about 40 % of the photo pool then, the
+training split's other 707 photos, wallpapers, drawings and paintings being the rest) are added,
+so one kind of picture cannot dominate the photo share of each batch. Each goes into
+``data/images/train/clothing-dataset/`` as PNG with the same downscaling as the Debian sources
+and is appended to ``data/manifest.jsonl`` (split ``train``, kind ``photo``); running it again
+replaces its own rows. Training split only: never validation or test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import subprocess
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from training.build_dataset import DATA, _normalise, _sha
+
+REPO = "github:alexeygrigorev/clothing-dataset"
+COMMIT = "7ed86a9c"
+LICENCE = "CC0-1.0"
+PACKAGE = "clothing-dataset"
+
+
+def _git(repo: Path, *args: str) -> bytes:
+    return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
+                          capture_output=True).stdout
+
+
+def add(repo: Path, count: int, out: Path = DATA, seed: int = 17) -> int:
+    """Append ``count`` sampled photos to the manifest under ``out``; returns how many."""
+    names = sorted(n for n in _git(repo, "ls-tree", "-r", "--name-only", COMMIT, "images")
+                   .decode().split() if n.lower().endswith(".jpg"))
+    picked = random.Random(seed).sample(names, min(count, len(names)))
+    manifest = out / "manifest.jsonl"
+    rows = [r for r in manifest.read_text().splitlines()
+            if json.loads(r)["package"] != PACKAGE]
+    folder = out / "images" / "train" / PACKAGE
+    folder.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for n, name in enumerate(sorted(picked)):
+        raw = Image.open(io.BytesIO(_git(repo, "show", f"{COMMIT}:{name}")))
+        im = ImageOps.exif_transpose(raw).convert("RGB")
+        rel = Path("images") / "train" / PACKAGE / f"{n:05d}.png"
+        _normalise(im, "photo").save(out / rel, compress_level=1)
+        rows.append(json.dumps({"file": str(rel), "package": PACKAGE,
+                                "version": f"{REPO}@{COMMIT}", "licence": LICENCE,
+                                "sha256": _sha(im), "split": "train", "kind": "photo",
+                                "origin": name, "alpha": False}))
+        added += 1
+    manifest.write_text("\n".join(rows) + "\n")
+    return added
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--repo", type=Path, required=True, help="bare clone of the dataset")
+    p.add_argument("--count", type=int, default=450)
+    p.add_argument("--out", type=Path, default=DATA)
+    a = p.parse_args(argv)
+    print(f"{add(a.repo, a.count, a.out)} clothing photos added to {a.out / 'manifest.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
