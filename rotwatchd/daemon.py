@@ -8,7 +8,7 @@ worker finish its current file, stops everything and closes the journal;
 :meth:`request_stop` (signal-safe) and performs :meth:`request_reload` requests in the main
 thread.
 
-Seams for power management and systemd (issue 3): ``hooks`` (a SleepController: activity,
+Seams for power management and systemd: ``hooks`` (a SleepController: activity,
 begin_work/end_work, inference_started), ``Daemon.queue`` (depth, ActivityListener for
 "work arrived"/"idle"), ``Daemon.model`` (a ClassifierPool that can be released and reloaded),
 lifecycle listeners (ready, reloading, reloaded, stopping) and ``set_power_status``.

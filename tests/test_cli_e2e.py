@@ -1,6 +1,6 @@
 """End to end with the real model and the real ``rotwatchd`` command in a subprocess.
 
-Includes the acceptance scenario of issue 2: 50 images arriving by slow partial writes,
+Includes the acceptance scenario: 50 images arriving by slow partial writes,
 renames and copies into subfolders, a SIGTERM and restart in the middle; every output appears
 under its relative name, every original stays byte-identical, nothing is processed twice.
 """

@@ -97,7 +97,7 @@ def test_variants_agree_with_pytorch(variant: str) -> None:
 
 
 def test_shipped_model_set_fits_the_size_budget() -> None:
-    """Issue 5: every file the daemon ships in its model folder, all cues together, <= 8 MB."""
+    """Every file the daemon ships in its model folder, all cues together, <= 8 MB."""
     files = [f for f in default_model_dir().rglob("*") if f.is_file()]
     assert any(f.suffix == ".tflite" for f in files)
     assert sum(f.stat().st_size for f in files) <= 8 * 1000 * 1000

@@ -3,12 +3,13 @@
     python -m training.release runs/lite0/last.pt [--variant wi8]
 
 1. export the TFLite variants to bench/models/ (training.export);
-2. fit temperature + review thresholds (one pass, 4 passes, adaptive) on the validation
-   sources for each variant and write its sidecar (training.calibrate): every variant gets
-   its own calibration, of the scene network alone (bench/models has no face models), which
-   is how the variants are evaluated;
+2. fit temperature + review thresholds (one pass, 4 passes, adaptive) on the realistic
+   validation set (``--val``) for each variant and write its sidecar (training.calibrate):
+   every variant gets its own calibration, of the scene network alone (bench/models has no
+   face or text models), which is how the variants are evaluated;
 3. copy the chosen variant to models/orientation.tflite and calibrate it there, next to the
-   face models, so the shipped thresholds are those of the shipped cue set;
+   face and text models, so the shipped weights and thresholds are those of the shipped cue
+   set;
 4. store the PyTorch reference predictions on the fixture set (training.fixture_reference).
 """
 
@@ -32,14 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=SERVE_SIZE)
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     p.add_argument("--skip-export", action="store_true")
+    p.add_argument("--val", type=Path, default=calibrate.VAL, help="realistic validation set")
     a = p.parse_args(argv)
     if not a.skip_export:
         export.main([str(a.checkpoint), "--size", str(a.size), "--out", str(VARIANTS)])
     for variant in export.VARIANTS:
-        calibrate.main([str(VARIANTS / f"orientation-{variant}.tflite"), "--size", str(a.size)])
+        calibrate.main([str(VARIANTS / f"orientation-{variant}.tflite"), "--size", str(a.size),
+                        "--val", str(a.val)])
     chosen = VARIANTS / f"orientation-{a.variant}.tflite"
     shutil.copyfile(chosen, MODELS / "orientation.tflite")
-    calibrate.main([str(MODELS / "orientation.tflite"), "--size", str(a.size)])
+    calibrate.main([str(MODELS / "orientation.tflite"), "--size", str(a.size),
+                    "--val", str(a.val)])
     fixture_reference.main([str(a.checkpoint), "--size", str(a.size)])
     return 0
 

@@ -1,4 +1,4 @@
-"""Registry of classifier backends (filled in by the model work, issue 5)."""
+"""Registry of classifier backends: each loader registers under a name; ``auto`` is the first."""
 
 from __future__ import annotations
 
