@@ -34,7 +34,7 @@ from rotwatchd.model.registry import load_classifier
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.processor import Processor, Result, WorkHooks
 from rotwatchd.recovery import clean_temporaries, complete_interrupted
-from rotwatchd.retry import MAX_ATTEMPTS, SPACE_MARGIN, failed_folder, output_ready, retry_delay
+from rotwatchd.retry import MAX_ATTEMPTS, failed_folder, output_ready, retry_delay, room_needed
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
 from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
@@ -151,9 +151,9 @@ class Daemon:
             return
         folder = failed_folder(exc, inbox.output)
         try:
-            need = os.lstat(path).st_size + SPACE_MARGIN
+            need = room_needed(os.lstat(path).st_size)
         except OSError:
-            need = SPACE_MARGIN
+            need = room_needed(0)
         self.settler.hold(path, inbox, retry_delay(attempt), "retry",
                           ready=lambda: output_ready(folder, need))
         self.status.mark_dirty()

@@ -19,13 +19,23 @@ RETRY_FIRST = 2.0
 #: Processing attempts that failed although the folder looked writable; then the file waits
 #: for the next rescan (something other than space or permission is wrong).
 MAX_ATTEMPTS = 8
-#: Room asked for beyond the input file's size (metadata, re-encoding).
+#: Most room asked for beyond the input file's size (metadata, re-encoding).
 SPACE_MARGIN = 1 << 20
+#: Least room asked for beyond the input file's size (one block, the folder entry).
+SPACE_FLOOR = 4096
 
 
 def retry_delay(attempt: int) -> float:
     """Seconds before attempt number ``attempt`` + 1 (``attempt`` >= 1 failed so far)."""
     return float(min(RETRY_FIRST * 2 ** max(attempt - 1, 0), READY_CHECK_MAX))
+
+
+def room_needed(size: int) -> int:
+    """Free bytes to wait for before writing the copy of a ``size``-byte input again: the
+    input twice over (a re-encoded copy may be larger), at most ``size`` + SPACE_MARGIN. Asking
+    for a fixed megabyte more would keep a small file waiting for ever on a volume with room for
+    it but less than a megabyte free in all (a small card, a quota, a tmpfs)."""
+    return size + min(max(size, SPACE_FLOOR), SPACE_MARGIN)
 
 
 def failed_folder(exc: OSError, default: Path) -> Path:

@@ -3,6 +3,7 @@ can take them again, not at the next hourly rescan; status shows the backlog."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from conftest import fast_config, make_photo, wait_until
 
 from rotwatchd.config import InboxConfig
-from rotwatchd.retry import output_ready, retry_delay
+from rotwatchd.retry import SPACE_MARGIN, output_ready, retry_delay, room_needed
 from rotwatchd.settle import READY_CHECK_MAX, Settler
 from rotwatchd.status import format_status
 from rotwatchd.workqueue import WorkQueue
@@ -61,6 +62,12 @@ def test_output_ready_needs_room_a_writable_mount_and_permission(tmp_path: Path)
     assert not output_ready(tmp_path, 10, statvfs=fs(1 << 20), access=denied)
     # a folder not created yet: its nearest existing parent decides (real calls)
     assert output_ready(tmp_path / "not" / "yet", 10)
+
+
+def test_room_asked_for_grows_with_the_file_not_by_a_fixed_megabyte() -> None:
+    assert 4_000 < room_needed(2_000) <= 8_192  # a small photo needs kilobytes, not a megabyte
+    assert room_needed(300_000) == 600_000  # a re-encoded copy may be larger than its input
+    assert room_needed(50 << 20) == (50 << 20) + SPACE_MARGIN
 
 
 def test_back_off_doubles_and_is_bounded() -> None:
@@ -143,6 +150,26 @@ def test_disk_full_output_is_retried_once_space_returns(
     results.wait_for(lambda items: items[-1].outcome == "done", timeout=60)
     assert (small_outbox / "big.jpg").stat().st_size > 0
     assert _waiting_retry(daemon) == 0 and photo.exists()
+
+
+def test_small_file_on_a_small_volume_is_retried_once_space_returns(
+        tmp_path: Path, small_outbox: Path, daemon_factory: Any) -> None:
+    """A volume smaller than a megabyte in all (a small card, a quota): once the space the
+    file needs is free again, it is written, although a megabyte never will be."""
+    filler = small_outbox / "filler"
+    with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 4096)
+    config = fast_config(tmp_path, watch={"quiet_period": 0.1})  # rescan only hourly
+    daemon, results = daemon_factory(config)
+    photo = make_photo(config.inboxes[0].path / "small.jpg", correction=90)
+    assert photo.stat().st_size < 16 * 1024
+    results.wait_for(lambda items: any(r.outcome == "error" for r in items))
+    wait_until(lambda: _waiting_retry(daemon) == 1)
+    filler.unlink()  # 64 KiB free again, no new event for the photo
+    results.wait_for(lambda items: items[-1].outcome == "done", timeout=60)
+    assert (small_outbox / "small.jpg").stat().st_size > 0
+    assert _waiting_retry(daemon) == 0
 
 
 def test_read_only_output_is_retried_once_writable_again(
