@@ -203,6 +203,16 @@ class Workspace:
     def journal_key(self, item: Input) -> str:
         return os.fsdecode(self.inbox_path(item.name))
 
+    def stored_key(self, item: Input) -> str | bytes:
+        """``journal_key`` as the journal stores it: the raw bytes of a path that is not
+        valid UTF-8 (see rotwatchd.journal), text otherwise."""
+        key = self.journal_key(item)
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return os.fsencode(key)
+        return key
+
     def handled(self) -> set[tuple[str, str]]:
         """(path, sha256) of journal rows with a final outcome (read while the daemon runs)."""
         db = self.state / "journal.sqlite3"
@@ -214,7 +224,9 @@ class Workspace:
                                    FINAL).fetchall()
         except sqlite3.Error:
             return set()
-        return {(row[0], row[1]) for row in rows}
+        # a path that is not valid UTF-8 is stored as its bytes: read back as fsdecode would
+        return {(os.fsdecode(row[0]) if isinstance(row[0], bytes) else row[0], row[1])
+                for row in rows}
 
     def all_handled(self) -> bool:
         done = self.handled()
@@ -405,7 +417,7 @@ def in_progress(ws: Workspace, item: Input) -> bool:
     try:
         with contextlib.closing(sqlite3.connect(ws.state / "journal.sqlite3", timeout=2)) as con:
             row = con.execute("SELECT outcome FROM files WHERE path = ? AND sha256 = ?",
-                              (ws.journal_key(item), item.sha)).fetchone()
+                              (ws.stored_key(item), item.sha)).fetchone()
     except sqlite3.Error:
         return False
     return row is not None and row[0] not in FINAL
