@@ -412,15 +412,16 @@ def journal_held(ws: Workspace) -> Iterator[None]:
         con.close()
 
 
-def in_progress(ws: Workspace, item: Input) -> bool:
-    """The journal has a row for ``item`` without a final outcome (begun, not finished)."""
+def in_progress(ws: Workspace, item: Input, intent: str | None = None) -> bool:
+    """The journal has a row for ``item`` without a final outcome (begun, not finished); with
+    ``intent``, one that has also recorded that intent (e.g. "quarantine": the move is next)."""
     try:
         with contextlib.closing(sqlite3.connect(ws.state / "journal.sqlite3", timeout=2)) as con:
-            row = con.execute("SELECT outcome FROM files WHERE path = ? AND sha256 = ?",
+            row = con.execute("SELECT outcome, intent FROM files WHERE path = ? AND sha256 = ?",
                               (ws.stored_key(item), item.sha)).fetchone()
     except sqlite3.Error:
         return False
-    return row is not None and row[0] not in FINAL
+    return row is not None and row[0] not in FINAL and (intent is None or row[1] == intent)
 
 
 @contextlib.contextmanager

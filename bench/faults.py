@@ -44,6 +44,7 @@ from fault_tools import (  # noqa: E402
     IN_MOVED_FROM,
     IN_OPEN,
     Daemon,
+    Input,
     Judge,
     Trap,
     Verdict,
@@ -172,18 +173,40 @@ def _kill_at_review_copy(ws: Workspace, daemon: Daemon, rep: int) -> str | None:
 
 
 def _kill_at_quarantine(ws: Workspace, daemon: Daemon, rep: int) -> str | None:
-    """Step the daemon from one access to the junk file to the next (SIGSTOP at each) until
-    the journal shows it begun; then hold the journal lock, let the move happen, kill."""
+    """The daemon journals the quarantine intent, moves the file, journals the outcome. Hold
+    its renames back (strace) until the journal shows the intent, then hold the journal lock,
+    let the move happen and kill: the file is in quarantine, its row still says "intended".
+    No inotify event comes between the intent and the move (the file is already open), so
+    stepping from one access to the next stops too early; that is only the fallback."""
     moved = Trap(ws.quarantine)
-    item = ws.send(f"quarantine-{rep}.jpg", "junk")
+    try:
+        with renames_delayed(daemon.pid, 3.0) as delayed:
+            item = ws.send(f"quarantine-{rep}.jpg", "junk")
+            if not delayed:
+                return _quarantine_by_steps(ws, daemon, item, moved)
+            if not wait_for(lambda: in_progress(ws, item, "quarantine"), 30, step=0.01):
+                return "the quarantine intent never showed in the journal"
+            with journal_held(ws):
+                arrived = moved.wait(lambda mask, name: True, 10)
+                daemon.freeze_and_kill()
+    finally:
+        moved.close()
+    if arrived is None:
+        return "nothing arrived in quarantine"
+    return None if in_progress(ws, item, "quarantine") else "the row was final before the kill"
+
+
+def _quarantine_by_steps(ws: Workspace, daemon: Daemon, item: Input, moved: Trap) -> str | None:
+    """Without strace: SIGSTOP at each access to the junk file until the journal shows the
+    intent (only when the stop lands late enough), then as above."""
     touched = Trap(ws.inbox, IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE | IN_MOVED_FROM | IN_DELETE)
     try:
         while True:
             event = touched.wait(lambda mask, name: name == item.name, 30)
             if event is None or event[0] & (IN_MOVED_FROM | IN_DELETE):
-                return "moved before the journal showed it begun (missed)"
+                return "moved before the journal showed the intent (missed, no strace)"
             daemon.freeze()
-            if in_progress(ws, item):
+            if in_progress(ws, item, "quarantine"):
                 break
             daemon.thaw()
         with journal_held(ws):
@@ -191,7 +214,6 @@ def _kill_at_quarantine(ws: Workspace, daemon: Daemon, rep: int) -> str | None:
             arrived = moved.wait(lambda mask, name: True, 10)
             daemon.freeze_and_kill()
     finally:
-        moved.close()
         touched.close()
     return None if arrived is not None else "nothing arrived in quarantine"
 
