@@ -5,9 +5,11 @@ Every input is remembered with its bytes and, for photos, the upright pixels a c
 must show. Judging walks the inbox and every result folder (outbox, review, quarantine) by
 bytes, never following symlinks: an input is *present* when its bytes (any folder) or its
 upright pixels (outbox) are found; *lost* when it is nowhere; *pending* when only its original
-is left in the inbox; *duplicated* when it has more than one result. An output matching no
-input is *damaged*. A folder ``outside`` holds a secret photo whose bytes or pixels must never
-reach a result folder, and must itself stay unchanged.
+is left in the inbox; *refused* when only its original is left in the inbox because its place
+in the outbox lies under a symlinked folder, which the daemon must not write through (it
+refuses and journals the file as an error); *duplicated* when it has more than one result.
+An output matching no input is *damaged*. A folder ``outside`` holds a secret photo whose
+bytes or pixels must never reach a result folder, and must itself stay unchanged.
 """
 
 from __future__ import annotations
@@ -213,25 +215,43 @@ class Workspace:
             return os.fsencode(key)
         return key
 
-    def handled(self) -> set[tuple[str, str]]:
-        """(path, sha256) of journal rows with a final outcome (read while the daemon runs)."""
+    def outcomes(self) -> dict[tuple[str, str], str]:
+        """(path, sha256) -> outcome of every journal row (read while the daemon runs)."""
         db = self.state / "journal.sqlite3"
         if not db.exists():
-            return set()
+            return {}
         try:
             with contextlib.closing(sqlite3.connect(db, timeout=2)) as con:
-                rows = con.execute("SELECT path, sha256 FROM files WHERE outcome IN (?, ?, ?)",
-                                   FINAL).fetchall()
+                rows = con.execute("SELECT path, sha256, outcome FROM files").fetchall()
         except sqlite3.Error:
-            return set()
+            return {}
         # a path that is not valid UTF-8 is stored as its bytes: read back as fsdecode would
-        return {(os.fsdecode(row[0]) if isinstance(row[0], bytes) else row[0], row[1])
+        return {(os.fsdecode(row[0]) if isinstance(row[0], bytes) else row[0], row[1]): row[2]
                 for row in rows}
 
+    def handled(self) -> set[tuple[str, str]]:
+        """(path, sha256) of journal rows with a final outcome."""
+        return {key for key, outcome in self.outcomes().items() if outcome in FINAL}
+
+    def refused(self, item: Input) -> bool:
+        """``item``'s place in the outbox lies under a symlinked folder: the daemon must not
+        write its copy there, and leaves it in the inbox."""
+        folder = os.fsencode(self.outbox)
+        for part in os.path.dirname(item.name).split(b"/"):
+            folder = os.path.join(folder, part)
+            if os.path.islink(folder):
+                return True
+        return False
+
     def all_handled(self) -> bool:
-        done = self.handled()
-        return all((self.journal_key(i), i.sha) in done
-                   for i in self.inputs.values() if i.counted)
+        """Every input has a final journal row, or an error row when it is refused."""
+        outcomes = self.outcomes()
+        for item in self.inputs.values():
+            outcome = outcomes.get((self.journal_key(item), item.sha))
+            if item.counted and outcome not in FINAL and not (
+                    outcome == "error" and self.refused(item)):
+                return False
+        return True
 
 
 def snapshot(folder: Path) -> dict[bytes, str]:
@@ -448,6 +468,7 @@ class Verdict:
     read_outside: int = 0
     wrote_outside: int = 0
     pending: int = 0
+    refused: int = 0  # left in the inbox because their outbox folder is a symlink out
     stray: int = 0  # the daemon's own hidden temporary files left in result folders
     recover: str = "-"
     notes: list[str] = field(default_factory=list)
@@ -532,7 +553,9 @@ class Judge:
             if self.results[index] > 1:
                 verdict.duplicated += 1
             if self.results[index] == 0:
-                if self.originals[index]:
+                if self.originals[index] and self.ws.refused(item):
+                    verdict.refused += 1
+                elif self.originals[index]:
                     verdict.pending += 1
                 else:
                     verdict.lost += 1

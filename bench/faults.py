@@ -9,6 +9,8 @@ queue, a watch limit, hostile names and symlink swaps. Prints one table:
   read-out   result files carrying the content of a secret file outside the folders
   wrote-out  entries changed in the outside folder (a symlinked outbox subfolder points there)
   pending    inputs still waiting in the inbox when the scenario ended
+  refused    inputs left in the inbox because their outbox folder is a symlink pointing out
+             (refused by design; they count as settled once journaled as an error)
   stray      the daemon's hidden temporary files left in result folders
   recover    seconds from the fault's end (restart, space back, burst end) until the journal
              has every input finished; ">N" when it never did within the timeout
@@ -416,12 +418,13 @@ def run_scenario(name: str, size: Sizes, seed: int, keep: bool) -> Verdict:
 
 
 COLUMNS = ("scenario", "tried", "lost", "dup", "damaged", "read-out", "wrote-out", "pending",
-           "stray", "recover")
+           "refused", "stray", "recover")
 
 
 def row(name: str, v: Verdict) -> list[str]:
     return [name, *(str(x) for x in (v.tried, v.lost, v.duplicated, v.damaged, v.read_outside,
-                                      v.wrote_outside, v.pending, v.stray)), v.recover]
+                                      v.wrote_outside, v.pending, v.refused, v.stray)),
+            v.recover]
 
 
 def print_table(rows: list[tuple[str, Verdict]]) -> None:
