@@ -135,12 +135,13 @@ class Daemon:
         """A file that looked unfinished: look again when it changes, or after ``delay``."""
         self.settler.hold(path, inbox, delay, "incomplete")
 
-    def _retry_failed(self, path: Path, inbox: InboxConfig, exc: OSError) -> None:
+    def _retry_failed(self, path: Path, inbox: InboxConfig, exc: OSError) -> bool:
         """Writing failed (disk full, read-only output): try again with back-off, as soon as
         the folder it went to can take the file again. A folder refused as unsafe (a
-        symlink out) is not retried: space or permission will not change that."""
+        symlink out) is not retried: space or permission will not change that. Returns
+        whether the file will be tried again."""
         if isinstance(exc, UnsafeFolder):
-            return
+            return False
         with self._failures_lock:
             attempt = self._failures[path] = self._failures.get(path, 0) + 1
             if attempt > MAX_ATTEMPTS:
@@ -148,7 +149,7 @@ class Daemon:
         if attempt > MAX_ATTEMPTS:
             log.warning("%s failed %d times although its output folder looked writable; "
                         "leaving it to the next rescan", path, MAX_ATTEMPTS)
-            return
+            return False
         folder = failed_folder(exc, inbox.output)
         try:
             need = room_needed(os.lstat(path).st_size)
@@ -157,6 +158,7 @@ class Daemon:
         self.settler.hold(path, inbox, retry_delay(attempt), "retry",
                           ready=lambda: output_ready(folder, need))
         self.status.mark_dirty()
+        return True
 
     def _activity(self, event_time: float) -> None:
         activity = getattr(self.processor.hooks, "activity", None)

@@ -139,8 +139,9 @@ class Processor:
         self._threshold: tuple[ModelConfig, float] | None = None
         #: called with (path, inbox, delay) to look at an unfinished-looking file again later
         self.retry_later: Callable[[Path, InboxConfig, float], None] | None = None
-        #: called with (path, inbox, error) when writing failed (disk full, read-only output)
-        self.retry_failed: Callable[[Path, InboxConfig, OSError], None] | None = None
+        #: called with (path, inbox, error) when writing failed (disk full, read-only output);
+        #: returns True when it will try the file again by itself
+        self.retry_failed: Callable[[Path, InboxConfig, OSError], bool] | None = None
 
     def handle(self, item: WorkItem) -> None:
         """Worker entry point: waits for the power hooks, processes, reports. Never raises
@@ -214,12 +215,13 @@ class Processor:
         try:
             return self._process_image(source, inbox, relative, digest, confirmed)
         except OSError as exc:  # disk full, permissions on the output...: retried later
+            retried = self.retry_failed is not None and self.retry_failed(path, inbox, exc)
+            # a refused folder (a symlink out) is not retried: space or permission will not
+            # change it, so the line must not promise it
             log.error("error processing %s (%s): %s", path, "retried once the output can be "
-                      "written again" if self.retry_failed is not None else
-                      "retried on the next event or rescan", exc)
+                      "written again" if retried else "left in the inbox, tried again on its "
+                      "next event or rescan", exc)
             detail = f"{type(exc).__name__}: {exc}"
-            if self.retry_failed is not None:
-                self.retry_failed(path, inbox, exc)
         except Exception as exc:  # a bug or a model failure: keep the file, say so, go on
             log.exception("error processing %s", path)
             detail = f"{type(exc).__name__}: {exc}"

@@ -163,6 +163,24 @@ def test_the_daemon_refuses_a_symlinked_output_folder_and_keeps_going(
     assert path.exists()
 
 
+def test_a_refused_output_folder_is_not_promised_a_retry(
+        tmp_path: Path, daemon_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The daemon does not retry a write refused because its folder is a symlink (space or
+    permission coming back will not change that): its one log line must not say it will,
+    and status must not list it as waiting for a retry."""
+    config, inbox, outside, path = _escape_case(tmp_path, "output")
+    shutil.move(path, tmp_path / "held.jpg")
+    daemon, results = daemon_factory(config)
+    os.rename(tmp_path / "held.jpg", path)
+    results.wait_for(lambda items: [r.outcome for r in items] == ["error"])
+    refusals = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
+    assert len(refusals) == 1
+    assert "retried once" not in refusals[0]
+    assert "left in the inbox" in refusals[0]
+    assert "retry" not in daemon.snapshot()["waiting"]
+    assert path.exists() and list(outside.iterdir()) == []
+
+
 def test_opening_refuses_a_name_that_changed_since_it_was_looked_at(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     path = make_photo(inbox / "a.jpg")
