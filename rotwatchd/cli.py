@@ -92,9 +92,29 @@ def _load(path: Path | None, overrides: list[str]) -> Config:
     return load_config(path, overrides)
 
 
+#: How control characters are written in log lines (a file name may hold any of them).
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+class OneLineFormatter(logging.Formatter):
+    """Every log record stays one line: control characters in its message (a file named
+    ``a\\nb.jpg``, a carriage return) are escaped, so a file name can neither split a line nor
+    forge one. A traceback still follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = message.translate(_ESCAPED)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

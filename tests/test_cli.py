@@ -6,15 +6,21 @@ run the real model are covered by test_cli_e2e.py.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
-from conftest import make_photo, red_edge
+from conftest import MarkerClassifier, fast_config, make_photo, red_edge
 from PIL import Image
 
-from rotwatchd.cli import main
+from rotwatchd.classifier_pool import ClassifierPool
+from rotwatchd.cli import OneLineFormatter, main
+from rotwatchd.config import ensure_dirs
+from rotwatchd.journal import Journal
 from rotwatchd.model import ModelError, load_classifier
+from rotwatchd.processor import Processor
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "rotwatchd.yaml"
 
@@ -115,3 +121,28 @@ def test_eval_and_bench_forward_their_arguments(capsys: pytest.CaptureFixture[st
             main([command, "--help"])  # the model tools' own argparse answers
         assert done.value.code == 0
         assert f"rotwatchd {command}" in capsys.readouterr().out
+
+
+def test_a_file_name_cannot_split_or_forge_a_log_line(tmp_path: Path) -> None:
+    """The daemon's log format escapes control characters in messages: a file named with a
+    newline and a fake log line is quarantined with one line that names it escaped."""
+    config = fast_config(tmp_path)
+    ensure_dirs(config)
+    inbox = config.inboxes[0]
+    name = "junk.jpg\n2026-01-01 00:00:00,000 ERROR rotwatchd.journal: forged\r.jpg"
+    (inbox.path / name).write_bytes(b"not a picture at all\n" * 10)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("rotwatchd")
+    logger.addHandler(handler)
+    try:
+        with Journal(config.state_dir) as journal:
+            processor = Processor(config, journal, ClassifierPool(MarkerClassifier))
+            result = processor.process(inbox.path / name, inbox)
+    finally:
+        logger.removeHandler(handler)
+    assert result.outcome == "quarantined"
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("WARNING rotwatchd.processor: quarantined")
+    assert "junk.jpg\\n2026-01-01 00:00:00,000 ERROR rotwatchd.journal: forged\\r.jpg" in lines[0]
