@@ -137,11 +137,9 @@ class Daemon:
 
     def _retry_failed(self, path: Path, inbox: InboxConfig, exc: OSError) -> bool:
         """Writing failed (disk full, read-only output): try again with back-off, as soon as
-        the folder it went to can take the file again. A folder refused as unsafe (a
-        symlink out) is not retried: space or permission will not change that. Returns
-        whether the file will be tried again."""
-        if isinstance(exc, UnsafeFolder):
-            return False
+        the folder it went to can take the file again; a folder refused as unsafe (a symlink
+        out), as soon as it is no longer a link. Returns whether the file will be tried
+        again (not after MAX_ATTEMPTS failures with the folder looking fine)."""
         with self._failures_lock:
             attempt = self._failures[path] = self._failures.get(path, 0) + 1
             if attempt > MAX_ATTEMPTS:
@@ -150,6 +148,12 @@ class Daemon:
             log.warning("%s failed %d times although its output folder looked writable; "
                         "leaving it to the next rescan", path, MAX_ATTEMPTS)
             return False
+        if isinstance(exc, UnsafeFolder):
+            link = exc.where
+            self.settler.hold(path, inbox, retry_delay(attempt), "refused",
+                              ready=lambda: not os.path.islink(link))
+            self.status.mark_dirty()
+            return True
         folder = failed_folder(exc, inbox.output)
         try:
             need = room_needed(os.lstat(path).st_size)

@@ -86,6 +86,15 @@ def _problem(exc: ImageProblem) -> str:
     return f"{exc.reason}: {text.removeprefix(prefix)}"
 
 
+def _next_try(exc: OSError, retried: bool) -> str:
+    """What happens next to a file whose write failed with ``exc``, for its log line."""
+    if not retried:
+        return "left in the inbox, tried again on its next event or rescan"
+    if isinstance(exc, UnsafeFolder):
+        return "left in the inbox, tried again once that folder is no longer a symbolic link"
+    return "retried once the output can be written again"
+
+
 def review_threshold(model: ModelConfig) -> float:
     """``model.min_confidence`` if set, else the threshold calibrated for the model/backend."""
     if model.min_confidence is not None:
@@ -216,11 +225,7 @@ class Processor:
             return self._process_image(source, inbox, relative, digest, confirmed)
         except OSError as exc:  # disk full, permissions on the output...: retried later
             retried = self.retry_failed is not None and self.retry_failed(path, inbox, exc)
-            # a refused folder (a symlink out) is not retried: space or permission will not
-            # change it, so the line must not promise it
-            log.error("error processing %s (%s): %s", path, "retried once the output can be "
-                      "written again" if retried else "left in the inbox, tried again on its "
-                      "next event or rescan", exc)
+            log.error("error processing %s (%s): %s", path, _next_try(exc, retried), exc)
             detail = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug or a model failure: keep the file, say so, go on
             log.exception("error processing %s", path)

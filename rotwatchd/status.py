@@ -124,7 +124,9 @@ def _inbox_lines(inboxes: object) -> list[str]:
 
 #: How ``rotwatchd status`` names the reasons files are held back (settler holds).
 _WAITING = {"retry": "to retry once the output can be written (disk full, read-only)",
-            "incomplete": "looking unfinished, left in the inbox for their writer"}
+            "incomplete": "looking unfinished, left in the inbox for their writer",
+            "refused": "refused: their output folder is a symbolic link (retried once it is "
+                       "a real folder)"}
 
 
 def _waiting_lines(waiting: object) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MarkerClassifier, fast_config, make_photo, red_edge
+from conftest import MarkerClassifier, fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
 from rotwatchd.classifier_pool import ClassifierPool
@@ -21,6 +21,7 @@ from rotwatchd.inboxfile import Replaced, open_inbox_file
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import Prediction
 from rotwatchd.processor import Processor
+from rotwatchd.status import format_status
 
 
 class SwappingClassifier(MarkerClassifier):
@@ -163,22 +164,28 @@ def test_the_daemon_refuses_a_symlinked_output_folder_and_keeps_going(
     assert path.exists()
 
 
-def test_a_refused_output_folder_is_not_promised_a_retry(
+def test_a_refused_output_folder_is_retried_once_it_is_a_real_folder(
         tmp_path: Path, daemon_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
-    """The daemon does not retry a write refused because its folder is a symlink (space or
-    permission coming back will not change that): its one log line must not say it will,
-    and status must not list it as waiting for a retry."""
+    """A write refused because its output folder is a symlink out waits in the inbox (shown
+    in status) and is written as soon as that link is replaced by a real folder, without a new
+    event or the hourly rescan; its one log line says so."""
     config, inbox, outside, path = _escape_case(tmp_path, "output")
     shutil.move(path, tmp_path / "held.jpg")
     daemon, results = daemon_factory(config)
     os.rename(tmp_path / "held.jpg", path)
     results.wait_for(lambda items: [r.outcome for r in items] == ["error"])
     refusals = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
-    assert len(refusals) == 1
-    assert "retried once" not in refusals[0]
-    assert "left in the inbox" in refusals[0]
-    assert "retry" not in daemon.snapshot()["waiting"]
+    assert len(refusals) == 1 and "once that folder is no longer a symbolic link" in refusals[0]
+    wait_until(lambda: daemon.snapshot()["waiting"].get("refused", {}).get("count") == 1)
+    assert "waiting: 1 refused: their output folder is a symbolic link" in format_status(
+        daemon.snapshot())
     assert path.exists() and list(outside.iterdir()) == []
+    link = inbox.output / "sub"
+    link.unlink()
+    link.mkdir()  # the user's fix: a real folder where the link was
+    results.wait_for(lambda items: [r.outcome for r in items] == ["error", "done"], timeout=60)
+    assert red_edge(load_upright(link / "a.jpg"))[0] == "top"
+    assert list(outside.iterdir()) == [] and daemon.snapshot()["waiting"] == {}
 
 
 def test_opening_refuses_a_name_that_changed_since_it_was_looked_at(tmp_path: Path) -> None:

@@ -44,11 +44,12 @@ _NAMES_LOCK = threading.Lock()
 
 class UnsafeFolder(OSError):
     """A folder on the way is a symbolic link (or ``..``): it is not followed, nothing was
-    read or written through it."""
+    read or written through it. ``where`` is that folder."""
 
     def __init__(self, where: Path) -> None:
         super().__init__(errno.ELOOP, f"{where} is a symbolic link (or leaves its folder): "
                                       "not followed")
+        self.where = where
 
     def __str__(self) -> str:
         return str(self.strerror)
