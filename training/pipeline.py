@@ -1,6 +1,6 @@
 """Rebuild the dataset and the shipped model from nothing, in one command.
 
-    .venv-train/bin/python -m training.pipeline            # ~5 h 20 min on a 2-core x86 CPU
+    .venv-train/bin/python -m training.pipeline --val DIR   # ~5 h 30 min on a 2-core x86 CPU
 
 Steps (each is also its own module): build_dataset (apt-get download + dpkg-deb -x of the
 source packages, ~5 min) -> train stage 1 (fixed wall-clock budget, --minutes, default 75)
@@ -10,13 +10,14 @@ source packages, ~5 min) -> train stage 1 (fixed wall-clock budget, --minutes, d
 average the weights of stage 3's second-half epoch checkpoints (training.average) -> train
 stage 6 (--stage6-minutes, default 55: from the stage 3 average, which is also the teacher,
 with left-right mirroring of photos and composites and a lower learning rate) -> average its
-second half -> release
+second half -> export the text network (training.text_export) -> release
 (export f32 / dynamic-range / weight-only int8 / int8 at the serving input size, 160 px, though
 training runs at 112-128 px: training.augment.SERVE_SIZE; calibrate temperature and the
 one-pass, 4-pass and adaptive thresholds on
 validation sources, install models/orientation.tflite + .json, fixture reference) ->
 evaluate_all (held-out tables in runs/eval/).
-Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
+``--val`` is the realistic validation set (images and MANIFEST.json, or a folder per kind) that
+calibration uses. Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training import average, build_dataset, evaluate_all, export, release, train
+from training import (
+    average,
+    build_dataset,
+    evaluate_all,
+    export,
+    release,
+    text_export,
+    train,
+)
 from training.sources import ROOT
 
 # stage 2: more photos in the mix (documents were already at 99 %), full size from the start
@@ -45,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill-minutes", type=float, default=88)
     p.add_argument("--stage3-minutes", type=float, default=68)
     p.add_argument("--stage6-minutes", type=float, default=55)
+    p.add_argument("--val", type=Path, default=ROOT / "data" / "validation",
+                   help="realistic validation set for calibration")
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     a = p.parse_args(argv)
     run, run2, run3, run6 = (ROOT / "runs" / n
@@ -63,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                             "--init", str(run3 / "swa.pt"), "--teacher", str(run3 / "swa.pt"),
                             *STAGE6]),
         lambda: average.main([*_second_half(run6), "--out", str(run6 / "swa.pt")]),
-        lambda: release.main([str(run6 / "swa.pt"), "--variant", a.variant]),
+        lambda: text_export.main(["--out", str(ROOT / "models")]),
+        lambda: release.main([str(run6 / "swa.pt"), "--variant", a.variant, "--val", str(a.val)]),
         lambda: evaluate_all.main([]),
     ]
     for step in steps:
