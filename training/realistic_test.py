@@ -8,10 +8,11 @@ orientation, scaled to at most 1600 px on the long side and written to ``<out>/<
 (JPEG quality 95, or PNG for screenshots).
 
     python -m training.realistic_test --mirror /work/.mirror --out data/realistic-test
-    python -m training.realistic_test --check
+    python -m training.realistic_test --check --validation VAL/MANIFEST.json
 
-``--check`` verifies that no repository of the manifest is a validation source
-(``../shared/validation/MANIFEST.json``) or a reserved one (``RESERVED``, from MODEL-DATA.md),
+``--check --validation DIR/MANIFEST.json`` verifies that no repository of the manifest is a
+validation source (the realistic validation set's manifest) or a reserved one
+(:func:`is_reserved`),
 that no image's sha256 equals a validation image's, and, where the built set exists, that no
 built image is a near-copy (difference hash) of a validation image or of another test image.
 
@@ -34,8 +35,6 @@ from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / "realistic_test.json"
-DEFAULT_VALIDATION = HERE.parent.parent / "shared" / "validation" / "MANIFEST.json"
-FALLBACK_VALIDATION = Path("/work/shared/validation/MANIFEST.json")
 
 KINDS = (
     "people",
@@ -51,41 +50,49 @@ KINDS = (
 MAX_SIDE = 1600
 JPEG_QUALITY = 95
 
-# Public repositories reserved for an independent evaluation (MODEL-DATA.md): never fetched,
-# opened, trained, tuned or tested on.
-RESERVED: frozenset[str] = frozenset(
+# Public repositories reserved for an independent evaluation (the project's data rules): never
+# fetched, opened, trained, tuned or tested on. Kept as the first 16 hex digits of the sha256 of
+# each lower-cased "owner/name", so the check can refuse them without this file naming them.
+RESERVED_SHA256: frozenset[str] = frozenset(
     {
-        "BIDS/BSDS500",
-        "EliSchwartz/imagenet-sample-images",
-        "JaidedAI/EasyOCR",
-        "JingyunLiang/SwinIR",
-        "Kunzisoft/KeePassDX",
-        "TeamNewPipe/NewPipe",
-        "TencentARC/GFPGAN",
-        "ageitgey/face_recognition",
-        "clovaai/donut",
-        "cszn/KAIR",
-        "danielgatis/rembg",
-        "dmlc/web-data",
-        "facebookresearch/segment-anything",
-        "google-ai-edge/mediapipe",
-        "google/mediapipe",
-        "ianare/exif-samples",
-        "libre-tube/LibreTube",
-        "microsoft/Bringing-Old-Photos-Back-to-Life",
-        "naptha/tesseract.js",
-        "ocrmypdf/OCRmyPDF",
-        "open-mmlab/mmocr",
-        "open-mmlab/mmpose",
-        "photoprism/photoprism",
-        "pjreddie/darknet",
-        "sczhou/CodeFormer",
-        "serengil/deepface",
-        "xinntao/Real-ESRGAN",
-        "zzzDavid/ICDAR-2019-SROIE",
-        "recurser/exif-orientation-examples",
+        "055951a316904dca",
+        "16ca0aba58ecaeda",
+        "21a7a15170311df2",
+        "2298e81cace67de5",
+        "22d8666beb806aa1",
+        "2904dcbf698f8d5a",
+        "38bd51251bcb8d2e",
+        "3da14fa16f6ff189",
+        "3efd8c47ec00ba85",
+        "43e6dee893c27af1",
+        "584c2a27a0f58fe9",
+        "59ea44a0e517ea4c",
+        "5b6d80583b079e7a",
+        "6863e1757ff553fd",
+        "6e37777d53f34ba3",
+        "7ff30c084d128242",
+        "83185228894b4636",
+        "869c430777305635",
+        "8bea53b2468b7eae",
+        "94aafbb572d1c36b",
+        "94b462618cb54e9b",
+        "9e59dff8e10dd86e",
+        "a070e0c438176758",
+        "b794e7d3110dc637",
+        "c402c43ef7bc3488",
+        "d322b05c5ba9fad7",
+        "dc7979b7ebdff496",
+        "eeb7929524498535",
+        "f553172adabbd5d3",
     }
 )
+
+
+def is_reserved(repo: str) -> bool:
+    """True for a repository on the reserved evaluation list (any letter case)."""
+    return hashlib.sha256(repo.lower().encode()).hexdigest()[:16] in RESERVED_SHA256
+
+
 # Training-only sources that a test set must not share either.
 TRAINING_ONLY: frozenset[str] = frozenset({"alexeygrigorev/clothing-dataset"})
 
@@ -206,8 +213,8 @@ def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: 
     for repo in sorted({e.repo for e in entries}):
         if repo in val_repos:
             problems.append(f"{repo}: is a validation source")
-        if repo in RESERVED or repo.lower() in {r.lower() for r in RESERVED}:
-            problems.append(f"{repo}: is reserved (MODEL-DATA.md)")
+        if is_reserved(repo):
+            problems.append(f"{repo}: is reserved for independent evaluation")
         if repo in TRAINING_ONLY:
             problems.append(f"{repo}: is a training source")
     val_dir = validation.parent
@@ -245,15 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--out", type=Path, default=Path("data/realistic-test"))
     parser.add_argument("--check", action="store_true", help="check sources instead of building")
-    parser.add_argument("--validation", type=Path, default=None)
+    parser.add_argument("--validation", type=Path, default=None,
+                        help="the realistic validation set's MANIFEST.json (needed by --check)")
     parser.add_argument("--max-bits", type=int, default=4, help="dHash distance for near-copies")
     args = parser.parse_args(argv)
     entries = load_manifest(args.manifest)
     if args.check:
-        validation = args.validation or (
-            DEFAULT_VALIDATION if DEFAULT_VALIDATION.is_file() else FALLBACK_VALIDATION
-        )
-        problems = check(entries, validation, args.out, args.max_bits)
+        if args.validation is None or not args.validation.is_file():
+            parser.error("--check needs --validation pointing at the validation MANIFEST.json")
+        problems = check(entries, args.validation, args.out, args.max_bits)
         for p in problems:
             print(p)
         repos = len({e.repo for e in entries})
