@@ -7,7 +7,7 @@ a bare snapshot of its repository, checked against its sha256, turned upright by
 orientation, scaled to at most 1600 px on the long side and written to ``<out>/<kind>/<file>``
 (JPEG quality 95, or PNG for screenshots).
 
-    python -m training.realistic_test --mirror /work/.mirror --out data/realistic-test
+    python -m training.realistic_test --mirror MIRROR --out data/realistic-test
     python -m training.realistic_test --check --validation VAL/MANIFEST.json
 
 ``--check --validation DIR/MANIFEST.json`` verifies that no repository of the manifest is a
@@ -249,7 +249,8 @@ def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
-    parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
+    parser.add_argument("--mirror", type=Path, default=Path("mirror"),
+                        help="folder of bare clones, one per repository: <owner>+<name>/repo")
     parser.add_argument("--out", type=Path, default=Path("data/realistic-test"))
     parser.add_argument("--check", action="store_true", help="check sources instead of building")
     parser.add_argument("--validation", type=Path, default=None,
