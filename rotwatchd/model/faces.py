@@ -25,6 +25,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, default_model_dir
+from rotwatchd.model.litert import open_interpreter
 
 FloatArray = npt.NDArray[np.float32]
 RAW_SCORE_CLIP = 100.0  # MediaPipe clips logits before the sigmoid (score_clipping_thresh)
@@ -182,19 +183,6 @@ def rotate_clockwise(square: FloatArray, correction: int) -> FloatArray:
     return np.ascontiguousarray(np.rot90(square, k=-(correction // 90), axes=(0, 1)))
 
 
-def _interpreter_class() -> Any:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise ModelError(
-                "no TFLite runtime found: install ai-edge-litert (or tflite-runtime)"
-            ) from None
-    return Interpreter
-
-
 class _Detector:
     """One loaded model with its anchors; runs one letterboxed square at a time."""
 
@@ -204,13 +192,7 @@ class _Detector:
                 f"face model {path} is missing; run `python training/fetch_face_models.py` "
                 "to extract it from the mediapipe wheel"
             )
-        try:
-            self._interp = _interpreter_class()(model_path=str(path), num_threads=threads)
-            self._interp.allocate_tensors()
-        except ModelError:
-            raise
-        except Exception as exc:  # the runtimes raise bare ValueError/RuntimeError
-            raise ModelError(f"cannot load face model {path}: {exc}") from exc
+        self._interp = open_interpreter(path, threads, "face model")
         self.spec = spec
         self.anchors = ssd_anchor_centres(spec)
         self._input_index = self._interp.get_input_details()[0]["index"]

@@ -93,6 +93,18 @@ def _interpreter_class() -> Any:
     return Interpreter
 
 
+def open_interpreter(path: Path, threads: int, what: str) -> Any:
+    """A loaded, allocated interpreter for ``path``; ``what`` names the model in errors.
+
+    Raises ModelError when no interpreter is installed or the file does not load."""
+    try:
+        interp = _interpreter_class()(model_path=str(path), num_threads=max(1, threads))
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load {what} {path}: {exc}") from exc
+    return interp
+
+
 def runtime_name() -> str:
     """Which interpreter runs the models: ``ai-edge-litert`` or ``tflite-runtime``."""
     module = _interpreter_class().__module__
@@ -146,11 +158,7 @@ class LiteRTClassifier:
             raise ModelError(f"orientation model not found: {path}")
         self.path = path
         self.meta = ModelMeta.for_model(path)
-        try:
-            self._interp = _interpreter_class()(model_path=str(path), num_threads=max(1, threads))
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load orientation model {path}: {exc}") from exc
+        self._interp = open_interpreter(path, threads, "orientation model")
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         shape = tuple(self._in["shape"])

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import ModelError, default_model_dir
-from rotwatchd.model.litert import _interpreter_class, tta_average
+from rotwatchd.model.litert import open_interpreter, tta_average
 
 TEXT_MODEL = Path("text") / "text.tflite"
 INPUT_SIZE = 224
@@ -57,11 +57,7 @@ class TextCue:
         if passes not in (1, 4):
             raise ModelError(f"passes must be 1 or 4, got {passes}")
         self.passes = passes
-        try:
-            self._interp = _interpreter_class()(model_path=str(path), num_threads=max(1, threads))
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"cannot load text model {path}: {exc}") from exc
+        self._interp = open_interpreter(path, threads, "text model")
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         if (tuple(self._in["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)

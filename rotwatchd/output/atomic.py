@@ -267,13 +267,25 @@ def _write_placed(target: Path, fill: Callable[[BinaryIO], None], *,
                 if stat_from is not None:
                     _copy_stat(stat_from, handle.fileno())
                 os.fsync(handle.fileno())
-            name, reused = place(dir_fd, tmp, target.name, keep_existing=keep_existing)
-            os.fsync(dir_fd)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=dir_fd)
             raise
+        name, reused = _place_synced(dir_fd, tmp, target.name, keep_existing)
     return Placed(target.with_name(name), reused)
+
+
+def _place_synced(dir_fd: int, tmp: str, name: str, keep_existing: bool) -> tuple[str, bool]:
+    """:func:`place` the finished temporary file, then fsync the folder; on any error the
+    temporary file is removed (the target name is never left half done)."""
+    try:
+        placed = place(dir_fd, tmp, name, keep_existing=keep_existing)
+        os.fsync(dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    return placed
 
 
 def atomic_write_bytes(target: Path, data: bytes, *, stat_from: Path | None = None,
@@ -311,13 +323,7 @@ def atomic_link(source: Path, target: Path, *, within: Path | None = None,
     with target_folder(target, within) as dir_fd:
         tmp = temp_name()
         os.link(source, tmp, dst_dir_fd=dir_fd)
-        try:
-            name, reused = place(dir_fd, tmp, target.name, keep_existing=keep_existing)
-            os.fsync(dir_fd)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
-            raise
+        name, reused = _place_synced(dir_fd, tmp, target.name, keep_existing)
     return Placed(target.with_name(name), reused)
 
 
