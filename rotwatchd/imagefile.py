@@ -71,6 +71,21 @@ UPRIGHT_TRANSPOSE: dict[int, Image.Transpose] = {
 }
 
 
+# Names a user means as pictures: content that is not an image under one of these is a failure
+# (or a file still being written); under any other name (LICENSE, notes.txt, a video, a sidecar)
+# it is not rotwatchd's business and is left where it is.
+IMAGE_SUFFIXES = frozenset((
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".gif", ".webp", ".bmp", ".dib",
+    ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif", ".jxl", ".jp2", ".j2k", ".psd",
+    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef",
+))
+
+
+def named_as_image(path: Path) -> bool:
+    """True when the file name promises a picture (see IMAGE_SUFFIXES)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
 class ImageProblem(Exception):
     """A file that cannot be used as an image. ``reason`` is one of: not-an-image, corrupt,
     truncated, too-large, empty, unreadable; ``str(exc)`` is a one-line human message."""

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-Outcome = Literal["in-progress", "done", "review", "quarantined", "error"]
-OUTCOMES: Final = ("in-progress", "done", "review", "quarantined", "error")
-FINAL_OUTCOMES: Final = frozenset({"done", "review", "quarantined"})
+Outcome = Literal["in-progress", "done", "review", "quarantined", "error", "ignored"]
+OUTCOMES: Final = ("in-progress", "done", "review", "quarantined", "error", "ignored")
+# "ignored": not an image and not named as one (a video, a sidecar, notes): left in the inbox
+FINAL_OUTCOMES: Final = frozenset({"done", "review", "quarantined", "ignored"})
 JOURNAL_NAME: Final = "journal.sqlite3"
 
 _SCHEMA = """

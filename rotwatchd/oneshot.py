@@ -18,20 +18,13 @@ from typing import Any
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.decision import Decision, decide
 from rotwatchd.filing import copy_into
-from rotwatchd.imagefile import ImageProblem, UnsupportedFormat
+from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, named_as_image
 from rotwatchd.output.writer import write_corrected
 from rotwatchd.processor import ModelSource, gather_facts, review_threshold
 from rotwatchd.watcher import is_ignored
 
 log = logging.getLogger(__name__)
 
-# Names a user means as pictures: content that is not an image under one of these is a failure,
-# under any other name (LICENSE, notes.txt, Thumbs.db) it is skipped without a word.
-IMAGE_SUFFIXES = frozenset((
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".gif", ".webp", ".bmp", ".dib",
-    ".tif", ".tiff", ".heic", ".heif", ".hif", ".avif", ".jxl", ".jp2", ".j2k", ".psd",
-    ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef",
-))
 
 
 class OutputInsideInput(Exception):
@@ -110,10 +103,14 @@ def expand(paths: list[Path], ignore_patterns: tuple[str, ...]) -> Iterator[tupl
 
 
 def check_output_outside(paths: list[Path], outdir: Path) -> None:
-    """Raise OutputInsideInput when ``outdir`` equals, lies inside or contains an input folder:
-    a second run would read the first run's copies (symlinks resolved)."""
+    """Raise OutputInsideInput when ``outdir`` equals, lies inside or contains an input folder
+    (a second run would read the first run's copies), or is the folder of an input file (its
+    copy would take the original's name); symlinks resolved."""
     out = outdir.resolve()
     for given in paths:
+        if given.is_file() and given.resolve().parent == out:
+            raise OutputInsideInput(f"the output folder {outdir} holds the input file {given}: "
+                                    "its copy would replace it; choose another folder")
         if not given.is_dir():
             continue
         folder = given.resolve()
@@ -192,5 +189,4 @@ def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
 
 def _not_meant_as_image(path: Path, problem: str) -> bool:
     """Empty or without an image signature, under a name that does not promise a picture."""
-    return (problem.startswith(("not-an-image:", "empty:"))
-            and path.suffix.lower() not in IMAGE_SUFFIXES)
+    return problem.startswith(("not-an-image:", "empty:")) and not named_as_image(path)

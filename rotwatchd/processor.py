@@ -22,7 +22,13 @@ from typing import Protocol
 from rotwatchd.config import Config, InboxConfig, ModelConfig
 from rotwatchd.decision import Decision, Facts, decide, needs_model
 from rotwatchd.filing import CannotMove, copy_into, dispose_original, move_into, relative_to_inbox
-from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, inspect, load_upright
+from rotwatchd.imagefile import (
+    ImageProblem,
+    UnsupportedFormat,
+    inspect,
+    load_upright,
+    named_as_image,
+)
 from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.journal import Journal, Outcome
 from rotwatchd.model.base import OrientationClassifier
@@ -182,6 +188,8 @@ class Processor:
         if not stat.S_ISREG(st.st_mode):
             return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
                                     "not a regular file", st=st)
+        if st.st_size == 0 and not named_as_image(path):
+            return Result(path, "skipped", "empty, and not named as an image")
         if st.st_size == 0:
             delay = self._unfinished_delay(confirmed, st)
             if delay is not None:
@@ -274,6 +282,11 @@ class Processor:
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")
+            if reason == "not-an-image" and not named_as_image(path):
+                self.journal.finish(str(path), digest, "ignored", detail="not an image")
+                log.info("%s is not an image and not named as one: left in the inbox, ignored",
+                         path)
+                return Result(path, "ignored", "not an image")
             delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
             if delay is not None:
                 self.journal.finish(str(path), digest, "error",

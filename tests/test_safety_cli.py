@@ -126,6 +126,17 @@ def test_fix_refuses_an_input_folder_inside_its_output_folder(
         f"rotwatchd: fix: the input folder {source} is inside the output folder")
 
 
+def test_fix_refuses_the_folder_of_an_input_file_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photo = make_photo(tmp_path / "p.jpg", exif_orientation=6)
+    before = photo.read_bytes()
+    assert main(["fix", str(photo), "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"rotwatchd: fix: the output folder {tmp_path} holds the input file {photo}")
+    assert photo.read_bytes() == before and sorted(tmp_path.iterdir()) == [photo]
+
+
 def test_fix_sees_through_a_symlink_to_its_own_input(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "src"

@@ -121,3 +121,40 @@ def test_unfinished_wait_is_a_documented_config_key(tmp_path: Path) -> None:
     config_file.write_text("inboxes: [{path: inbox, output: out}]\n"
                            "watch: {unfinished_wait: 2h}\n")
     assert load_config(config_file).watch.unfinished_wait == 7200.0
+
+
+def test_files_that_are_not_images_and_not_named_as_images_stay_in_the_inbox(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    """A phone-sync inbox also holds videos, sidecars and notes: they are not rotwatchd's to
+    move. They stay where they are, journaled once as ignored; a photo beside them is handled."""
+    config = fast_config(tmp_path, watch={"quiet_period": 0.1})  # unfinished_wait 0 here
+    inbox = config.inboxes[0]
+    daemon, results = daemon_factory(config)
+    others = {"IMG_0042.MOV": b"\0\0\0\x18ftypqt  " + b"\1" * 500,
+              "IMG_0042.AAE": b"<?xml version='1.0'?><plist/>", "notes.txt": b"call mum\n"}
+    for name, data in others.items():
+        (inbox.path / name).write_bytes(data)
+    (inbox.path / "empty.txt").write_bytes(b"")
+    make_photo(inbox.path / "photo.jpg", size=(320, 240))
+    (inbox.path / "broken.jpg").write_bytes(b"not a picture at all")  # named as one: a fault
+    results.wait_count(5)
+    outcomes = {n: r.outcome for n, r in results.by_name().items()}
+    assert outcomes == {"IMG_0042.MOV": "ignored", "IMG_0042.AAE": "ignored",
+                        "notes.txt": "ignored", "photo.jpg": "done",
+                        "broken.jpg": "quarantined"}, outcomes
+    for name, data in others.items():
+        assert (inbox.path / name).read_bytes() == data
+    # an empty file is never queued by the watcher; a rescan handing it over leaves it too
+    assert daemon.processor.process(inbox.path / "empty.txt", inbox).outcome == "skipped"
+    assert (inbox.path / "empty.txt").exists()
+    assert not any(inbox.quarantine.glob("*IMG_0042*")) and not any(
+        inbox.quarantine.glob("notes*"))
+    with Journal(config.state_dir) as journal:
+        assert journal.counts()["ignored"] == 3
+        assert not journal.needs_processing(str(inbox.path / "notes.txt"), _sha(b"call mum\n"))
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
