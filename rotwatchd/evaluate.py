@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, OrientationClassifier
@@ -67,13 +68,20 @@ def confusion(cases: Sequence[Case]) -> list[list[int]]:
 
 def risk_coverage(cases: Sequence[Case], thresholds: Sequence[float] = THRESHOLDS
                   ) -> list[RiskRow]:
-    rows = []
+    """One row per threshold: the cases with confidence >= it are decided. Sorted once, so a
+    long threshold grid over thousands of cases stays cheap (calibration searches with it)."""
+    conf = np.array([c.confidence for c in cases], dtype=np.float64)
+    wrong = np.array([c.truth != c.predicted for c in cases], dtype=np.int64)
+    order = np.argsort(conf, kind="stable")
+    conf, wrong = conf[order], wrong[order]
+    wrong_from = np.concatenate([np.cumsum(wrong[::-1])[::-1], [0]])  # wrong among i..end
     n = max(1, len(cases))
+    rows = []
     for t in thresholds:
-        decided = [c for c in cases if c.confidence >= t]
-        wrong = sum(c.truth != c.predicted for c in decided)
-        rows.append(RiskRow(t, len(decided) / n, wrong / len(decided) if decided else 0.0,
-                            (len(decided) - wrong) / n))
+        first = int(np.searchsorted(conf, t, side="left"))
+        decided, bad = len(conf) - first, int(wrong_from[first])
+        rows.append(RiskRow(t, decided / n, bad / decided if decided else 0.0,
+                            (decided - bad) / n))
     return rows
 
 

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from rotwatchd.evaluate import Case, resave, turned, upright_images
+from rotwatchd.evaluate import Case, resave, risk_coverage, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusionParams, _faces_for, _text_for, escalates, fuse
-from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess, softmax, tta_average
+from rotwatchd.model.litert import LiteRTClassifier, as_probs, belief, preprocess, softmax
 from rotwatchd.model.text import text_input
 from rotwatchd.processor import MODEL_INPUT_SIDE
 from training.augment import SERVE_SIZE
@@ -147,11 +147,9 @@ def fused_cases(table: CueTable, temperature: float, passes: int, scene_weight: 
                           text_gate=TEXT_GATE, text_weight_sure=text_weight_sure)
     out = []
     for i in range(len(table.truth)):
-        views = np.stack([softmax(z, temperature) for z in table.scene_logits[i]])
-        scene = views[0] if passes == 1 else tta_average(views)
-        has_text = bool(table.text[i].any())
-        text = (table.text[i][0] if passes == 1 else tta_average(table.text[i])) \
-            if has_text else None
+        views = np.stack([softmax(z, temperature) for z in table.scene_logits[i][:passes]])
+        scene = belief(views)
+        text = belief(table.text[i][:passes]) if table.text[i].any() else None
         faces = as_probs(table.faces[i]) if table.faces[i][0] >= 0 else None
         f = fuse(as_probs(scene), faces, params, as_probs(text) if text is not None else None)
         out.append(Case(str(table.group[i]), CORRECTIONS[int(table.truth[i])], f.correction,
@@ -163,11 +161,14 @@ def decided_correctly(cases: list[Case], target_risk: float) -> tuple[float, flo
     """(threshold by :func:`pick_threshold`, share of all cases decided correctly there);
     the share is -1 when no threshold of the grid keeps the risk within ``target_risk``."""
     threshold, rows = pick_threshold(cases, target_risk)
-    at = next(r for r in rows if r["threshold"] == threshold) if threshold in THRESHOLD_GRID \
-        else None
-    if at is None or at["risk"] > target_risk or at["coverage"] == 0:
-        return threshold, -1.0
-    return threshold, at["decided_correct"]
+    return threshold, _score_at(rows, threshold, target_risk)
+
+
+def _score_at(rows: list[dict[str, float]], threshold: float, target_risk: float) -> float:
+    """Share decided correctly at ``threshold``; -1 when the risk there exceeds the target
+    (:func:`pick_threshold` fell back to a threshold no grid value satisfies)."""
+    at = next(r for r in rows if r["threshold"] == threshold)
+    return at["decided_correct"] if at["risk"] <= target_risk and at["coverage"] > 0 else -1.0
 
 
 Weights = tuple[float, float, float | None]  # scene, text, text past the gate
@@ -229,12 +230,9 @@ def pick_escalation(one: list[Case], four: list[Case], escalate_below: float,
     own threshold by :func:`pick_threshold`. Floors that would escalate more than
     ``max_escalated`` of the cases are not considered (the lowest allowed one is the start)."""
 
-    def correct(floor: float) -> tuple[int, float, list[dict[str, float]]]:
-        cases = cascade(one, four, escalate_below, floor)
-        threshold, rows = pick_threshold(cases, target_risk)
-        right = sum(c.confidence >= threshold and c.truth == c.predicted for c in cases)
-        feasible = decided_correctly(cases, target_risk)[1] >= 0
-        return right if feasible else -1, threshold, rows
+    def correct(floor: float) -> tuple[float, float, list[dict[str, float]]]:
+        threshold, rows = pick_threshold(cascade(one, four, escalate_below, floor), target_risk)
+        return _score_at(rows, threshold, target_risk), threshold, rows
 
     def share(floor: float) -> float:
         return sum(escalates(c.confidence, floor, escalate_below) for c in one) / len(one)
@@ -255,28 +253,10 @@ THRESHOLD_GRID = ([round(float(t), 3) for t in np.arange(0.3, 0.996, 0.005)]
                   + [round(1.0 - float(e), 5) for e in np.geomspace(4e-3, 1e-5, 16)])
 
 
-def _risk_rows(cases: list[Case], grid: list[float]) -> list[dict[str, float]]:
-    """``evaluate.risk_coverage`` rows as dicts, vectorised (the weight search calls it often)."""
-    conf = np.array([c.confidence for c in cases], dtype=np.float64)
-    wrong = np.array([c.truth != c.predicted for c in cases], dtype=np.int64)
-    order = np.argsort(conf, kind="stable")
-    conf, wrong = conf[order], wrong[order]
-    wrong_from = np.concatenate([np.cumsum(wrong[::-1])[::-1], [0]])  # wrong among i..n-1
-    n = max(1, len(cases))
-    rows = []
-    for t in grid:
-        i = int(np.searchsorted(conf, t, side="left"))
-        decided, bad = len(conf) - i, int(wrong_from[i])
-        rows.append({"threshold": t, "coverage": decided / n,
-                     "risk": bad / decided if decided else 0.0,
-                     "decided_correct": (decided - bad) / n})
-    return rows
-
-
 def pick_threshold(cases: list[Case], target_risk: float
                    ) -> tuple[float, list[dict[str, float]]]:
     """Lowest threshold whose risk on these validation cases is at most ``target_risk``."""
-    rows = _risk_rows(cases, THRESHOLD_GRID)
+    rows = [r.__dict__ for r in risk_coverage(cases, THRESHOLD_GRID)]
     ok = [r for r in rows if r["risk"] <= target_risk and r["coverage"] > 0]
     chosen = ok[0]["threshold"] if ok else 0.99
     return chosen, rows

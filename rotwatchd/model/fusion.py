@@ -39,6 +39,7 @@ from rotwatchd.model.litert import (
     LiteRTClassifier,
     ModelMeta,
     as_probs,
+    belief,
     preprocess,
     tta_average,
 )
@@ -149,10 +150,6 @@ def weights(meta: ModelMeta, passes: int, base: FusionParams = FusionParams()) -
                    text_gate=meta.text_gate, text_weight_sure=meta.text_weight_sure)
 
 
-def _text_belief(views: np.ndarray) -> Probs:
-    return as_probs(views[0] if len(views) == 1 else tta_average(views))
-
-
 class FusedClassifier:
     """Scene network + text and face cues behind the ``OrientationClassifier`` interface.
 
@@ -172,7 +169,7 @@ class FusedClassifier:
     def predict(self, image: Image.Image) -> Prediction:
         scene = self.scene.probabilities(image)
         faces = self.faces.scores(image) if self.faces is not None else None
-        text = (_text_belief(self.text.views(image, self.scene.passes))
+        text = (as_probs(belief(self.text.views(image, self.scene.passes)))
                 if self.text is not None else None)
         return self._prediction(scene, faces, text, fuse(scene, faces, self.params, text))
 
@@ -229,20 +226,25 @@ class AdaptiveClassifier(FusedClassifier):
         first = self.scene.view(arr, 0)
         one_pass = as_probs(first)
         faces = self.faces.scores(image) if self.faces is not None else None
-        text_cue = self.text
-        text_arr = text_input(image) if text_cue is not None else None
-        text_first = text_cue.view(text_arr, 0) if text_cue and text_arr is not None else None
-        text = as_probs(text_first) if text_first is not None else None
+        text_arr = text_input(image) if self.text is not None else None
+        text_first = self._text_views(text_arr, (0,))
+        text = as_probs(text_first[0]) if text_first is not None else None
         fused = fuse(one_pass, faces, self.params, text)
         if not escalates(fused.confidence, self.escalate_from, self.escalate_below):
             return self._prediction(one_pass, faces, text, fused, ("passes", 1.0))
         views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
         scene = as_probs(tta_average(views))
-        if text_cue is not None and text_arr is not None and text_first is not None:
-            text_views = [text_first, *(text_cue.view(text_arr, m) for m in (1, 2, 3))]
-            text = _text_belief(np.stack(text_views))
+        text_rest = self._text_views(text_arr, (1, 2, 3))
+        if text_first is not None and text_rest is not None:
+            text = as_probs(tta_average(np.concatenate([text_first, text_rest])))
         return self._prediction(scene, faces, text, fuse(scene, faces, self.params_tta, text),
                                 ("passes", 4.0))
+
+    def _text_views(self, arr: np.ndarray | None, turns: tuple[int, ...]) -> np.ndarray | None:
+        """The text network's probabilities for ``arr`` turned each of ``turns`` times."""
+        if self.text is None or arr is None:
+            return None
+        return np.stack([self.text.view(arr, m) for m in turns])
 
 
 def _cue_dir(model_path: Path | None) -> Path:

@@ -130,6 +130,13 @@ def tta_average(view_probs: np.ndarray) -> np.ndarray:
     return out
 
 
+def belief(views: np.ndarray) -> np.ndarray:
+    """What ``views`` (one, or the four turns as in :func:`tta_average`) say about the
+    original image: the single view's probabilities, or the 4-view average."""
+    out: np.ndarray = views[0] if len(views) == 1 else tta_average(views)
+    return out
+
+
 def as_probs(p: np.ndarray) -> tuple[float, float, float, float]:
     """A probability array as the 4-tuple the cues and ``Prediction`` carry."""
     return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
@@ -192,11 +199,7 @@ class LiteRTClassifier:
 
     def probabilities(self, image: Image.Image) -> tuple[float, float, float, float]:
         arr = preprocess(image, self.input_size)
-        if self.passes == 1:
-            p = self.view(arr, 0)
-        else:
-            p = tta_average(np.stack([self.view(arr, m) for m in range(4)]))
-        return as_probs(p)
+        return as_probs(belief(np.stack([self.view(arr, m) for m in range(self.passes)])))
 
     def predict(self, image: Image.Image) -> Prediction:
         probs = self.probabilities(image)

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import ModelError, default_model_dir
-from rotwatchd.model.litert import open_interpreter, tta_average
+from rotwatchd.model.litert import as_probs, belief, open_interpreter
 
 TEXT_MODEL = Path("text") / "text.tflite"
 INPUT_SIZE = 224
@@ -80,9 +80,7 @@ class TextCue:
 
     def scores(self, image: Image.Image) -> Probs:
         """4 probabilities per correction (``CORRECTIONS`` order)."""
-        v = self.views(image)
-        p = v[0] if len(v) == 1 else tta_average(v)
-        return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+        return as_probs(belief(self.views(image)))
 
     def close(self) -> None:
         self._interp = None
