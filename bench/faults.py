@@ -64,6 +64,16 @@ class Skipped(Exception):
     """The scenario cannot run here (no root, no tmpfs); ``str`` says why."""
 
 
+def start_under(daemon: Daemon, key: str, value: int) -> None:
+    """Start the daemon while the sysctl ``key`` (a /proc/sys path) is ``value``, restored
+    afterwards; Skipped when it cannot be set."""
+    try:
+        with sysctl(key, value):
+            daemon.start()
+    except OSError as exc:
+        raise Skipped(f"cannot set {key.replace('/', '.')}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Sizes:
     stream: int  # files in the random-kill stream
@@ -281,11 +291,7 @@ def burst(ws: Workspace, daemon: Daemon, size: Sizes, cleanup: contextlib.ExitSt
     items = [ws.prepare(f"b{i % 10:02d}/burst-{i:05d}.jpg") for i in range(size.burst)]
     for i in range(10):
         (ws.inbox / f"b{i:02d}").mkdir()
-    try:
-        with sysctl("fs/inotify/max_queued_events", 128):
-            daemon.start()
-    except OSError as exc:
-        raise Skipped(f"cannot set fs.inotify.max_queued_events: {exc}") from None
+    start_under(daemon, "fs/inotify/max_queued_events", 128)
     for item in items:
         ws.put(item)
     recover(ws, time.monotonic(), size.timeout + size.burst / 20, verdict)  # ~20 files/s
@@ -300,11 +306,7 @@ def watch_limit(ws: Workspace, daemon: Daemon, size: Sizes, cleanup: contextlib.
     verdict = Verdict()
     for i in range(size.folders):
         (ws.inbox / f"d{i:02d}").mkdir()
-    try:
-        with sysctl("fs/inotify/max_user_watches", 50):
-            daemon.start()
-    except OSError as exc:
-        raise Skipped(f"cannot set fs.inotify.max_user_watches: {exc}") from None
+    start_under(daemon, "fs/inotify/max_user_watches", 50)
     for i in range(size.folders):
         ws.send(f"d{i:02d}/photo.jpg")
     recover(ws, time.monotonic(), size.timeout, verdict)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,17 @@ class LossyObserver:
         """Hand watchdog's inotify reader the event the kernel sends on overflow (wd -1)."""
         overflow = InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b"")
         self.real._inotify_fd.handle_event(overflow)  # watchdog's reader, as from read()
+
+
+def _observers_refusing(refuse: Callable[[bytes], None]) -> Callable[[bool], Any]:
+    """Observer factory whose inotify observer meets the watch limit where ``refuse`` raises
+    (the kernel boundary, injected); polling observers are the real ones."""
+    def factory(polling: bool) -> Any:
+        if polling:
+            return make_observer(True)
+        return ReportingInotifyObserver(timeout=INOTIFY_DISPATCH_TIMEOUT, guard=refuse)
+
+    return factory
 
 
 def test_lost_events_rescan_the_inbox_at_once(
@@ -185,12 +196,7 @@ def test_watch_limit_on_a_new_subfolder_polls_the_inbox(
         if os.path.basename(folder) == b"full":
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
-    def factory(polling: bool) -> Any:
-        if polling:
-            return make_observer(True)
-        return ReportingInotifyObserver(timeout=INOTIFY_DISPATCH_TIMEOUT, guard=refuse)
-
-    daemon, results = daemon_factory(config, observer_factory=factory)
+    daemon, results = daemon_factory(config, observer_factory=_observers_refusing(refuse))
     make_photo(inbox / "first.jpg", correction=90)
     results.wait_for(lambda items: _done(results, {"first.jpg"}))
     (inbox / "full").mkdir()  # its watch is refused
@@ -216,12 +222,7 @@ def test_watch_limit_at_start_gives_one_line_and_polls(
         if b"/deep/" in folder:
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
-    def factory(polling: bool) -> Any:
-        if polling:
-            return make_observer(True)
-        return ReportingInotifyObserver(timeout=INOTIFY_DISPATCH_TIMEOUT, guard=refuse)
-
-    daemon, results = daemon_factory(config, observer_factory=factory)
+    daemon, results = daemon_factory(config, observer_factory=_observers_refusing(refuse))
     wait_until(lambda: daemon.watchers[0].polling and daemon.rescans >= 1)
     make_photo(inbox / "deep" / "b" / "x.jpg", correction=90)
     results.wait_for(lambda items: _done(results, {"x.jpg"}))

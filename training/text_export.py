@@ -38,6 +38,9 @@ INPUT_SIZE = 224
 # class k of the network (content turned 90k clockwise) for each rotwatchd correction index
 # (0, 90, 180, 270 clockwise): correction 90 undoes content turned 270, i.e. k = 3.
 CLASS_FOR_CORRECTION = (0, 3, 2, 1)
+# the network's input normalisation in its own (BGR) channel order, on 0-255 pixels
+MEAN_BGR = np.array([0.406, 0.456, 0.485], np.float32) * 255.0
+STD_BGR = np.array([0.225, 0.224, 0.229], np.float32) * 255.0
 
 
 def fetch_onnx(cache: Path) -> Path:
@@ -139,10 +142,8 @@ class TextNetNHWC(torch.nn.Module):
     def __init__(self, net: torch.nn.Module) -> None:
         super().__init__()
         self.net = net
-        mean = torch.tensor([0.406, 0.456, 0.485]) * 255.0  # BGR order
-        std = torch.tensor([0.225, 0.224, 0.229]) * 255.0
-        self.register_buffer("mean", mean.view(1, 3, 1, 1))
-        self.register_buffer("inv_std", (1.0 / std).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.from_numpy(MEAN_BGR).view(1, 3, 1, 1))
+        self.register_buffer("inv_std", torch.from_numpy(1.0 / STD_BGR).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bgr = x.flip(3).permute(0, 3, 1, 2)
@@ -159,11 +160,9 @@ def check_against_onnx(onnx_path: Path, tflite_path: Path, samples: list[np.ndar
     interp = Interpreter(model_path=str(tflite_path))
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    mean = np.array([0.406, 0.456, 0.485], np.float32) * 255
-    std = np.array([0.225, 0.224, 0.229], np.float32) * 255
     worst = 0.0
     for rgb in samples:
-        nchw = ((rgb[..., ::-1] - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+        nchw = ((rgb[..., ::-1] - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)[None].astype(np.float32)
         ref = sess.run(None, {sess.get_inputs()[0].name: nchw})[0][0][list(CLASS_FOR_CORRECTION)]
         interp.set_tensor(inp["index"], rgb[None].astype(np.float32))
         interp.invoke()
