@@ -63,9 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(status)
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
 
-    from rotwatchd import review_cli
+    from rotwatchd import adapt_cli, review_cli
 
     review_cli.add_parser(sub, _config_args)
+    adapt_cli.add_parser(sub, _config_args)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -122,6 +123,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from rotwatchd.adapt_runtime import AdaptRuntime
     from rotwatchd.daemon import Daemon  # heavy imports only for the commands that need them
     from rotwatchd.power.runtime import PowerRuntime
     from rotwatchd.supervision import SystemdSupervision
@@ -136,6 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     supervision = SystemdSupervision.attach(daemon)
     power = PowerRuntime.attach(daemon)
     power.sleep.add_listener(lambda state: supervision.send_status())
+    AdaptRuntime.attach(daemon, power.sleep)
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         daemon.request_stop()
@@ -256,6 +259,12 @@ def _cmd_review(args: argparse.Namespace) -> int:
     return review_cli.run(args, _load(args.config, args.set))
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from rotwatchd import adapt_cli
+
+    return adapt_cli.run(args, _load(args.config, args.set))
+
+
 def _forward(command: str, argv: list[str]) -> int:
     """``eval``/``bench`` belong to the model tools; imported lazily (they pull in more)."""
     name = "rotwatchd.evaluate" if command == "eval" else "rotwatchd.benchmark"
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run, "check": _cmd_check, "fix": _cmd_fix, "status": _cmd_status,
-        "config": _cmd_config, "review": _cmd_review,
+        "config": _cmd_config, "review": _cmd_review, "adapt": _cmd_adapt,
     }
     try:
         return commands[args.command](args)

@@ -81,6 +81,18 @@ class PowerConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """On-device adaptation (rotwatchd/adapt_runtime.py)."""
+
+    enabled: bool = True
+    max_labels: int = 2000
+    min_labels: int = 100
+    after_idle: float = 900.0
+    strength: float = 0.01
+    holdout: float = 0.3
+
+
+@dataclass(frozen=True)
 class Config:
     """A complete, validated configuration. ``source`` is the file it came from."""
 
@@ -95,6 +107,7 @@ class Config:
     limits: LimitsConfig
     power: PowerConfig
     source: str = BUILTIN_SOURCE
+    adapt: AdaptConfig = AdaptConfig()
 
 
 def read_yaml(path: Path) -> object:
@@ -209,6 +222,7 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
         limits=LimitsConfig(**data["limits"]),
         power=PowerConfig(**{**power, "cpufreq_path": p(power["cpufreq_path"])}),
         source=source,
+        adapt=AdaptConfig(**data["adapt"]),
     )
 
 

@@ -134,6 +134,20 @@ SCHEMA: tuple[Field, ...] = (
         Field("balanced_governor", "str", "schedutil", "dynamic mode: light load governor"),
         Field("performance_governor", "str", "performance", "dynamic mode: heavy load governor"),
     )),
+    Field("adapt", "section", None, "on-device adaptation: a personal head learned while idle "
+          "from EXIF-decided photos and review answers (features only, in state_dir)",
+          children=(
+        Field("enabled", "bool", True, "collect labels and fit while asleep"),
+        Field("max_labels", "int", 2000, "labels kept (about 20 KB each); the oldest are "
+              "dropped", minimum=20),
+        Field("min_labels", "int", 100, "new labels needed before the next fit", minimum=1),
+        Field("after_idle", "duration", 900.0, "asleep this long before collecting or fitting",
+              minimum=0),
+        Field("strength", "float", 0.01, "pull of the personal head toward the shipped one "
+              "(L2); larger = fewer changes", minimum=0),
+        Field("holdout", "float", 0.3, "share of the labels kept aside to judge the head",
+              minimum=0.05, maximum=0.9),
+    )),
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

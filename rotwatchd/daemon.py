@@ -78,8 +78,11 @@ class Daemon:
         self.started_at = time.time()
         self.journal = Journal(config.state_dir)
         self.queue = WorkQueue(config.queue_size)
+        #: what builds each classifier; adaptation (rotwatchd.adapt_runtime) wraps it before
+        #: start() to put a personal head in
+        self.classifier_factory = classifier_factory
         # one classifier per concurrently working thread: interpreters are not thread-safe
-        self.model = ClassifierPool(lambda: classifier_factory(self.config.model))
+        self.model = ClassifierPool(lambda: self.classifier_factory(self.config.model))
         self.processor = Processor(config, self.journal, self.model, hooks=hooks,
                                    on_result=self._on_result)
         self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)
@@ -95,6 +98,7 @@ class Daemon:
         self._lifecycle: list[Lifecycle] = []
         self._result_listeners: list[Callable[[Result], None]] = []
         self._power_status: Callable[[], dict[str, Any]] | None = None
+        self._status_sections: dict[str, Callable[[], dict[str, Any]]] = {}
         self._heartbeat: Heartbeat | None = None
         self._state = "created"
         self._lock = threading.Lock()  # serialises start/stop/reload
@@ -126,6 +130,12 @@ class Daemon:
         """``provider()`` fills the ``power`` field of status.json; call mark_status_dirty()
         when it changes."""
         self._power_status = provider
+        self.status.mark_dirty()
+
+    def add_status_section(self, name: str, provider: Callable[[], dict[str, Any]]) -> None:
+        """``provider()`` fills the ``name`` field of status.json (e.g. ``adapt``); a failing
+        provider gives ``{"error": ...}`` there, never a failed status."""
+        self._status_sections[name] = provider
         self.status.mark_dirty()
 
     def mark_status_dirty(self) -> None:
@@ -372,4 +382,12 @@ class Daemon:
             "counts": self.journal.counts(),
             "last_errors": problems,
             "power": power,
+            **{name: _section(provider) for name, provider in self._status_sections.items()},
         }
+
+
+def _section(provider: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return provider()
+    except Exception as exc:  # status must never take the daemon down
+        return {"error": str(exc)}

@@ -410,3 +410,14 @@ class Journal:
                 "SELECT answer FROM reviews WHERE sha256=? AND answer IS NOT NULL "
                 "ORDER BY settled_at DESC LIMIT 1", (sha256,)).fetchone()
         return None if row is None else int(row[0])
+
+    def labelled_after(self, after: float, limit: int) -> list[Record]:
+        """Up to ``limit`` files finished after ``after`` (Unix seconds) whose correction is
+        known exactly: decided by a valid EXIF orientation (source ``exif``) or by a person
+        (``human``), with their upright output; oldest first (on-device adaptation)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE outcome='done' AND source IN "
+                "('exif','human') AND output IS NOT NULL AND finished_at > ? "
+                "ORDER BY finished_at LIMIT ?", (after, limit)).fetchall()
+        return [_record(row) for row in rows]

@@ -160,8 +160,31 @@ def format_status(document: dict[str, Any]) -> str:
     with contextlib.suppress(AttributeError):
         lines.append("power: " + ", ".join(f"{k} {v}" for k, v in power.items()
                                            if not isinstance(v, dict | list)))
+    lines.extend(_adapt_lines(document.get("adapt")))
     errors = document.get("last_errors", [])
     if errors:
         lines.append("last problems:")
         lines.extend(f"  {e.get('outcome')}: {e.get('path')}: {e.get('detail')}" for e in errors)
     return "\n".join(lines)
+
+
+def _adapt_lines(adapt: Any) -> list[str]:
+    """On-device adaptation: the labels, whether a personal head decides, and its figures."""
+    if not isinstance(adapt, dict) or "labels" not in adapt:
+        return []
+    labels = adapt.get("labels") or {}
+    lines = [f"adaptation: {'on' if adapt.get('enabled') else 'off'}, labels "
+             + ", ".join(f"{k} {v}" for k, v in labels.items())]
+    used = adapt.get("in_use")
+    if adapt.get("personal_head") and isinstance(used, dict):
+        shipped, personal = used.get("shipped") or {}, used.get("personal") or {}
+        lines.append(f"  personal head in use: on {used.get('labels_held_out')} held-out "
+                     f"photos x 4, decided correctly {shipped.get('decided_correct', 0):.1%} "
+                     f"(shipped) -> {personal.get('decided_correct', 0):.1%}, wrong among "
+                     f"decided {personal.get('wrong_among_decided', 0):.1%}")
+    else:
+        lines.append("  personal head: none in use (the shipped head decides)")
+    last = adapt.get("last_fit")
+    if isinstance(last, dict) and not last.get("accepted"):
+        lines.append(f"  last fit kept aside: {last.get('reason')}")
+    return lines

@@ -1,0 +1,240 @@
+"""Benchmark on-device adaptation on simulated users (rotwatchd.adapt).
+
+Each simulated user is a library of pictures from one source: the first ``--labels`` of it
+(seeded order) are the photos whose EXIF orientation told the daemon how they stand (stored as
+the daemon's upright output: re-saved JPEG q90 at the model's input side, 384 px), and the
+next ``--judge`` are the user's later, untagged photos: each turned 4 ways and re-saved as JPEG
+(q80-95) exactly as ``rotwatchd eval`` does, then decided by the real default backend (scene,
+text and face cues, adaptive cascade) before and after adaptation, each at its threshold:
+the shipped calibrated one before, the personal head's recalibrated one after (the daemon's
+rule). A library unlike the labels (``--unlike``: the realistic validation set) is judged with
+every user's head too: it must lose nothing beyond noise.
+
+Users (sources kept apart from the realistic validation and test sets):
+  clothing     CC0 phone photos of clothes (github alexeygrigorev/clothing-dataset 7ed86a9c),
+               only the ones never used in training
+  documents    the Debian-built dataset's synthetic documents, test and validation splits
+  screenshots  games-thumbnails (training split: the network saw these)
+  stamps       tuxpaint-stamps-default (training split: the network saw these)
+
+Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared cores):
+  OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_adapt.py \
+      --data /path/to/data --clothing /path/to/clothing-dataset.git
+``--strengths 0.001,0.01,0.1`` also prints the guardrail's held-out figures per strength
+(how the default was chosen); ``--report-test`` adds the project's independent test set
+(report only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from rotwatchd.adapt import FitSettings, adapt  # noqa: E402
+from rotwatchd.evaluate import Case, accuracy, risk_coverage, run_cases  # noqa: E402
+from rotwatchd.labels import LabelSet  # noqa: E402
+from rotwatchd.model.fusion import load_adaptive  # noqa: E402
+from rotwatchd.model.litert import ModelMeta  # noqa: E402
+from rotwatchd.model.personal import (  # noqa: E402
+    LabelCues,
+    PersonalHead,
+    load_personal,
+    model_digest,
+    model_path_or_default,
+    shipped_head,
+)
+from rotwatchd.processor import MODEL_INPUT_SIDE  # noqa: E402
+
+CLOTHING_COMMIT = "7ed86a9c"
+Loader = Callable[[], Image.Image]
+
+
+def _rgb(im: Image.Image) -> Image.Image:
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("RGBA", "LA", "P"):
+        im = im.convert("RGBA")
+        flat = Image.new("RGB", im.size, (255, 255, 255))
+        flat.paste(im, mask=im.split()[3])
+        return flat
+    return im.convert("RGB")
+
+
+def _file(path: Path) -> Loader:
+    def load() -> Image.Image:
+        with Image.open(path) as im:
+            return _rgb(im)
+    return load
+
+
+def clothing(repo: Path) -> list[tuple[str, Loader]]:
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
+                              capture_output=True).stdout
+
+    names = sorted(n for n in git("ls-tree", "-r", "--name-only", CLOTHING_COMMIT, "images")
+                   .decode().split() if n.lower().endswith(".jpg"))
+    trained = set(random.Random(17).sample(names, 450))  # training/sources_clothing.py
+
+    def loader(name: str) -> Loader:
+        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{CLOTHING_COMMIT}:{name}"))))
+    return [(n, loader(n)) for n in names if n not in trained]
+
+
+def manifest_source(data: Path, package: str, splits: tuple[str, ...]) -> list[tuple[str, Loader]]:
+    rows = [json.loads(line) for line in (data / "manifest.jsonl").read_text().splitlines()]
+    return [(r["file"], _file(data / r["file"])) for r in rows
+            if r["package"] == package and r["split"] in splits]
+
+
+def folder_source(folder: Path) -> list[tuple[str, Path]]:
+    return [(p.parent.name if p.parent != folder else ".", p) for p in sorted(folder.rglob("*"))
+            if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+
+
+def as_stored(im: Image.Image, quality: int = 90) -> Image.Image:
+    """The daemon's view of an upright photo: at most 384 px, re-saved as JPEG."""
+    im = im.copy()
+    im.thumbnail((MODEL_INPUT_SIDE, MODEL_INPUT_SIDE), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out
+
+
+def label_set(items: list[tuple[str, Loader]], cues: LabelCues, cache: Path) -> LabelSet:
+    if cache.is_file():
+        with np.load(cache) as d:
+            text = d["text"] if d["text"].size else None
+            return LabelSet(tuple(d["sha"]), tuple(d["source"]), d["features"], text)
+    shas, feats, texts = [], [], []
+    for name, load in items:
+        features, text = cues(as_stored(load()))
+        shas.append(hashlib.sha256(name.encode()).hexdigest())
+        feats.append(features)
+        texts.append(text)
+    text_arr = np.stack(texts) if all(t is not None for t in texts) else None
+    labels = LabelSet(tuple(shas), ("exif",) * len(shas), np.stack(feats).astype(np.float16)
+                      .astype(np.float32), text_arr)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, sha=np.array(labels.sha256), source=np.array(labels.source),
+             features=labels.features, text=text_arr if text_arr is not None else np.zeros(0))
+    return labels
+
+
+def judged(classifier: object, items: list[tuple[str, Path]] | list[tuple[str, Loader]],
+           tmp: Path) -> list[Case]:
+    """Cases of ``items`` turned 4 ways and re-saved (rotwatchd.evaluate.run_cases)."""
+    paths: list[tuple[str, Path]] = []
+    for i, (_name, what) in enumerate(items):
+        if isinstance(what, Path):
+            paths.append((".", what))
+        else:
+            p = tmp / f"{i:05d}.png"
+            if not p.exists():
+                what().save(p, compress_level=1)
+            paths.append((".", p))
+    return run_cases(classifier, paths, "jpeg", (80, 95), MODEL_INPUT_SIDE, seed=1)  # type: ignore[arg-type]
+
+
+def figures(cases: list[Case], threshold: float) -> tuple[float, float, float]:
+    row = risk_coverage(cases, [threshold])[0]
+    return row.decided_correct, row.risk, accuracy(cases)
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=root / "data")
+    parser.add_argument("--clothing", type=Path, help="bare clone of clothing-dataset")
+    parser.add_argument("--users", default="clothing,documents,screenshots,stamps")
+    parser.add_argument("--labels", type=int, default=300)
+    parser.add_argument("--judge", type=int, default=150)
+    parser.add_argument("--strengths", default="")
+    parser.add_argument("--unlike", type=Path, default=Path("/work/shared/validation"))
+    parser.add_argument("--report-test", action="store_true")
+    parser.add_argument("--cache", type=Path, default=root / "cache" / "adapt")
+    args = parser.parse_args(argv)
+
+    sources: dict[str, Callable[[], list[tuple[str, Loader]]]] = {
+        "clothing": lambda: clothing(args.clothing),
+        "documents": lambda: manifest_source(args.data, "synthetic-documents", ("test", "val")),
+        "screenshots": lambda: manifest_source(args.data, "games-thumbnails", ("train",)),
+        "stamps": lambda: manifest_source(args.data, "tuxpaint-stamps-default", ("train",)),
+    }
+    meta = ModelMeta.for_model(model_path_or_default(None))
+    shipped = shipped_head(None, meta.temperature)
+    threshold = meta.threshold("cascade")
+    settings = FitSettings()
+    cues = LabelCues(None, 1)
+    before_cls = load_adaptive(None, 1)
+    unlike = folder_source(args.unlike) if args.unlike.is_dir() else []
+    unlike_before = judged(before_cls, unlike, args.cache) if unlike else []
+    test = folder_source(args.data / "realistic-test") if args.report_test else []
+    test_before = judged(before_cls, test, args.cache) if test else []
+    print(f"shipped threshold {threshold}; unlike library {len(unlike)} images "
+          f"({args.unlike}); fit strength {settings.strength}, iterations "
+          f"{settings.iterations}, held out {settings.holdout:.0%}")
+    rows = []
+    for user in args.users.split(","):
+        items = sources[user]()
+        random.Random(5).shuffle(items)
+        labelled, later = items[:args.labels], items[args.labels:args.labels + args.judge]
+        labels = label_set(labelled, cues, args.cache / f"{user}-{args.labels}.npz")
+        for strength in [float(s) for s in args.strengths.split(",") if s]:
+            a = adapt(labels, shipped, meta, replace(settings, strength=strength))
+            print(f"  {user} strength {strength:g}: {a.verdict.reason}")
+        t0 = time.process_time()
+        adapted = adapt(labels, shipped, meta, settings)
+        fit_cpu = time.process_time() - t0
+        print(f"{user}: {len(labels)} labels, fit {fit_cpu:.1f} s CPU; {adapted.verdict.reason}")
+        tmp = args.cache / f"judge-{user}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        before = judged(before_cls, later, tmp)
+        row = [user, len(labels), len(later), *figures(before, threshold)]
+        if adapted.verdict.accepted and adapted.head is not None:
+            personal = PersonalHead(adapted.head, adapted.threshold, threshold,
+                                    model_digest(None), adapted.verdict.figures())
+            after_cls = load_personal(None, 1, personal)
+            after = judged(after_cls, later, tmp)
+            row += [*figures(after, threshold)]
+            for name, lib, base in (("unlike", unlike, unlike_before),
+                                    ("test", test, test_before)):
+                if lib:
+                    cases = judged(after_cls, lib, args.cache)
+                    print(f"  {user} head on {name} library: decided correctly "
+                          f"{figures(base, threshold)[0]:.1%} -> {figures(cases, threshold)[0]:.1%}"
+                          f", wrong among decided {figures(base, threshold)[1]:.1%} -> "
+                          f"{figures(cases, threshold)[1]:.1%}")
+        else:
+            row += [*figures(before, threshold)]
+        row.append(fit_cpu)
+        rows.append(row)
+        print("  " + " ".join(str(round(v, 4)) if isinstance(v, float) else str(v) for v in row),
+              flush=True)
+    print()
+    print(f"{'user':12s} {'labels':>6s} {'judged':>6s} {'correct before':>14s} "
+          f"{'wrong before':>12s} {'correct after':>13s} {'wrong after':>11s} {'gain':>6s} "
+          f"{'fit s':>6s}")
+    for user, n, j, cb, rb, _ab, ca, ra, _aa, fit in rows:
+        print(f"{user:12s} {n:6d} {j:6d} {cb:14.1%} {rb:12.1%} {ca:13.1%} {ra:11.1%} "
+              f"{(ca - cb) * 100:+6.1f} {fit:6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

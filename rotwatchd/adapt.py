@@ -1,0 +1,232 @@
+"""On-device adaptation: fit a personal scene head on the user's labels, behind a guardrail.
+
+Pure numpy, no I/O (the label store, the scheduling and the files live in
+``rotwatchd/adapt_runtime.py``).
+
+* **Examples.** Each label holds the pooled features of the upright photo turned 0..3 times;
+  view m is an example of class m (turned m times), so a photo gives four exact examples.
+* **Fit** (:func:`fit_head`): multinomial logistic regression over the four turns, started
+  from the shipped head and L2-regularised toward it (``strength``), so a few odd labels cannot
+  take it over: mean cross-entropy + strength/2 * |W - W_shipped|^2. Nesterov-accelerated
+  gradient descent with the step from the Lipschitz bound, a fixed number of iterations;
+  ``cancelled()`` is asked between iterations (a file arrived: stop at once).
+* **Guardrail** (:func:`judge`): labels are split by their content hash (a photo stays on its
+  side from one fit to the next); the held-out part is run through the same cascade the
+  daemon runs (:func:`cascade_cases`: one pass fused with the text cue, the 4-pass ensemble
+  when one pass is unsure, the thresholds and weights of the model's sidecar; the face cue is
+  left out: it is not stored) once with the shipped head and once with the personal one. For
+  each, the lowest threshold whose wrong-among-decided is at most ``target_risk`` is found with
+  ``rotwatchd.evaluate.risk_coverage``; the personal head is used only if it decides at least
+  as many held-out cases correctly there as the shipped head does at its own, and then with
+  that recalibrated threshold. Otherwise it is kept aside, and the verdict says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rotwatchd.evaluate import Case, RiskRow, risk_coverage
+from rotwatchd.labels import LabelSet
+from rotwatchd.model.base import CORRECTIONS
+from rotwatchd.model.fusion import FusionParams, escalates, fuse, weights
+from rotwatchd.model.litert import ModelMeta, as_probs, tta_average
+from rotwatchd.model.personal import Head
+
+#: Thresholds searched on the held-out slice: coarse, then finer towards 1.
+THRESHOLD_GRID: tuple[float, ...] = tuple(
+    sorted({round(float(t), 3) for t in np.arange(0.3, 0.996, 0.005)}
+           | {round(1.0 - float(e), 5) for e in np.geomspace(4e-3, 1e-5, 16)}))
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    strength: float = 0.01  # L2 pull toward the shipped head
+    iterations: int = 300
+    holdout: float = 0.3  # share of the labels kept aside to judge
+    target_risk: float = 0.01  # wrong among decided on the held-out slice
+    min_holdout: int = 20  # photos: fewer and there is nothing to judge on
+
+
+def examples(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, F) features of upright photos -> X (4N, F), y (4N,): view m is class m."""
+    n, turns, dim = features.shape
+    x = features.reshape(n * turns, dim).astype(np.float32)
+    y = np.tile(np.arange(turns), n)
+    return x, y
+
+
+def _lipschitz(x: np.ndarray, iterations: int = 20) -> float:
+    """Largest eigenvalue of X^T X / n by power iteration (bounds the loss's curvature)."""
+    v = np.ones(x.shape[1], dtype=np.float64) / np.sqrt(x.shape[1])
+    value = 1.0
+    for _ in range(iterations):
+        w = x.T @ (x @ v) / len(x)
+        value = float(np.linalg.norm(w))
+        v = w / max(value, 1e-12)
+    return value
+
+
+def fit_head(features: np.ndarray, prior: Head, strength: float, iterations: int = 300,
+             cancelled: Callable[[], bool] | None = None) -> Head | None:
+    """The personal head for (N, 4, F) upright-photo features, regularised toward ``prior``.
+
+    Returns None when ``cancelled()`` became true (checked between iterations)."""
+    x, y = examples(features)
+    x1 = np.concatenate([x, np.ones((len(x), 1), np.float32)], axis=1)  # bias column
+    onehot = np.eye(4, dtype=np.float32)[y]
+    w0 = np.concatenate([prior.weight, prior.bias[:, None]], axis=1).astype(np.float32)
+    # softmax cross-entropy has curvature at most 1/2 |x|^2 per example
+    step = 1.0 / (0.5 * _lipschitz(x1) + strength)
+    w, previous = w0.copy(), w0.copy()
+    for k in range(iterations):
+        if cancelled is not None and cancelled():
+            return None
+        look = w + (k / (k + 3.0)) * (w - previous)  # Nesterov momentum
+        z = x1 @ look.T
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        grad = (p - onehot).T @ x1 / len(x1) + strength * (look - w0)
+        previous, w = w, (look - step * grad).astype(np.float32)
+    return Head(w[:, :-1].copy(), w[:, -1].astype(np.float64))
+
+
+def holdout_mask(sha256: Sequence[str], share: float) -> np.ndarray:
+    """True for the labels kept aside to judge: chosen by content hash, so stable."""
+    return np.array([int(h[:8], 16) % 1000 < share * 1000 for h in sha256], dtype=bool)
+
+
+_PARAMS = FusionParams()
+
+
+def cascade_cases(head: Head, labels: LabelSet, meta: ModelMeta,
+                  params: FusionParams = _PARAMS) -> list[Case]:
+    """Each labelled photo stored turned each of the 4 ways, decided as the adaptive backend
+    would (scene with ``head``, text cue when stored, no face cue)."""
+    one, four = weights(meta, 1, params), weights(meta, 4, params)
+    probs = head.probabilities(labels.features)  # (N, 4 views, 4 classes)
+    cases = []
+    for i in range(len(labels)):
+        for turned in range(4):  # stored turned `turned` times: its view m is view turned+m
+            order = [(turned + m) % 4 for m in range(4)]
+            text = None if labels.text is None else labels.text[i, order]
+            fused = fuse(as_probs(probs[i, order[0]]), None, one,
+                         None if text is None else as_probs(text[0]))
+            if escalates(fused.confidence, meta.escalate_from, meta.min_confidence):
+                fused = fuse(as_probs(tta_average(probs[i, order])), None, four,
+                             None if text is None else as_probs(tta_average(text)))
+            cases.append(Case(labels.source[i], CORRECTIONS[turned], fused.correction,
+                              fused.confidence, labels.sha256[i]))
+    return cases
+
+
+@dataclass(frozen=True)
+class Operating:
+    """A head at its threshold on a set of cases: ``correct`` decided correctly, ``wrong``
+    decided wrongly, of ``cases``."""
+
+    threshold: float
+    cases: int
+    correct: int
+    wrong: int
+
+    @property
+    def risk(self) -> float:
+        decided = self.correct + self.wrong
+        return self.wrong / decided if decided else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "cases": self.cases, "decided_correct":
+                round(self.correct / max(1, self.cases), 4), "wrong_among_decided":
+                round(self.risk, 4)}
+
+
+def at_threshold(cases: Sequence[Case], threshold: float) -> Operating:
+    row: RiskRow = risk_coverage(cases, [threshold])[0]
+    decided = round(row.coverage * len(cases))
+    correct = round(row.decided_correct * len(cases))
+    return Operating(threshold, len(cases), correct, decided - correct)
+
+
+def best_operating(cases: Sequence[Case], target_risk: float) -> Operating:
+    """The lowest grid threshold whose wrong-among-decided is at most ``target_risk`` (the
+    highest of the grid when none is)."""
+    rows = risk_coverage(cases, THRESHOLD_GRID)
+    ok = [r for r in rows if r.risk <= target_risk and r.coverage > 0]
+    return at_threshold(cases, ok[0].threshold if ok else THRESHOLD_GRID[-1])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The guardrail's answer: ``accepted``, ``reason`` (one line) and the figures."""
+
+    accepted: bool
+    reason: str
+    shipped: Operating | None
+    personal: Operating | None
+    trained_on: int
+    held_out: int
+
+    def figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"accepted": self.accepted, "reason": self.reason,
+                               "labels_trained": self.trained_on,
+                               "labels_held_out": self.held_out}
+        if self.shipped is not None and self.personal is not None:
+            out["shipped"] = self.shipped.as_dict()
+            out["personal"] = self.personal.as_dict()
+        return out
+
+
+def judge(personal: Head, shipped: Head, held_out: LabelSet, meta: ModelMeta,
+          settings: FitSettings, trained_on: int) -> Verdict:
+    """Compare the two heads on ``held_out`` (see the module docstring)."""
+    if len(held_out) < settings.min_holdout:
+        return Verdict(False, f"only {len(held_out)} held-out photos (need "
+                       f"{settings.min_holdout})", None, None, trained_on, len(held_out))
+    before = best_operating(cascade_cases(shipped, held_out, meta), settings.target_risk)
+    after = best_operating(cascade_cases(personal, held_out, meta), settings.target_risk)
+    figures = (f"held-out {len(held_out)} photos x 4 turns: decided correctly at "
+               f"<= {settings.target_risk:.0%} wrong, shipped {before.correct} "
+               f"(threshold {before.threshold:g}), personal {after.correct} "
+               f"(threshold {after.threshold:g})")
+    if after.risk > settings.target_risk or after.correct < before.correct:
+        return Verdict(False, "kept aside: it decides fewer correctly than the shipped head; "
+                       + figures, before, after, trained_on, len(held_out))
+    return Verdict(True, "in use: " + figures, before, after, trained_on, len(held_out))
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What :func:`adapt` made: the fitted head (None when cancelled or too few labels), its
+    recalibrated threshold and the guardrail's verdict."""
+
+    head: Head | None
+    threshold: float
+    verdict: Verdict
+    seconds: float
+
+
+def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSettings = FitSettings(),
+          cancelled: Callable[[], bool] | None = None) -> Adapted:
+    """Split ``labels`` by hash, fit on one part, judge on the other (see the module
+    docstring). Only an ``Adapted`` whose ``verdict.accepted`` may be used."""
+    import time
+
+    start = time.process_time()
+    aside = holdout_mask(labels.sha256, settings.holdout)
+    train, held_out = labels.subset(~aside), labels.subset(aside)
+    if len(train) == 0:
+        verdict = Verdict(False, "no labels to learn from", None, None, 0, len(held_out))
+        return Adapted(None, 1.0, verdict, 0.0)
+    head = fit_head(train.features, shipped, settings.strength, settings.iterations, cancelled)
+    if head is None:
+        verdict = Verdict(False, "interrupted: files arrived", None, None, len(train),
+                          len(held_out))
+        return Adapted(None, 1.0, verdict, time.process_time() - start)
+    verdict = judge(head, shipped, held_out, meta, settings, len(train))
+    threshold = verdict.personal.threshold if verdict.personal is not None else 1.0
+    return Adapted(head, threshold, verdict, time.process_time() - start)

@@ -1,0 +1,216 @@
+"""A personal head on the scene network: the last layer learned on the user's own photos.
+
+The shipped scene graph has two outputs (``training/feature_output.py``): the logits and the
+pooled features that its final fully-connected layer reads. The shipped head itself (that
+layer's weights, dequantized) lies next to the model as ``<stem>-head.npz``. A :class:`Head` is
+such a layer with the softmax temperature folded in, so ``Head.probabilities(features)`` of
+the shipped head is what ``LiteRTClassifier.view`` returns.
+
+:class:`FeatureScene` is the scene classifier that also hands out the features, and runs a
+personal head instead of the shipped one when given one: same pass, same cost (the features
+are computed for the logits anyway). :class:`PersonalClassifier` is the adaptive backend
+(``litert-adaptive``: scene, text and face cues, 4 passes only when one is unsure) on that
+scene. Its confidences are reported on the shipped model's scale: the personal head's own
+review threshold, calibrated on the user's held-out labels (``rotwatchd/adapt.py``), is mapped
+onto the shipped threshold by a monotone piecewise-linear map, so the daemon's decision rule
+and ``model.min_confidence`` keep their meaning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rotwatchd.model.base import ModelError, Prediction, default_model_dir
+from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
+from rotwatchd.model.litert import MODEL_FILE, LiteRTClassifier, preprocess
+
+HEAD_SUFFIX = "-head.npz"
+
+
+@dataclass(frozen=True)
+class Head:
+    """A 4-way linear layer on the pooled features: ``weight`` (4, F), ``bias`` (4), both
+    divided by the softmax temperature already."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(..., F) features -> (..., 4) logits (float64)."""
+        out: np.ndarray = np.asarray(features, dtype=np.float64) @ self.weight.T.astype(
+            np.float64) + self.bias
+        return out
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(..., F) features -> (..., 4) probabilities, class i = turned i times."""
+        z = self.logits(features)
+        z = z - z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        out: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+        return out
+
+
+@dataclass(frozen=True)
+class PersonalHead:
+    """A head fitted on one user's labels, and the review threshold it was calibrated for
+    (``threshold``) next to the shipped backend's (``shipped_threshold``). ``model_digest``
+    names the scene model it belongs to; ``figures`` are what the guardrail measured."""
+
+    head: Head
+    threshold: float
+    shipped_threshold: float
+    model_digest: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def on_shipped_scale(self, confidence: float) -> float:
+        """The confidence mapped so that ``threshold`` lands on ``shipped_threshold``
+        (monotone, piecewise linear, 0 -> 0 and 1 -> 1)."""
+        own, shipped = self.threshold, self.shipped_threshold
+        if confidence < own:
+            return confidence * shipped / own if own > 0 else shipped
+        if own >= 1.0:
+            return 1.0
+        return shipped + (confidence - own) * (1.0 - shipped) / (1.0 - own)
+
+
+def model_path_or_default(model_path: Path | None) -> Path:
+    return Path(model_path) if model_path is not None else default_model_dir() / MODEL_FILE
+
+
+def model_digest(model_path: Path | None) -> str:
+    """SHA-256 of the scene model file: a personal head is only valid for that model."""
+    return hashlib.sha256(model_path_or_default(model_path).read_bytes()).hexdigest()
+
+
+def shipped_head(model_path: Path | None, temperature: float) -> Head:
+    """The shipped head (``<model stem>-head.npz``) with ``temperature`` folded in.
+
+    Raises ModelError when the file is missing or unreadable."""
+    path = model_path_or_default(model_path)
+    head_path = path.with_name(path.stem + HEAD_SUFFIX)
+    try:
+        with np.load(head_path) as data:
+            weight, bias = data["weight"], data["bias"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(f"the scene model's head {head_path} cannot be read ({exc}); "
+                         "on-device adaptation needs it (training/feature_output.py)") from None
+    return Head((weight / temperature).astype(np.float32),
+                (bias / temperature).astype(np.float64))
+
+
+class FeatureScene(LiteRTClassifier):
+    """The one-pass scene classifier that also returns the pooled features of each pass and,
+    with ``head``, computes its probabilities with that head instead of the shipped one.
+
+    Raises ModelError when the model has no features output (an older model file)."""
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1,
+                 head: Head | None = None) -> None:
+        super().__init__(model_path, threads)
+        outputs = self._interp.get_output_details()
+        found = [d for d in outputs[1:] if len(d["shape"]) == 2 and d["shape"][-1] > 4]
+        if not found:
+            raise ModelError(f"{self.path} has no features output: on-device adaptation "
+                             "needs a model edited by training/feature_output.py")
+        self._features_index = found[0]["index"]
+        self.head = head
+
+    def features(self, arr: np.ndarray, turns: int) -> np.ndarray:
+        """Pooled features (F,) of a :func:`preprocess`-ed image turned ``turns`` times
+        counter-clockwise: one network pass."""
+        self._run(np.rot90(arr, turns))
+        return np.array(self._interp.get_tensor(self._features_index)[0], dtype=np.float32)
+
+    def turn_features(self, image: Image.Image) -> np.ndarray:
+        """(4, F): the features of ``image`` turned 0, 1, 2, 3 times counter-clockwise (for
+        an upright image, view m is an example of class m)."""
+        arr = preprocess(image, self.input_size)
+        return np.stack([self.features(arr, m) for m in range(4)])
+
+    def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
+        if self.head is None:
+            return super().view(arr, turns)
+        out: np.ndarray = self.head.probabilities(self.features(arr, turns))
+        return out
+
+
+class PersonalClassifier(AdaptiveClassifier):
+    """The adaptive backend with a personal scene head; confidences on the shipped scale
+    (:meth:`PersonalHead.on_shipped_scale`), and a ``personal`` cue saying so."""
+
+    def __init__(self, scene: FeatureScene, personal: PersonalHead, **cues: Any) -> None:
+        super().__init__(scene, cues.get("faces"), text=cues.get("text"))
+        self.personal = personal
+
+    def predict(self, image: Image.Image) -> Prediction:
+        prediction = super().predict(image)
+        return replace(prediction,
+                       confidence=self.personal.on_shipped_scale(prediction.confidence),
+                       cues=(*prediction.cues, ("personal", 1.0)))
+
+
+def load_personal(model_path: Path | None, threads: int,
+                  personal: PersonalHead) -> PersonalClassifier:
+    """Every cue, as ``litert-adaptive``, with ``personal``'s scene head.
+
+    Raises ModelError when the head was fitted for another scene model, or as the backend."""
+    if personal.model_digest != model_digest(model_path):
+        raise ModelError("the personal head was fitted for another scene model")
+    scene = FeatureScene(model_path, threads, personal.head)
+    return PersonalClassifier(scene, personal, faces=_faces_for(model_path, threads),
+                              text=_text_for(model_path, threads))
+
+
+def personal_bytes(personal: PersonalHead) -> bytes:
+    """The ``.npz`` bytes of ``personal`` (written atomically by the caller)."""
+    import io
+    import json
+
+    buf = io.BytesIO()
+    np.savez(buf, weight=personal.head.weight, bias=personal.head.bias,
+             meta=np.frombuffer(json.dumps({
+                 "threshold": personal.threshold, "shipped_threshold": personal.shipped_threshold,
+                 "model_digest": personal.model_digest, "figures": personal.figures,
+             }).encode(), dtype=np.uint8))
+    return buf.getvalue()
+
+
+def read_personal(path: Path) -> PersonalHead | None:
+    """The personal head stored at ``path``, or None when there is none (or it is unreadable:
+    the shipped head is used then)."""
+    import json
+
+    try:
+        with np.load(path) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            head = Head(data["weight"].astype(np.float32), data["bias"].astype(np.float64))
+    except (OSError, KeyError, ValueError):
+        return None
+    return PersonalHead(head, float(meta["threshold"]), float(meta["shipped_threshold"]),
+                        str(meta["model_digest"]), dict(meta.get("figures", {})))
+
+
+class LabelCues:
+    """What the label store keeps of an upright photo: the scene network's pooled features
+    and the text network's probabilities (None without a text model) of its four turns.
+    8 network passes (4 scene, 4 text): run only while the daemon is idle."""
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+        self.scene = FeatureScene(model_path, threads)
+        self.text = _text_for(model_path, threads)
+
+    def __call__(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+        features = self.scene.turn_features(image)
+        text = self.text.views(image, 4) if self.text is not None else None
+        return features, text
+
+    def close(self) -> None:
+        self.scene.close()
+        if self.text is not None:
+            self.text.close()

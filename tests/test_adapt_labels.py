@@ -1,0 +1,69 @@
+"""The label store: bounded, forgettable, and it survives restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rotwatchd.labels import LABELS_NAME, LabelStore
+
+
+def _features(seed: int, dim: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 6, (4, dim)).astype(np.float32)
+
+
+def test_labels_survive_a_restart_with_their_source_and_features(tmp_path: Path) -> None:
+    with LabelStore(tmp_path) as store:
+        store.add("a" * 64, "exif", _features(1), np.full((4, 4), 0.25), now=10.0)
+        store.add("b" * 64, "human", _features(2), np.eye(4), now=11.0)
+        store.put("cursor", 123.5)
+    with LabelStore(tmp_path) as store:
+        labels = store.load()
+        assert labels.sha256 == ("a" * 64, "b" * 64)
+        assert labels.source == ("exif", "human")
+        assert labels.features.shape == (2, 4, 16)
+        assert np.allclose(labels.features[1], _features(2), atol=1e-2)  # kept as float16
+        assert labels.text is not None and np.array_equal(labels.text[1], np.eye(4))
+        assert store.counts() == {"exif": 1, "human": 1}
+        assert store.get("cursor") == 123.5
+
+
+def test_the_store_is_bounded_and_drops_the_oldest_first(tmp_path: Path) -> None:
+    with LabelStore(tmp_path, max_labels=3) as store:
+        for i in range(5):
+            store.add(f"{i:064d}", "exif", _features(i), now=100.0 + i)
+        assert store.count() == 3
+        assert store.load().sha256 == tuple(f"{i:064d}" for i in (2, 3, 4))
+        store.add(f"{2:064d}", "human", _features(9), now=200.0)  # the same photo, relabelled
+        assert store.count() == 3
+        assert store.load().source[-1] == "human"
+
+
+def _all_bytes(folder: Path) -> bytes:
+    """The label database and its write-ahead log, as they are on disk."""
+    return b"".join(p.read_bytes() for p in sorted(folder.glob(LABELS_NAME + "*")))
+
+
+def test_forget_deletes_every_label_and_moves_the_cursor_to_now(tmp_path: Path) -> None:
+    with LabelStore(tmp_path) as store:
+        for i in range(20):
+            store.add(f"{i:064d}", "exif", _features(i, 1280))
+        store.put("cursor", 5.0)
+        stored = [_features(i, 1280).astype(np.float16).tobytes()[:256] for i in range(20)]
+        assert any(blob in _all_bytes(tmp_path) for blob in stored)
+        assert store.forget(now=1000.0) == 20
+        assert store.count() == 0 and len(store.load()) == 0
+        assert store.get("cursor") == 1000.0
+        assert not any(blob in _all_bytes(tmp_path) for blob in stored)  # not even in free pages
+    with LabelStore(tmp_path) as store:
+        assert store.count() == 0
+
+
+def test_a_label_must_be_four_turns_of_one_photo_from_a_known_source(tmp_path: Path) -> None:
+    with LabelStore(tmp_path) as store:
+        with pytest.raises(ValueError, match="source"):
+            store.add("c" * 64, "model", _features(1))
+        with pytest.raises(ValueError, match=r"\(4, F\)"):
+            store.add("c" * 64, "exif", np.zeros((3, 16)))
