@@ -70,8 +70,7 @@ def _report(f: dict[str, Any]) -> str:
             lines.append(f"  {name + ' head':14s} decided correctly {o['decided_correct']:6.1%}"
                          f"  wrong among decided {o['wrong_among_decided']:5.1%}"
                          f"  at threshold {o['threshold']:g}")
-    lines.append(("personal head in use: " if f["accepted"] else "personal head not used: ")
-                 + f["reason"])
+    lines.append("personal head " + f["reason"])
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from PIL import Image
 from rotwatchd.model.base import ModelError, Prediction, default_model_dir
 from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
 from rotwatchd.model.litert import MODEL_FILE, LiteRTClassifier, preprocess
+from rotwatchd.model.text import text_input
 
 HEAD_SUFFIX = "-head.npz"
 
@@ -199,18 +200,46 @@ def read_personal(path: Path) -> PersonalHead | None:
 class LabelCues:
     """What the label store keeps of an upright photo: the scene network's pooled features
     and the text network's probabilities (None without a text model) of its four turns.
-    8 network passes (4 scene, 4 text): run only while the daemon is idle."""
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
+    Each turn is made as an untagged photo would reach the daemon: the picture turned by an
+    exact transpose and re-saved as JPEG (``quality``), then read again; not a turn of the
+    same decoded pixels, whose JPEG block grid would turn with them (a trace the network can
+    read, which would make the held-out figures flatter than what the daemon meets).
+    8 network passes and 4 JPEG round trips (~0.1 s at 384 px): run only while idle."""
+
+    def __init__(self, model_path: Path | None = None, threads: int = 1,
+                 quality: int = 90) -> None:
         self.scene = FeatureScene(model_path, threads)
         self.text = _text_for(model_path, threads)
+        self.quality = quality
 
     def __call__(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-        features = self.scene.turn_features(image)
-        text = self.text.views(image, 4) if self.text is not None else None
-        return features, text
+        features, text = [], []
+        for transpose in _TURNS:
+            view = _jpeg_round_trip(image.transpose(transpose) if transpose is not None
+                                    else image, self.quality)
+            features.append(self.scene.features(preprocess(view, self.scene.input_size), 0))
+            if self.text is not None:
+                text.append(self.text.view(text_input(view), 0))
+        return np.stack(features), (np.stack(text) if self.text is not None else None)
 
     def close(self) -> None:
         self.scene.close()
         if self.text is not None:
             self.text.close()
+
+
+# view m: the upright picture turned counter-clockwise m times (class m, np.rot90(arr, m))
+_TURNS = (None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180,
+          Image.Transpose.ROTATE_270)
+
+
+def _jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
+    import io
+
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out
