@@ -221,7 +221,8 @@ def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetting
     aside = holdout_mask(labels.sha256, settings.holdout)
     train, held_out = labels.subset(~aside), labels.subset(aside)
     if len(train) == 0:
-        verdict = Verdict(False, "not fitted: no labels to learn from", None, None, 0, len(held_out))
+        verdict = Verdict(False, "not fitted: no labels to learn from", None, None, 0,
+                          len(held_out))
         return Adapted(None, 1.0, verdict, 0.0)
     head = fit_head(train.features, shipped, settings.strength, settings.iterations, cancelled)
     if head is None:
