@@ -104,16 +104,23 @@ def folder_source(folder: Path) -> list[tuple[str, Path]]:
             if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
 
 
-def as_stored(im: Image.Image, quality: int = 90) -> Image.Image:
-    """The daemon's view of an upright photo: at most 384 px, re-saved as JPEG."""
+SENSOR = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270)
+UNDO = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+        Image.Transpose.ROTATE_180: Image.Transpose.ROTATE_180,
+        Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}
+
+
+def as_stored(im: Image.Image, turn: Image.Transpose, quality: int = 90) -> Image.Image:
+    """The upright output the daemon writes for an EXIF-tagged camera photo (at most 384 px):
+    the camera saved the picture as its sensor saw it (``turn``, JPEG) with an Orientation
+    tag, and the daemon turned it back losslessly."""
     im = im.copy()
     im.thumbnail((MODEL_INPUT_SIDE, MODEL_INPUT_SIDE), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=quality)
+    im.transpose(turn).save(buf, "JPEG", quality=quality)
     buf.seek(0)
-    out = Image.open(buf)
-    out.load()
-    return out
+    with Image.open(buf) as sensor:
+        return sensor.transpose(UNDO[turn])
 
 
 def label_set(items: list[tuple[str, Loader]], cues: LabelCues, cache: Path) -> LabelSet:
@@ -122,8 +129,9 @@ def label_set(items: list[tuple[str, Loader]], cues: LabelCues, cache: Path) -> 
             text = d["text"] if d["text"].size else None
             return LabelSet(tuple(d["sha"]), tuple(d["source"]), d["features"], text)
     shas, feats, texts = [], [], []
+    rng = random.Random(11)
     for name, load in items:
-        features, text = cues(as_stored(load()))
+        features, text = cues(as_stored(load(), rng.choice(SENSOR)))
         shas.append(hashlib.sha256(name.encode()).hexdigest())
         feats.append(features)
         texts.append(text)
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     test_before = judged(before_cls, test, args.cache) if test else []
     print(f"shipped threshold {threshold}; unlike library {len(unlike)} images "
           f"({args.unlike}); fit strength {settings.strength}, iterations "
-          f"{settings.iterations}, held out {settings.holdout:.0%}")
+          f"{settings.iterations}, {settings.folds} folds")
     rows = []
     for user in args.users.split(","):
         items = sources[user]()

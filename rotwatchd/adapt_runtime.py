@@ -163,7 +163,7 @@ class Adapter:
 
         meta = ModelMeta.for_model(model_path_or_default(self.model.path))
         shipped = shipped_head(self.model.path, meta.temperature)
-        settings = FitSettings(strength=self.settings.strength, holdout=self.settings.holdout)
+        settings = FitSettings(strength=self.settings.strength, folds=self.settings.folds)
         labels = self.store.load()
         added = self.store.get("added")
         result = adapt(labels, shipped, meta, settings, cancelled)

@@ -88,8 +88,8 @@ class AdaptConfig:
     max_labels: int = 2000
     min_labels: int = 100
     after_idle: float = 900.0
-    strength: float = 0.01
-    holdout: float = 0.3
+    strength: float = 0.003
+    folds: int = 3
 
 
 @dataclass(frozen=True)

@@ -143,10 +143,10 @@ SCHEMA: tuple[Field, ...] = (
         Field("min_labels", "int", 100, "new labels needed before the next fit", minimum=1),
         Field("after_idle", "duration", 900.0, "asleep this long before collecting or fitting",
               minimum=0),
-        Field("strength", "float", 0.01, "pull of the personal head toward the shipped one "
+        Field("strength", "float", 0.003, "pull of the personal head toward the shipped one "
               "(L2); larger = fewer changes", minimum=0),
-        Field("holdout", "float", 0.3, "share of the labels kept aside to judge the head",
-              minimum=0.05, maximum=0.9),
+        Field("folds", "int", 3, "the guardrail holds out each of this many parts of the "
+              "labels once and judges a head fitted on the rest", minimum=2, maximum=10),
     )),
 )
 

@@ -91,7 +91,7 @@ def test_labels_are_collected_and_fitted_only_while_asleep(
     assert worker.step() == 0.0 and worker.fits == 1  # 3 new labels: a fit
     status = adapter.status()
     assert status["personal_head"] is False
-    assert "held-out" in status["last_fit"]["reason"]  # 3 photos are too few to judge
+    assert "only 3 labelled photos" in status["last_fit"]["reason"]  # too few to judge
     assert worker.step() is None and worker.fits == 1  # nothing new: nothing more
     adapter.close()
 
