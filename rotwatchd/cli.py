@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     _config_args(status)
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
 
+    from rotwatchd import review_cli
+
+    review_cli.add_parser(sub, _config_args)
+
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_check = config_sub.add_parser("check", help="validate a config file")
@@ -246,6 +250,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_review(args: argparse.Namespace) -> int:
+    from rotwatchd import review_cli
+
+    return review_cli.run(args, _load(args.config, args.set))
+
+
 def _forward(command: str, argv: list[str]) -> int:
     """``eval``/``bench`` belong to the model tools; imported lazily (they pull in more)."""
     name = "rotwatchd.evaluate" if command == "eval" else "rotwatchd.benchmark"
@@ -266,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run, "check": _cmd_check, "fix": _cmd_fix, "status": _cmd_status,
-        "config": _cmd_config,
+        "config": _cmd_config, "review": _cmd_review,
     }
     try:
         return commands[args.command](args)
