@@ -46,7 +46,10 @@ def token_ok(token: str | None, *, presented: str | None, cookie: str | None) ->
 def host_is_loopback(host_header: str) -> bool:
     """Whether a ``Host`` header (``127.0.0.1:8750``, ``[::1]:8750``, ``localhost``) names
     this machine's loopback."""
-    host = urlsplit(f"//{host_header}").hostname or ""
+    try:
+        host = urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:  # "[::1" and other broken headers
+        return False
     if host == "localhost":
         return True
     try:
