@@ -118,7 +118,7 @@ def test_bar_chart_scales_bars_and_escapes_labels() -> None:
     svg = bar_chart([None, 0, 5, 10], title="a <b>", unit="ms", span="4 min ago")
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert svg.count("<rect") == 2 and "a &lt;b&gt;" in svg and "style=" not in svg
-    assert 'height="88.00"' in svg and 'height="44.00"' in svg  # 10 fills the plot, 5 half
+    assert 'height="78.00"' in svg and 'height="39.00"' in svg  # 10 fills the plot, 5 half
     assert "nothing yet" in bar_chart([None, 0], title="t", unit="s")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-WIDTH, HEIGHT, PAD_TOP, PAD_BOTTOM = 720, 120, 16, 16
+WIDTH, HEIGHT, PAD_TOP, PAD_BOTTOM = 360, 110, 16, 16  # one unit per minute of 6 h
 
 
 def _number(value: float) -> str:
@@ -44,9 +44,9 @@ def bar_chart(values: Sequence[float | None], *, title: str, unit: str,
         f'<line x1="0" y1="{PAD_TOP}" x2="{WIDTH}" y2="{PAD_TOP}" stroke="#ddd" '
         f'stroke-width="1" stroke-dasharray="4 4"/>'
         f'<g fill="#3b6ea8">{"".join(bars)}</g>'
-        f'<text x="2" y="12" font-size="11" fill="#444">{escape(_number(scale))} {escape(unit)}'
+        f'<text x="2" y="12" font-size="10" fill="#444">{escape(_number(scale))} {escape(unit)}'
         f'</text>'
-        f'<text x="2" y="{HEIGHT - 3}" font-size="11" fill="#444">{escape(span)}</text>'
-        f'<text x="{WIDTH - 2}" y="{HEIGHT - 3}" font-size="11" fill="#444" '
+        f'<text x="2" y="{HEIGHT - 3}" font-size="10" fill="#444">{escape(span)}</text>'
+        f'<text x="{WIDTH - 2}" y="{HEIGHT - 3}" font-size="10" fill="#444" '
         f'text-anchor="end">now</text>'
         f"</svg>")
