@@ -266,3 +266,35 @@ def test_without_web_listen_nothing_of_the_page_is_loaded(tmp_path: Path,
                                                          daemon_factory: Any) -> None:
     daemon, _ = daemon_factory(fast_config(tmp_path))
     assert daemon.web is None
+
+
+def test_power_states_reach_the_metrics_and_the_asleep_history(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    from fake_sysfs import make_cpufreq_tree
+
+    from rotwatchd.power.runtime import PowerRuntime
+
+    tree = make_cpufreq_tree(tmp_path / "sys-cpu", ("schedutil",))
+    config = fast_config(tmp_path, web={"listen": "127.0.0.1:0"},
+                         power={"idle_timeout": "300ms", "cpufreq_path": str(tree)})
+    daemon, results = daemon_factory(config, start=False)
+    power = PowerRuntime.attach(daemon)
+    daemon.start()
+    assert daemon.web is not None and daemon.web.url is not None
+    assert power.sleep.wait_asleep(timeout=5)
+    metrics = _metrics(daemon.web.url)
+    assert metrics[("rotwatchd_power_state", (("state", "asleep"),))] == 1
+    assert metrics[("rotwatchd_power_state", (("state", "awake"),))] == 0
+    make_photo(config.inboxes[0].path / "a.jpg", correction=90)
+    results.wait_count(1)  # woken for the file: the asleep interval is closed
+    assert sum(m.asleep for m in daemon.web.history.minutes_until_now()) > 0
+    assert power.sleep.wait_asleep(timeout=5)
+    daemon.stop()
+
+
+def test_a_reload_can_turn_the_page_on(tmp_path: Path, daemon_factory: Any) -> None:
+    daemon, _ = daemon_factory(fast_config(tmp_path))
+    assert daemon.web is None
+    daemon.reload(_config(tmp_path))
+    assert daemon.web is not None and daemon.web.url is not None
+    assert call(daemon.web.url, "/review").status == 200

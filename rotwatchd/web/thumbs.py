@@ -3,6 +3,8 @@
 Keyed by the image's content hash (sha256, as journaled) and the size, so a cached thumbnail
 can never show another picture, and a file name never reaches a cache path. Written atomically
 (two requests for one thumbnail at once both succeed); removed once the item is settled.
+One thumbnail is decoded at a time: a browser asks for a page of them at once, and a board
+with little memory must not decode six large HEIC files side by side.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import io
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,6 +31,7 @@ class ThumbnailCache:
         self.folder = folder
         self.side = side
         self.max_pixels = max_pixels
+        self._making = threading.Lock()
 
     def path_for(self, sha256: str) -> Path:
         """Where the thumbnail of this content lives. Raises ValueError for a non-hash."""
@@ -41,12 +45,15 @@ class ThumbnailCache:
         path = self.path_for(sha256)
         with contextlib.suppress(FileNotFoundError):
             return path.read_bytes()
-        image = load_upright(source, self.side, max_pixels=self.max_pixels)
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=82)
-        data = buffer.getvalue()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data, within=self.folder)
+        with self._making:
+            with contextlib.suppress(FileNotFoundError):  # made while this request waited
+                return path.read_bytes()
+            image = load_upright(source, self.side, max_pixels=self.max_pixels)
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=82)
+            data = buffer.getvalue()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data, within=self.folder)
         return data
 
     def discard(self, sha256: str) -> None:
