@@ -1,7 +1,8 @@
 """``rotwatchd`` command line: parse arguments, build objects, call the library.
 
 Every failure becomes one clear line on stderr and an exit code: 0 ok, 1 a problem with a file
-or the model, 2 bad configuration or usage, 3 (``status``) the daemon is not running.
+or the model, 2 bad configuration or usage, 3 (``status``) the daemon is not running, 141 the
+reader of the output went away (``rotwatchd status | head``), silently.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = Path("rotwatchd.yaml")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer its reader left
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -216,8 +219,9 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     except OutputInsideInput as exc:
         print(f"rotwatchd: fix: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    again = f", {summary.unchanged} already there (nothing written)" if summary.unchanged else ""
     print(f"{summary.written} written, {summary.review} to review, {summary.failed} failed, "
-          f"{summary.skipped} skipped (not images)", file=sys.stderr)
+          f"{summary.skipped} skipped (not images){again}", file=sys.stderr)
     return EXIT_FAIL if summary.failed else EXIT_OK
 
 
@@ -287,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"rotwatchd: model: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:  # `rotwatchd status | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_BROKEN_PIPE
     except (OSError, sqlite3.Error) as exc:
         print(f"rotwatchd: {exc}", file=sys.stderr)
         return EXIT_FAIL

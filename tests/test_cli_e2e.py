@@ -263,3 +263,17 @@ def test_fix_with_the_real_model(tmp_path: Path) -> None:
     written = sorted(p.relative_to(tmp_path / "out").as_posix()
                      for p in (tmp_path / "out").rglob("*.jpg"))
     assert len(written) == 3
+
+
+def test_output_to_a_reader_that_went_away_is_silent(tmp_path: Path) -> None:
+    """``rotwatchd config keys | head -1``: the reader leaves first; no traceback, no error
+    line, the shell's broken-pipe status."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before anything is written: every write fails with EPIPE
+    try:
+        done = subprocess.run([*_command(), "config", "keys"], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=60, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert done.stderr == b""
+    assert done.returncode == 141
