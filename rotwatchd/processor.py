@@ -291,8 +291,8 @@ class Processor:
                 return Result(path, "ignored", "not an image")
             delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
             if delay is not None:
-                self.journal.finish(str(path), digest, "error",
-                                    detail=f"deferred: {reason}, waiting for its writer")
+                self.journal.finish(str(path), digest, "waiting",
+                                    detail=f"looks unfinished ({reason}): waiting for its writer")
                 return self._defer(path, inbox, reason, delay)
             return self._quarantine(path, inbox, relative, digest, reason, message or reason,
                                     decision, source=source)
