@@ -3,6 +3,7 @@ time against a fake sysfs tree."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -181,6 +182,28 @@ def test_no_cpufreq_still_parks_and_wakes(tmp_path: Path) -> None:
     ctl.activity()
     ctl.step()
     assert ctl.state is PowerState.AWAKE and ctl.status()["governors"] == {}
+
+
+def test_without_cpufreq_the_log_names_no_governor(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="rotwatchd.power")
+    clock = FakeClock()
+    ctl = controller(tmp_path / "absent", clock)
+    clock.advance(60)
+    ctl.step()
+    lines = [r.getMessage() for r in caplog.records if "sleeping" in r.getMessage()]
+    assert lines == ["power: idle for 60s, sleeping"]
+
+
+def test_with_cpufreq_the_sleep_line_names_the_governor(tree: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="rotwatchd.power")
+    clock = FakeClock()
+    ctl = controller(tree, clock)
+    clock.advance(60)
+    ctl.step()
+    lines = [r.getMessage() for r in caplog.records if "sleeping" in r.getMessage()]
+    assert lines == ["power: idle for 60s, sleeping (governor powersave)"]
 
 
 # -- the real thread, real time ------------------------------------------------------------

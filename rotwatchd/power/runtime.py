@@ -98,7 +98,8 @@ class PowerRuntime(Lifecycle):
         if self.manager is not None:
             self.manager.stop()
         self.sleep.close()  # joins its thread, then writes the originals back
-        log.info("power: governors restored")
+        if self.governors.usable:
+            log.info("power: governors restored")
 
     def on_ready(self) -> None:
         self.start()
