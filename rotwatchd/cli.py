@@ -164,7 +164,7 @@ def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, Output
     return cfg.model, cfg.limits, cfg.output, cfg.watch.ignore_patterns
 
 
-def _model_slot(model_cfg: ModelConfig) -> ClassifierPool:
+def _classifier_pool(model_cfg: ModelConfig) -> ClassifierPool:
     from rotwatchd.classifier_pool import ClassifierPool
     from rotwatchd.daemon import load_configured_classifier
 
@@ -177,7 +177,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from rotwatchd.processor import review_threshold
 
     model_cfg, limits, _, _ = _tool_settings(args.config)
-    slot = _model_slot(model_cfg)
+    slot = _classifier_pool(model_cfg)
     threshold = review_threshold(model_cfg)
     status = EXIT_OK
     for image in args.images:
@@ -211,7 +211,7 @@ def _cmd_fix(args: argparse.Namespace) -> int:
 
     _setup_logging("warning")
     model_cfg, limits, output, ignore = _tool_settings(args.config)
-    slot = _model_slot(model_cfg)
+    slot = _classifier_pool(model_cfg)
     try:
         summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
                       limits=limits, output=output, ignore_patterns=ignore,
