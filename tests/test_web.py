@@ -298,3 +298,35 @@ def test_a_reload_can_turn_the_page_on(tmp_path: Path, daemon_factory: Any) -> N
     daemon.reload(_config(tmp_path))
     assert daemon.web is not None and daemon.web.url is not None
     assert call(daemon.web.url, "/review").status == 200
+
+
+def test_a_long_queue_shows_the_oldest_first_and_says_how_many_more_wait(
+        tmp_path: Path, daemon_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rotwatchd.web import app
+
+    monkeypatch.setattr(app, "PAGE_ITEMS", 2)
+    daemon, _, base = _queued(daemon_factory, _config(tmp_path))
+    page = call(base, "/review").text
+    oldest = daemon.review.waiting()
+    assert page.count('<form class="card"') == 2
+    assert f'action="/review/{oldest[0].id}"' in page and "1 more wait" in page
+    assert f'action="/review/{oldest[2].id}"' not in page
+
+
+def test_an_animated_gif_has_a_preview_but_no_guess(tmp_path: Path,
+                                                    daemon_factory: Any) -> None:
+    config = _config(tmp_path)
+    daemon, results = daemon_factory(config)
+    frames = [Image.new("RGB", (60, 40), colour) for colour in ("red", "blue")]
+    frames[0].save(config.inboxes[0].path / "anim.gif", save_all=True,
+                   append_images=frames[1:], duration=100, loop=0)
+    (result,) = results.wait_count(1)
+    assert result.outcome == "review" and daemon.web is not None and daemon.web.url
+    (item,) = daemon.review.waiting()
+    assert item.guess is None
+    page = call(daemon.web.url, "/review").text
+    assert 'data-guess=""' in page and "turn guess" not in page
+    thumb = call(daemon.web.url, f"/review/{item.id}/thumb")
+    assert thumb.status == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    with Image.open(config.state_dir / "thumbs" / f"{item.sha256}-320.jpg") as image:
+        assert image.size == (60, 40)

@@ -93,7 +93,7 @@ def create_app(sources: PageSources) -> Flask:
         return render_template(
             "review.html", items=waiting[:PAGE_ITEMS], more=max(0, len(waiting) - PAGE_ITEMS),
             backlog=len(waiting), csrf=sources.csrf, corrections=CORRECTIONS,
-            labels=TURN_LABELS, name=_name, percent=_percent)
+            labels=TURN_LABELS, name=_name, percent=_percent, ago=_ago, now=time.time())
 
     @app.post("/review/<int:item_id>")
     def settle(item_id: int) -> Any:
