@@ -60,48 +60,54 @@ class FitSettings:
 
 
 def examples(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4, F) features of upright photos -> X (4N, F), y (4N,): view m is class m."""
+    """(N, 4, F) features of upright photos -> X (4N, F), y (4N,): view m is class m.
+    X is a view of ``features`` when they are float32 already (no copy)."""
     n, turns, dim = features.shape
-    x = features.reshape(n * turns, dim).astype(np.float32)
+    x = features.reshape(n * turns, dim).astype(np.float32, copy=False)
     y = np.tile(np.arange(turns), n)
     return x, y
 
 
 def _lipschitz(x: np.ndarray, iterations: int = 12) -> float:
-    """Largest eigenvalue of X^T X / n by power iteration (bounds the loss's curvature), a
-    little over-estimated so the step stays safe."""
+    """Largest eigenvalue of [X 1]^T [X 1] / n, bounded by that of X^T X / n (power
+    iteration, a little over-estimated so the step stays safe) plus 1 for the bias."""
     v = np.ones(x.shape[1], dtype=x.dtype) / np.sqrt(x.shape[1])  # float32: no copy of X
     value = 1.0
     for _ in range(iterations):
         w = x.T @ (x @ v) / len(x)
         value = float(np.linalg.norm(w))
         v = (w / max(value, 1e-12)).astype(x.dtype)
-    return value * 1.05
+    return value * 1.05 + 1.0
 
 
 def fit_head(features: np.ndarray, prior: Head, strength: float, iterations: int = 300,
              cancelled: Callable[[], bool] | None = None) -> Head | None:
     """The personal head for (N, 4, F) upright-photo features, regularised toward ``prior``.
+    Memory: the features and a (4N, 4) array; no copy of the features.
 
     Returns None when ``cancelled()`` became true (checked between iterations)."""
     x, y = examples(features)
-    x1 = np.concatenate([x, np.ones((len(x), 1), np.float32)], axis=1)  # bias column
     onehot = np.eye(4, dtype=np.float32)[y]
-    w0 = np.concatenate([prior.weight, prior.bias[:, None]], axis=1).astype(np.float32)
-    # softmax cross-entropy has curvature at most 1/2 |x|^2 per example
-    step = 1.0 / (0.5 * _lipschitz(x1) + strength)
-    w, previous = w0.copy(), w0.copy()
+    w0, b0 = prior.weight.astype(np.float32), prior.bias.astype(np.float32)
+    # softmax cross-entropy has curvature at most 1/2 |[x 1]|^2 per example
+    step = 1.0 / (0.5 * _lipschitz(x) + strength)
+    w, b, w_prev, b_prev = w0.copy(), b0.copy(), w0.copy(), b0.copy()
     for k in range(iterations):
         if cancelled is not None and cancelled():
             return None
-        look = w + (k / (k + 3.0)) * (w - previous)  # Nesterov momentum
-        z = x1 @ look.T
+        momentum = k / (k + 3.0)  # Nesterov
+        look_w, look_b = w + momentum * (w - w_prev), b + momentum * (b - b_prev)
+        z = x @ look_w.T + look_b
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
-        grad = (p - onehot).T @ x1 / len(x1) + strength * (look - w0)
-        previous, w = w, (look - step * grad).astype(np.float32)
-    return Head(w[:, :-1].copy(), w[:, -1].astype(np.float64))
+        p -= onehot
+        grad_w = p.T @ x / len(x) + strength * (look_w - w0)
+        grad_b = p.mean(axis=0) + strength * (look_b - b0)
+        w_prev, b_prev = w, b
+        w = (look_w - step * grad_w).astype(np.float32)
+        b = (look_b - step * grad_b).astype(np.float32)
+    return Head(w, b.astype(np.float64))
 
 
 def folds_of(sha256: Sequence[str], folds: int) -> np.ndarray:
