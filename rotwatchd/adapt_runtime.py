@@ -303,7 +303,11 @@ class AdaptWorker:
 
     def _run(self) -> None:
         while True:
-            wait = self.step()
+            try:
+                wait = self.step()
+            except Exception:  # a bug must not end adaptation for good, nor the daemon
+                log.exception("adapt: step failed; tried again at the next idle spell")
+                wait = None
             with self._cond:
                 if self._idle.stopping:
                     return
