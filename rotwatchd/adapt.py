@@ -29,7 +29,7 @@ Pure numpy, no I/O (the label store, the scheduling and the files live in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -137,6 +137,14 @@ def cascade_cases(head: Head, labels: LabelSet, meta: ModelMeta,
             cases.append(Case(labels.source[i], CORRECTIONS[turned], fused.correction,
                               fused.confidence, labels.sha256[i]))
     return cases
+
+
+def fallback_cases(personal: Sequence[Case], shipped: Sequence[Case],
+                   shipped_threshold: float) -> list[Case]:
+    """The same cases decided as ``PersonalClassifier`` does: the shipped head's answer where
+    it is sure (confidence 1 here: decided at any threshold), the personal head's elsewhere."""
+    return [replace(s, confidence=1.0) if s.confidence >= shipped_threshold else p
+            for p, s in zip(personal, shipped, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,11 @@ def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetting
     if head is None:
         verdict = Verdict(False, "interrupted: files arrived", None, None, n, n)
         return Adapted(None, 1.0, verdict, time.process_time() - start)
-    verdict = judge(held_out, cascade_cases(shipped, labels, meta), settings, n)
+    # the held-out cases come fold by fold, 4 a photo: the shipped head's in the same order
+    order = np.concatenate([np.flatnonzero(fold == k) for k in range(settings.folds)])
+    every = cascade_cases(shipped, labels, meta)
+    shipped_held = [every[4 * i + t] for i in order for t in range(4)]
+    combined = fallback_cases(held_out, shipped_held, meta.threshold("cascade"))
+    verdict = judge(combined, shipped_held, settings, n)
     threshold = verdict.personal.threshold if verdict.personal is not None else 1.0
     return Adapted(head, threshold, verdict, time.process_time() - start)

@@ -79,3 +79,39 @@ def test_confidences_are_reported_on_the_shipped_scale() -> None:
     assert mapped[3] == pytest.approx(0.965)  # its own threshold lands on the shipped one
     assert mapped[2] < 0.965 <= mapped[4]
     assert mapped == sorted(mapped)
+
+
+def test_the_personal_head_never_changes_what_the_shipped_head_is_sure_of() -> None:
+    """Even a head that says the opposite of the shipped one (weights rolled by two turns)
+    leaves every image the shipped cascade decides exactly as it was; it only speaks for the
+    images the shipped cascade would send to review."""
+    from rotwatchd.model.fusion import load_adaptive
+    from rotwatchd.model.litert import ModelMeta
+    from rotwatchd.model.personal import PersonalClassifier, model_digest
+
+    meta = ModelMeta.for_model(default_model_dir() / MODEL_FILE)
+    shipped = shipped_head(None, meta.temperature)
+    opposite = Head(np.roll(shipped.weight, 2, axis=0), np.roll(shipped.bias, 2))
+    threshold = meta.threshold("cascade")
+    personal = PersonalHead(opposite, 0.9, threshold, model_digest(None))
+    from rotwatchd.model.personal import load_personal
+
+    adaptive, mine = load_adaptive(None, 1), load_personal(None, 1, personal)
+    assert isinstance(mine, PersonalClassifier)
+    spoke = kept = 0
+    for _group, path in upright_images(FIXTURES)[::3]:
+        with Image.open(path) as raw:
+            image = raw.convert("RGB")
+        for turns in range(4):
+            turned = image.rotate(90 * turns, expand=True)
+            before, after = adaptive.predict(turned), mine.predict(turned)
+            if before.confidence >= threshold:
+                kept += 1
+                assert after.correction == before.correction
+                # the same features through the shipped head: equal to float rounding
+                assert after.confidence == pytest.approx(before.confidence, abs=1e-6)
+                assert ("personal", 0.0) in after.cues
+            else:
+                spoke += 1
+                assert ("personal", 1.0) in after.cues
+    assert kept and spoke

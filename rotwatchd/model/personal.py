@@ -10,10 +10,11 @@ the shipped head is what ``LiteRTClassifier.view`` returns.
 personal head instead of the shipped one when given one: same pass, same cost (the features
 are computed for the logits anyway). :class:`PersonalClassifier` is the adaptive backend
 (``litert-adaptive``: scene, text and face cues, 4 passes only when one is unsure) on that
-scene. Its confidences are reported on the shipped model's scale: the personal head's own
-review threshold, calibrated on the user's held-out labels (``rotwatchd/adapt.py``), is mapped
-onto the shipped threshold by a monotone piecewise-linear map, so the daemon's decision rule
-and ``model.min_confidence`` keep their meaning.
+scene, where the personal head only decides what the shipped head would send to review. Its
+confidences are reported on the shipped model's scale: the personal head's own review
+threshold, calibrated on the user's held-out labels (``rotwatchd/adapt.py``), is mapped onto
+the shipped threshold by a monotone piecewise-linear map, so the daemon's decision rule and
+``model.min_confidence`` keep their meaning.
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ class FeatureScene(LiteRTClassifier):
                              "needs a model edited by training/feature_output.py")
         self._features_index = found[0]["index"]
         self.head = head
+        #: features per turn of the image being decided, when the caller asks for them to be
+        #: kept (None: not kept): two heads on one image cost the passes once
+        self.memo: dict[int, np.ndarray] | None = None
 
     def features(self, arr: np.ndarray, turns: int) -> np.ndarray:
         """Pooled features (F,) of a :func:`preprocess`-ed image turned ``turns`` times
@@ -137,23 +141,45 @@ class FeatureScene(LiteRTClassifier):
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
         if self.head is None:
             return super().view(arr, turns)
-        out: np.ndarray = self.head.probabilities(self.features(arr, turns))
+        if self.memo is None:
+            features = self.features(arr, turns)
+        elif turns in self.memo:
+            features = self.memo[turns]
+        else:
+            features = self.memo[turns] = self.features(arr, turns)
+        out: np.ndarray = self.head.probabilities(features)
         return out
 
 
 class PersonalClassifier(AdaptiveClassifier):
-    """The adaptive backend with a personal scene head; confidences on the shipped scale
-    (:meth:`PersonalHead.on_shipped_scale`), and a ``personal`` cue saying so."""
+    """The adaptive backend where the personal head only speaks for images the shipped head
+    would send to review: the shipped cascade decides first, and what it is sure of (at least
+    ``shipped_threshold``) it decides exactly as without adaptation, so pictures unlike the
+    user's labels lose nothing; below that, the cascade runs again with the personal head on
+    the same features (no extra network pass), its confidence mapped onto the shipped scale
+    (:meth:`PersonalHead.on_shipped_scale`). The ``personal`` cue says which head decided."""
 
-    def __init__(self, scene: FeatureScene, personal: PersonalHead, **cues: Any) -> None:
+    def __init__(self, scene: FeatureScene, personal: PersonalHead, shipped: Head,
+                 **cues: Any) -> None:
         super().__init__(scene, cues.get("faces"), text=cues.get("text"))
+        self.feature_scene = scene
         self.personal = personal
+        self.shipped = shipped
 
     def predict(self, image: Image.Image) -> Prediction:
-        prediction = super().predict(image)
-        return replace(prediction,
-                       confidence=self.personal.on_shipped_scale(prediction.confidence),
-                       cues=(*prediction.cues, ("personal", 1.0)))
+        scene = self.feature_scene
+        scene.memo = {}
+        try:
+            scene.head = self.shipped
+            first = super().predict(image)
+            if first.confidence >= self.personal.shipped_threshold:
+                return replace(first, cues=(*first.cues, ("personal", 0.0)))
+            scene.head = self.personal.head
+            second = super().predict(image)
+        finally:
+            scene.memo = None
+        return replace(second, confidence=self.personal.on_shipped_scale(second.confidence),
+                       cues=(*second.cues, ("personal", 1.0)))
 
 
 def load_personal(model_path: Path | None, threads: int,
@@ -163,8 +189,9 @@ def load_personal(model_path: Path | None, threads: int,
     Raises ModelError when the head was fitted for another scene model, or as the backend."""
     if personal.model_digest != model_digest(model_path):
         raise ModelError("the personal head was fitted for another scene model")
-    scene = FeatureScene(model_path, threads, personal.head)
-    return PersonalClassifier(scene, personal, faces=_faces_for(model_path, threads),
+    scene = FeatureScene(model_path, threads)
+    shipped = shipped_head(model_path, scene.meta.temperature)
+    return PersonalClassifier(scene, personal, shipped, faces=_faces_for(model_path, threads),
                               text=_text_for(model_path, threads))
 
 
