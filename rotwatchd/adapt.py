@@ -55,7 +55,7 @@ class FitSettings:
     target_risk: float = 0.01  # wrong among decided the daemon must keep to
     # the held-out estimate must show at most this share of the target, counting one more
     # wrong case than it saw: labels flatter later photos (measured in bench/bench_adapt.py)
-    margin: float = 0.5
+    margin: float = 0.75
     min_photos: int = 30  # fewer labelled photos and there is nothing to judge on
 
 
@@ -184,7 +184,7 @@ def best_operating(cases: Sequence[Case], target_risk: float, pseudo: int = 0) -
         wrong = decided - round(row.decided_correct * n)
         if decided and (wrong + pseudo) / (decided + pseudo) <= target_risk:
             return at_threshold(cases, row.threshold)
-    return at_threshold(cases, THRESHOLD_GRID[-1])
+    return at_threshold(cases, 1.0)  # none: decide (almost) nothing
 
 
 @dataclass(frozen=True)
@@ -208,18 +208,27 @@ class Verdict:
         return out
 
 
-def judge(personal: Sequence[Case], shipped: Sequence[Case], settings: FitSettings,
-          photos: int) -> Verdict:
-    """Compare the personal head's held-out cases with the shipped head's on the same photos
-    (see the module docstring); both at their own threshold under the same rule."""
+def judge(personal: Sequence[Case], shipped: Sequence[Case], shipped_threshold: float,
+          settings: FitSettings, photos: int) -> Verdict:
+    """Compare, on the same held-out cases, the shipped head alone at its own best threshold
+    with the combination the daemon would run (``fallback_cases``): the shipped head where it
+    is sure (``shipped_threshold``), the personal head elsewhere, at the threshold where the
+    personal head's *own* decisions keep to the rule (so that a user whose labels the shipped
+    head already decides cannot give it a threshold no other picture would justify)."""
     target = settings.target_risk * settings.margin
     before = best_operating(shipped, target, pseudo=1)
-    after = best_operating(personal, target, pseudo=1)
+    unsure = [p for p, s in zip(personal, shipped, strict=True) if s.confidence < shipped_threshold]
+    own = best_operating(unsure, target, pseudo=1)
+    after = at_threshold(fallback_cases(personal, shipped, shipped_threshold), own.threshold)
     figures = (f"{photos} held-out photos x 4 turns: decided correctly at <= "
                f"{target:.1%} wrong (+1), shipped {before.correct} (threshold "
-               f"{before.threshold:g}), personal {after.correct} (threshold "
-               f"{after.threshold:g})")
-    if after.correct == 0 or after.correct < before.correct:
+               f"{before.threshold:g}), with the personal head {after.correct} (it decides "
+               f"{own.correct + own.wrong} of the {len(unsure)} the shipped head is unsure of, "
+               f"threshold {own.threshold:g})")
+    if own.correct == 0:
+        return Verdict(False, "kept aside: it adds nothing the shipped head decides; "
+                       + figures, before, after, photos, photos)
+    if after.correct < before.correct or after.risk > settings.target_risk:
         return Verdict(False, "kept aside: it decides fewer correctly than the shipped head; "
                        + figures, before, after, photos, photos)
     return Verdict(True, "in use: " + figures, before, after, photos, photos)
@@ -266,7 +275,6 @@ def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetting
     order = np.concatenate([np.flatnonzero(fold == k) for k in range(settings.folds)])
     every = cascade_cases(shipped, labels, meta)
     shipped_held = [every[4 * i + t] for i in order for t in range(4)]
-    combined = fallback_cases(held_out, shipped_held, meta.threshold("cascade"))
-    verdict = judge(combined, shipped_held, settings, n)
+    verdict = judge(held_out, shipped_held, meta.threshold("cascade"), settings, n)
     threshold = verdict.personal.threshold if verdict.personal is not None else 1.0
     return Adapted(head, threshold, verdict, time.process_time() - start)
