@@ -221,7 +221,7 @@ def judge(personal: Sequence[Case], shipped: Sequence[Case], shipped_threshold: 
     own = best_operating(unsure, target, pseudo=1)
     after = at_threshold(fallback_cases(personal, shipped, shipped_threshold), own.threshold)
     figures = (f"{photos} held-out photos x 4 turns: decided correctly at <= "
-               f"{target:.1%} wrong (+1), shipped {before.correct} (threshold "
+               f"{target:.2%} wrong (+1), shipped {before.correct} (threshold "
                f"{before.threshold:g}), with the personal head {after.correct} (it decides "
                f"{own.correct + own.wrong} of the {len(unsure)} the shipped head is unsure of, "
                f"threshold {own.threshold:g})")
