@@ -16,10 +16,13 @@ The scene and text networks are stored weight-only int8 (:func:`weight_only_int8
 per-output-channel symmetric int8 weights, a ``DequantizeLinear`` in front of each, float
 compute), as their ``.tflite`` files are; the face detector keeps float16 weights (as
 MediaPipe's file does: int8 moved its scores by up to 0.2). ONNX Runtime folds the dequantize
-and the casts into float weights when the session loads. Each file is checked before it is written: against PyTorch (scene), against ONNX
-Runtime on the source graph (text), against LiteRT on the ``.tflite`` file (all three), on
-random inputs and the fixture images; the largest differences are printed and a file that
-differs by more than its tolerance is not written.
+and the casts into float weights when the session loads (``rotwatchd/model/onnx_runtime.py``).
+
+Each file is checked before it is written: against PyTorch (scene), against ONNX Runtime on
+the source graph (text), against LiteRT on the ``.tflite`` file (all three), on random inputs
+and the fixture images; the largest differences are printed, and a file that differs by more
+than its tolerance is not written. Measured for the shipped files: scene 1.2e-6 from the
+``.tflite`` (the same int8 weights), text 1.4e-2, face scores 1.4e-6.
 """
 
 from __future__ import annotations
