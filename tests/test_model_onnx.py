@@ -5,6 +5,7 @@ provider is one clear error. Skipped where onnxruntime is not installed (it is o
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,14 @@ def test_a_missing_onnx_file_names_it(tmp_path: Path) -> None:
                       .read_bytes())
     with pytest.raises(ModelError, match=r"orientation model not found: .*orientation\.onnx"):
         load_classifier("litert-scene", model, 1, ONNX)
+
+
+def test_the_litert_daemon_imports_neither_onnxruntime_nor_torch() -> None:
+    """onnxruntime is optional and imported only when a network opens on it; torch never."""
+    code = ("import sys; from rotwatchd.daemon import load_configured_classifier; "
+            "from rotwatchd.config import ModelConfig; "
+            "load_configured_classifier(ModelConfig()).close(); "
+            "print(sorted(m for m in ('onnxruntime', 'torch', 'onnx') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.strip() == "[]"
