@@ -6,7 +6,8 @@ loads the model and classifies a fixed synthetic photo ``--runs`` times, or, wit
 DIR``, every upright image under DIR turned 4 ways and JPEG re-saved (as ``rotwatchd eval``
 does), round after round until ``--runs`` predictions are timed. Reported: file size, load
 time, latency per image p50/p95 (preprocessing included), throughput, the child's peak resident
-memory, and the share of predictions that ran the scene network on all four turns. ``--cues``
+memory, the CPU time per image (all threads; on a busy machine a steadier figure than the
+latency), and the share of predictions that ran the scene network on all four turns. ``--cues``
 adds the whole shipped cue set (scene network + text network + face cue on all four
 rotations) as the default
 adaptive backend (one pass, 4 passes when unsure), always one pass (``litert``) and always 4
@@ -106,12 +107,13 @@ def measure(model: Path | None, threads: int, runs: int, backend: str,
     answers = []
     for item in items[:3]:
         clf.predict(decode(item))
-    times, passes = [], []
+    times, cpu, passes = [], [], []
     for i in range(max(runs, len(items)) if folder is not None else runs):
         image = decode(items[i % len(items)])
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         pred = clf.predict(image)
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
         passes.append(dict(pred.cues).get("passes", PASSES.get(backend, 1.0)))
         if i < len(items):
             answers.append((pred.correction, pred.confidence >= threshold))
@@ -119,6 +121,7 @@ def measure(model: Path | None, threads: int, runs: int, backend: str,
     arr = np.array(times) * 1000
     return {"load_ms": load_s * 1000, "p50_ms": float(np.percentile(arr, 50)),
             "p95_ms": float(np.percentile(arr, 95)), "img_per_s": 1000 / float(arr.mean()),
+            "cpu_ms": float(np.mean(cpu)) * 1000,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "four_pass_share": float(np.mean(np.array(passes) == 4.0)), "answers": answers}
 
@@ -160,15 +163,16 @@ def _child(model: Path, threads: int, runs: int, backend: str, folder: Path | No
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'model':48s} {'runtime':>11s} {'threads':>7s} {'size MB':>8s} {'load ms':>8s} "
-            f"{'p50 ms':>7s} {'p95 ms':>7s} {'img/s':>7s} {'peak MB':>8s} {'4-pass':>7s} "
-            f"{'same corr':>9s} {'same dec':>8s}")
+            f"{'p50 ms':>7s} {'p95 ms':>7s} {'img/s':>7s} {'CPU ms':>7s} {'peak MB':>8s} "
+            f"{'4-pass':>7s} {'same corr':>9s} {'same dec':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         agree = (f"{r['same_correction']:9.1%} {r['same_decision']:8.1%}"
                  if "same_correction" in r else f"{'':9s} {'':8s}")
         lines.append(f"{r['name']!s:48s} {r['runtime']!s:>11s} {r['threads']!s:>7s} "
                      f"{r['size_mb']:8.2f} {r['load_ms']:8.1f} {r['p50_ms']:7.2f} "
-                     f"{r['p95_ms']:7.2f} {r['img_per_s']:7.1f} {r['peak_rss_mb']:8.1f} "
+                     f"{r['p95_ms']:7.2f} {r['img_per_s']:7.1f} {r['cpu_ms']:7.2f} "
+                     f"{r['peak_rss_mb']:8.1f} "
                      f"{r['four_pass_share']:7.0%} {agree}")
     return "\n".join(lines)
 

@@ -2,7 +2,7 @@
 # The model, daemon and CLI tests on every supported Python (3.11, 3.12, 3.13), each in its own
 # virtualenv (.venv-py3.X) with rotwatchd[dev] (LiteRT and ONNX Runtime). An interpreter that
 # is not installed is skipped with one line saying so; the run fails if any present one fails.
-# Interpreters: python3.X on PATH, else pyenv's (~/.pyenv/versions/3.X.*).
+# Interpreters: pyenv's (~/.pyenv/versions/3.X.*, newest first), else python3.X on PATH.
 # Usage: sh scripts/test-pythons.sh [VERSION...] (default: 3.11 3.12 3.13)
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,13 +12,14 @@ TESTS="tests/test_model_scene.py tests/test_model_faces.py tests/test_model_text
   tests/test_model_onnx.py tests/test_daemon.py tests/test_daemon_outputs.py tests/test_cli_e2e.py"
 failed=""
 for v in $VERSIONS; do
-  py="$(command -v "python$v" || true)"
+  py=""
+  # pyenv's shims exist for versions that are not selected and then fail: try each candidate
+  for cand in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v" \
+                  2>/dev/null | sort -V -r) $(command -v "python$v" || true); do
+    if "$cand" -c "import ensurepip, venv" >/dev/null 2>&1; then py="$cand"; break; fi
+  done
   if [ -z "$py" ]; then
-    py="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v" 2>/dev/null \
-      | sort -V | tail -1 || true)"
-  fi
-  if [ -z "$py" ] || [ ! -x "$py" ]; then
-    echo "python $v: not installed here, skipped"
+    echo "python $v: not installed here (or without venv: apt install python3-venv), skipped"
     continue
   fi
   venv=".venv-py$v"

@@ -17,10 +17,12 @@ trap 'rm -rf "$WORK"' EXIT
   || { cat "$WORK/build.log" >&2; exit 1; }
 WHEEL="$(ls "$WORK"/dist/rotwatchd-*.whl)"
 SDIST="$(ls "$WORK"/dist/rotwatchd-*.tar.gz)"
+tar -tzf "$SDIST" > "$WORK/sdist.txt"
+"$WORK/tools/bin/python" -m zipfile -l "$WHEEL" > "$WORK/wheel.txt"
 for f in orientation.tflite orientation.onnx text/text.tflite text/text.onnx \
          faces/face_detection_short_range.tflite faces/face_detection_short_range.onnx; do
-  tar -tzf "$SDIST" | grep -q "/models/$f\$" || { echo "sdist lacks models/$f" >&2; exit 1; }
-  "$WORK/tools/bin/python" -m zipfile -l "$WHEEL" | grep -q "rotwatchd/_models/$f " \
+  grep -q "/models/$f\$" "$WORK/sdist.txt" || { echo "sdist lacks models/$f" >&2; exit 1; }
+  grep -q "rotwatchd/_models/$f " "$WORK/wheel.txt" \
     || { echo "wheel lacks rotwatchd/_models/$f" >&2; exit 1; }
 done
 echo "built $(basename "$WHEEL") ($(du -k "$WHEEL" | cut -f1) KiB) and $(basename "$SDIST")"

@@ -61,6 +61,9 @@ class OnnxNetwork:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3  # warnings about unused initializers are not the user's
         opts.add_session_config_entry("session.disable_quant_qdq", "1")
+        # with 2+ threads ONNX Runtime's workers spin between ops by default: measured 2-3x the
+        # CPU time of LiteRT per image on a busy 2-core machine (``rotwatchd bench``)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types, not exported
