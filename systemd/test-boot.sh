@@ -15,7 +15,8 @@
 #   ROTWATCHD_BOOT_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
 #   ROTWATCHD_BOOT_BREAK   readwrite: a drop-in drops the unit's ReadWritePaths=-/srv/rotwatchd
 #                          (as a careless `systemctl edit` would); the checks must then fail
-# Exit status: 0 every check passed, 1 a check failed, 2 this machine cannot run the test.
+# Exit status: 0 every check passed, 1 a check failed, 2 this machine cannot run the test (not
+# root, tools missing, no network for debootstrap, or no container boots here).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -44,7 +45,8 @@ if [ ! -d "$root" ]; then
   say "building $root with debootstrap from $mirror (once; 1-2 min)"
   rm -rf "$root.partial"
   debootstrap --variant=minbase --include="$packages" bookworm "$root.partial" "$mirror" \
-    >"$cache/debootstrap.log" 2>&1 || { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
+    >"$cache/debootstrap.log" 2>&1 || {
+    tail -20 "$cache/debootstrap.log" >&2; cannot "debootstrap failed (network, mirror?)"; }
   mv "$root.partial" "$root"
 fi
 say "root $root ($(($(date +%s) - started)) s)"
@@ -108,17 +110,17 @@ while [ -z "$leader" ] && [ $i -lt 150 ]; do
   leader=$(ps -o pid= --ppid "$nspawn" | tr -d ' ' | head -1)
   [ -n "$leader" ] || { i=$((i + 1)); sleep 0.2; }
 done
-[ -n "$leader" ] || { say "FAIL systemd-nspawn started no container"; exit 1; }
+[ -n "$leader" ] || { cat "$run/console.log" >&2; cannot "systemd-nspawn started no container"; }
 inside() { nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 i=0
 until state=$(inside systemctl is-system-running --wait 2>/dev/null); do
   case "$state" in degraded) break ;; esac
-  i=$((i + 1)); [ $i -lt 60 ] || { say "FAIL container did not boot: '$state'"; exit 1; }
+  i=$((i + 1)); [ $i -lt 60 ] || cannot "the container did not boot: '$state'"
   sleep 0.5
 done
 if [ "$state" != running ]; then
   inside systemctl --failed --no-pager >&2
-  say "FAIL the container booted '$state', want 'running'"; exit 1
+  cannot "the container booted '$state', not 'running' (before anything of rotwatchd's ran)"
 fi
 say "booted systemd $(inside systemctl --version | sed -n '1s/systemd \([0-9]*\).*/\1/p') as PID 1 ($(($(date +%s) - started)) s)"
 inside mount --bind /run/fake-cpufreq /sys/devices/system/cpu/cpufreq
