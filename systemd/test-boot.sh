@@ -104,18 +104,26 @@ SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 SYSTEMD_NSPAWN_API_VFS_WRITABLE=1 \
   --bind-ro="$repo:/src" --bind="$run/cpufreq:/run/fake-cpufreq" --console=pipe \
   </dev/null >"$run/console.log" 2>&1 &
 nspawn=$!
+# The container's PID 1 is the child of systemd-nspawn that is PID 1 in its own namespace
+# (nspawn forks short-lived helpers too).
+container_init() {
+  for pid in $(ps -o pid= --ppid "$nspawn"); do
+    sed -n 's/^NSpid:.*[[:space:]]1$/x/p' "/proc/$pid/status" 2>/dev/null | grep -q x &&
+      { echo "$pid"; return; }
+  done
+}
+deadline=$(($(date +%s) + 120))
 leader=""
-i=0
-while [ -z "$leader" ] && [ $i -lt 150 ]; do
-  leader=$(ps -o pid= --ppid "$nspawn" | tr -d ' ' | head -1)
-  [ -n "$leader" ] || { i=$((i + 1)); sleep 0.2; }
+until leader=$(container_init) && [ -n "$leader" ]; do
+  kill -0 "$nspawn" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ] ||
+    { cat "$run/console.log" >&2; cannot "systemd-nspawn started no container"; }
+  sleep 0.2
 done
-[ -n "$leader" ] || { cat "$run/console.log" >&2; cannot "systemd-nspawn started no container"; }
 inside() { nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
-i=0
-until state=$(inside systemctl is-system-running --wait 2>/dev/null); do
+until state=$(inside systemctl is-system-running --wait 2>"$run/boot.err"); do
   case "$state" in degraded) break ;; esac
-  i=$((i + 1)); [ $i -lt 60 ] || cannot "the container did not boot: '$state'"
+  [ "$(date +%s)" -lt "$deadline" ] ||
+    { cat "$run/boot.err" >&2; cannot "the container did not boot within 120 s: '$state'"; }
   sleep 0.5
 done
 if [ "$state" != running ]; then
