@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -36,6 +37,10 @@ GOVERNORS = sorted(Path("/sys/devices/system/cpu/cpufreq").glob("policy*/scaling
 ORIGINAL_GOVERNOR = "schedutil"  # what test-boot.sh writes into the fake tree
 WATCHDOG_SEC, RESTART_SEC = 30.0, 5.0
 USER = "alice"  # a member of the rotwatchd group, not root
+#: The second reload: short settle time, everything the model decides goes to review, and
+#: asleep (governors at powersave) 2 s after the last photo.
+FAST_AND_DOUBTFUL = {"watch": {"quiet_period": "1s"}, "model": {"min_confidence": 1.0},
+                     "power": {"idle_timeout": "2s"}}
 
 
 class Failure(Exception):
@@ -128,9 +133,9 @@ def drop_photo(relative: str, orientation: int | None) -> Image.Image:
         exif[0x0112] = orientation
     hidden = target.with_name(f".{target.name}.part")
     image.save(hidden, "JPEG", quality=95, exif=exif.tobytes())
-    uid, gid = run("id", "-u", USER).stdout.strip(), grp.getgrnam("rotwatchd").gr_gid
+    uid, gid = pwd.getpwnam(USER).pw_uid, grp.getgrnam("rotwatchd").gr_gid
     for path in [*(p for p in target.parents if INBOX in p.parents), hidden]:
-        os.chown(path, int(uid), gid)
+        os.chown(path, uid, gid)
     hidden.rename(target)
     return Image.open(target)
 
@@ -178,8 +183,9 @@ def listener() -> Iterator[int]:
 def probe_under_unit(name: str, args: list[str], extra: str = "") -> dict[str, str]:
     """Run sandbox_probe.py as a oneshot copy of the unit as systemd sees it now (drop-ins
     included): every sandbox setting kept, only how it starts and restarts replaced."""
+    # RuntimeDirectory too: systemd removes it when the copy stops, under the running daemon.
     lifecycle = ("Type=", "NotifyAccess=", "ExecStart=", "ExecReload=", "WatchdogSec=",
-                 "Restart=", "RestartSec=")
+                 "Restart=", "RestartSec=", "RuntimeDirectory")
     kept, section = [], ""
     for line in run("systemctl", "cat", UNIT).stdout.splitlines():  # unit, then drop-ins
         section = line if line.startswith("[") else section
@@ -221,9 +227,8 @@ def check_sandbox() -> None:
     outside = Path("/srv/rotwatchd-probe")
     outside.mkdir(mode=0o777, exist_ok=True)
     outside.chmod(0o777)  # ordinary permissions would let the service user write here
-    args = [str(PROBE), "0", str(GOVERNORS[0]), str(outside)]
     with listener() as port:
-        args[1] = str(port)
+        args = [str(PROBE), str(port), str(GOVERNORS[0]), str(outside)]
         control = json.loads(run("/opt/rotwatchd/venv/bin/python", *args, user="rotwatchd").stdout)
         sandboxed = probe_under_unit("rotwatchd-probe", args)
         # Each network layer on its own: the others lifted in the copy.
@@ -262,10 +267,10 @@ def check_sandbox() -> None:
 
 
 def check_photo(relative: str) -> Path:
-    dropped = drop_photo(relative, orientation=6)
     output = OUTBOX / relative
-    wait_for(f"{output}", output.exists, 60)
-    check_upright(output, dropped)
+    with drop_photo(relative, orientation=6) as dropped:
+        wait_for(f"{output}", output.exists, 60)
+        check_upright(output, dropped)
     return output
 
 
@@ -275,14 +280,12 @@ def check_reload(journal: Journal) -> None:
     run("systemctl", "reload", UNIT)
     journal.wait_for("configuration reloaded from")
     # A file that is still settling when the next reload comes must survive it.
-    dropped = drop_photo("flat.jpg", orientation=None)
+    drop_photo("flat.jpg", orientation=None).close()
     wait_for("the flat photo queued and settling (STATUS=)",
              lambda: "1 settling" in show("StatusText"), 30)
-    write_config({"watch": {"quiet_period": "1s"}, "model": {"min_confidence": 1.0},
-                  "power": {"idle_timeout": "2s"}})
+    write_config(FAST_AND_DOUBTFUL)
     run("systemctl", "reload", UNIT)
     wait_for("the queued flat photo in review", lambda: (REVIEW / "flat.jpg").exists(), 90)
-    dropped.close()
     decided = journal.wait_for("flat.jpg needs review")
     if "< 1)" not in decided:
         raise Failure(f"the flat photo was not judged by the new min_confidence 1.0: {decided}")
@@ -290,12 +293,10 @@ def check_reload(journal: Journal) -> None:
         raise Failure(f"the main PID changed over two reloads: {pid} -> {main_pid()}")
     say(f"systemctl reload (valid, twice): same pid {pid}; a photo settling during the reload "
         "was processed under the new config (min_confidence 1.0: review)")
-    wait_for(f"the daemon asleep with governors at powersave: {governors()}",
-             governors_are("powersave"), 30)
+    wait_for("the daemon asleep with governors at powersave", governors_are("powersave"), 30)
     say(f"governors written by the sandboxed daemon when idle: {governors()}")
 
-    write_config({"watch": {"quiet_period": "1s"}, "model": {"min_confidence": 1.0},
-                  "power": {"idle_timeout": "2s"}, "workers": 0})
+    write_config({**FAST_AND_DOUBTFUL, "workers": 0})
     run("systemctl", "reload", UNIT)
     line = journal.wait_for("reload rejected")
     if f"{CONFIG}: workers" not in line or main_pid() != pid:

@@ -62,10 +62,13 @@ case "$system_steps" in *"systemctl enable --now rotwatchd"*) ;;
   *) say "FAIL systemd/README.md: no install block with 'systemctl enable --now rotwatchd'"; exit 1 ;;
 esac
 ca=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
-[ -f "$ca" ] && cp "$ca" "$root/etc/ssl/certs/rotwatchd-boot-host-ca.crt"
+pip_cert=""
+if [ -f "$ca" ]; then
+  cp "$ca" "$root/etc/ssl/certs/rotwatchd-boot-host-ca.crt"
+  pip_cert=--setenv=PIP_CERT=/etc/ssl/certs/rotwatchd-boot-host-ca.crt
+fi
 systemd-nspawn --quiet --register=no --keep-unit -D "$root" \
-  --bind-ro="$repo:/src" --bind="$cache/pip:/root/.cache/pip" --chdir=/src \
-  --setenv=PIP_CERT=/etc/ssl/certs/rotwatchd-boot-host-ca.crt \
+  --bind-ro="$repo:/src" --bind="$cache/pip:/root/.cache/pip" --chdir=/src $pip_cert \
   --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 --setenv=PIP_ROOT_USER_ACTION=ignore \
   ${PIP_INDEX_URL:+--setenv=PIP_INDEX_URL="$PIP_INDEX_URL"} \
   sh -euc "$network_steps" >"$cache/pip.log" 2>&1 || { tail -20 "$cache/pip.log" >&2; exit 1; }
