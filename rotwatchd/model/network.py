@@ -72,16 +72,6 @@ class Runtime:
 
         return LiteRTNetwork(file, threads, what)
 
-    def describe(self) -> str:
-        """The runtime in one phrase, for logs and the benchmark."""
-        if self.name == "onnxruntime":
-            from rotwatchd.model.onnx_runtime import version
-
-            return f"onnxruntime {version()} ({', '.join(self.providers)})"
-        from rotwatchd.model.litert import runtime_name
-
-        return runtime_name()
-
 
 #: the default runtime: the TFLite interpreter
 LITERT = Runtime()

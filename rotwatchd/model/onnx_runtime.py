@@ -29,19 +29,15 @@ def _ort() -> Any:
     return onnxruntime
 
 
-def version() -> str:
-    return str(_ort().__version__)
-
-
 def check_providers(providers: tuple[str, ...]) -> None:
     """Raise ModelError naming the first requested provider this onnxruntime lacks."""
+    if not providers:
+        raise ModelError("model.providers is empty; use e.g. [CPUExecutionProvider]")
     available = _ort().get_available_providers()
     for name in providers:
         if name not in available:
             raise ModelError(f"model.providers: {name} is not available in this onnxruntime "
                              f"(available: {', '.join(available)})")
-    if not providers:
-        raise ModelError("model.providers is empty; use e.g. [CPUExecutionProvider]")
 
 
 class OnnxNetwork:
