@@ -194,7 +194,7 @@ class _Detector:
                 + (" and `python -m training.onnx_export` to convert it"
                    if runtime.name == "onnxruntime" else "")
             )
-        self._net = runtime.open(path, threads, f"face detector {spec.name}")
+        self._net = runtime.open(path, threads, "face model")
         self.spec = spec
         self.anchors = ssd_anchor_centres(spec)
         shapes = self._net.output_shapes
