@@ -442,6 +442,20 @@ def check_web_page_beyond_loopback() -> None:
     say("the README's LAN setup (socket on 0.0.0.0:8750, token from a root-only file by "
         "LoadCredential=): 401 without the token, the review page with it")
 
+    # IPAddressDeny= on the socket unit filters the connections to the passed socket (an
+    # allowed range that leaves loopback out: this machine's own connection is dropped).
+    socket_dropin.write_text(socket_ini + "IPAddressAllow=192.0.2.0/24\nIPAddressDeny=any\n")
+    run("systemctl", "daemon-reload")
+    run_shell(restart)
+    try:
+        socket.create_connection(PAGE, timeout=3).close()
+        raise Failure(f"{SOCKET_UNIT} with IPAddressAllow=192.0.2.0/24, IPAddressDeny=any: "
+                      "a connection from 127.0.0.1 was accepted")
+    except OSError as exc:
+        dropped = type(exc).__name__
+    say(f"IPAddressAllow=192.0.2.0/24 + IPAddressDeny=any on {SOCKET_UNIT}: a connection from "
+        f"127.0.0.1 is dropped ({dropped})")
+
     socket_dropin.unlink()
     service_dropin.unlink()
     run("systemctl", "daemon-reload")
