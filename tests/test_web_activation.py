@@ -246,6 +246,25 @@ def test_a_server_on_a_copy_of_the_socket_leaves_the_original_listening() -> Non
         listening.close()
 
 
+def test_every_passed_socket_is_served() -> None:
+    """A socket unit may list several ListenStream= lines; systemd passes one socket each."""
+    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
+        return [str(environ["SERVER_PORT"]).encode()]
+
+    server = WebServer.on_sockets(app, sockets)  # type: ignore[arg-type]
+    server.start()
+    try:
+        for sock in sockets:
+            port = sock.getsockname()[1]
+            assert call(f"http://127.0.0.1:{port}/", "/").body == str(port).encode()
+    finally:
+        server.stop()
+    assert all(sock.fileno() == -1 for sock in sockets)  # the server owned them
+
+
 def test_web_listen_systemd_is_valid_and_needs_no_token_yet(tmp_path: Path) -> None:
     config = fast_config(tmp_path, web={"listen": "systemd"})
     assert config.web.listen == "systemd" and config.web.token is None
