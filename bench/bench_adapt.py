@@ -47,7 +47,6 @@ from rotwatchd.adapt import FitSettings, adapt  # noqa: E402
 from rotwatchd.evaluate import Case, accuracy, risk_coverage, run_cases  # noqa: E402
 from rotwatchd.labels import LabelSet  # noqa: E402
 from rotwatchd.model.fusion import load_adaptive  # noqa: E402
-from rotwatchd.model.litert import ModelMeta  # noqa: E402
 from rotwatchd.model.personal import (  # noqa: E402
     LabelCues,
     PersonalHead,
@@ -56,6 +55,7 @@ from rotwatchd.model.personal import (  # noqa: E402
     model_path_or_default,
     shipped_head,
 )
+from rotwatchd.model.scene import ModelMeta  # noqa: E402
 from rotwatchd.processor import MODEL_INPUT_SIDE  # noqa: E402
 
 CLOTHING_COMMIT = "7ed86a9c"

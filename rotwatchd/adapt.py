@@ -38,8 +38,8 @@ from rotwatchd.evaluate import Case, RiskRow, risk_coverage
 from rotwatchd.labels import LabelSet
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusionParams, escalates, fuse, weights
-from rotwatchd.model.litert import ModelMeta, as_probs, tta_average
 from rotwatchd.model.personal import Head
+from rotwatchd.model.scene import ModelMeta, as_probs, tta_average
 
 #: Thresholds searched on the held-out slice: coarse, then finer towards 1.
 THRESHOLD_GRID: tuple[float, ...] = tuple(

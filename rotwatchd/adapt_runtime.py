@@ -152,7 +152,6 @@ class Adapter:
     def fit(self, cancelled: Callable[[], bool] | None = None) -> Adapted:
         """Fit on every stored label, judge it, and put it in use if the guardrail accepts.
         Raises ModelError when the scene model has no head file or features output."""
-        from rotwatchd.model.litert import ModelMeta
         from rotwatchd.model.personal import (
             PersonalHead,
             model_digest,
@@ -160,6 +159,7 @@ class Adapter:
             personal_bytes,
             shipped_head,
         )
+        from rotwatchd.model.scene import ModelMeta
 
         meta = ModelMeta.for_model(model_path_or_default(self.model.path))
         shipped = shipped_head(self.model.path, meta.temperature)
@@ -222,7 +222,10 @@ def personal_factory(state_dir: Path, base: ClassifierFactory) -> ClassifierFact
         if personal is None or resolve(model.backend) != "litert-adaptive":
             return base(model)
         try:
-            return load_personal(model.path, model.threads, personal)
+            from rotwatchd.model.network import Runtime
+
+            return load_personal(model.path, model.threads, personal,
+                                 Runtime(model.runtime, model.providers))
         except ModelError as exc:
             log.warning("adapt: personal head not used (%s); the shipped head decides", exc)
             return base(model)

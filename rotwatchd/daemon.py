@@ -34,6 +34,7 @@ from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, ConfigError, InboxConfig, ModelConfig, ensure_dirs
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.model.network import Runtime
 from rotwatchd.model.registry import load_classifier
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.processor import Processor, Result, WorkHooks
@@ -54,8 +55,10 @@ ClassifierFactory = Callable[[ModelConfig], OrientationClassifier]
 
 
 def load_configured_classifier(model: ModelConfig) -> OrientationClassifier:
-    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``)."""
-    return load_classifier(model.backend, model.path, model.threads)
+    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``,
+    ``model.runtime``, ``model.providers``)."""
+    return load_classifier(model.backend, model.path, model.threads,
+                           Runtime(model.runtime, model.providers))
 
 
 class Lifecycle:

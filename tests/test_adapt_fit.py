@@ -21,13 +21,13 @@ from PIL import Image
 from rotwatchd.adapt import FitSettings, adapt, cascade_cases, fit_head, judge
 from rotwatchd.evaluate import accuracy, upright_images
 from rotwatchd.labels import LabelSet
-from rotwatchd.model.litert import ModelMeta
 from rotwatchd.model.personal import (
     Head,
     LabelCues,
     model_path_or_default,
     shipped_head,
 )
+from rotwatchd.model.scene import ModelMeta
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 META = ModelMeta.for_model(model_path_or_default(None))

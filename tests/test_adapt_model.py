@@ -15,8 +15,9 @@ from PIL import Image
 
 from rotwatchd.evaluate import upright_images
 from rotwatchd.model.base import default_model_dir
-from rotwatchd.model.litert import MODEL_FILE, LiteRTClassifier, open_interpreter, preprocess
+from rotwatchd.model.litert import LiteRTNetwork
 from rotwatchd.model.personal import FeatureScene, Head, PersonalHead, shipped_head
+from rotwatchd.model.scene import MODEL_FILE, SceneClassifier, preprocess
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 IMAGES = [path for _group, path in upright_images(FIXTURES)][:8]
@@ -41,21 +42,19 @@ def _without_features(tmp_path: Path) -> Path:
 
 
 def test_the_features_output_leaves_the_logits_bit_identical(tmp_path: Path) -> None:
-    plain = open_interpreter(_without_features(tmp_path), 1, "plain")
-    shipped = LiteRTClassifier(threads=1)
+    plain = LiteRTNetwork(_without_features(tmp_path), 1, "plain")
+    shipped = SceneClassifier(threads=1)
     for path in IMAGES:
         with Image.open(path) as raw:
             arr = preprocess(raw.convert("RGB"), shipped.input_size)
         for turns in range(4):
             x = np.ascontiguousarray(np.rot90(arr, turns))[None]
-            plain.set_tensor(plain.get_input_details()[0]["index"], x)
-            plain.invoke()
-            expected = plain.get_tensor(plain.get_output_details()[0]["index"])[0]
-            assert np.array_equal(shipped._run(np.rot90(arr, turns)), expected)
+            (expected,) = plain.run(x)
+            assert np.array_equal(shipped._run(np.rot90(arr, turns)), expected[0])
 
 
 def test_the_shipped_head_on_the_features_gives_the_networks_probabilities() -> None:
-    scene = LiteRTClassifier(threads=1)
+    scene = SceneClassifier(threads=1)
     features = FeatureScene(threads=1)
     head = shipped_head(None, scene.meta.temperature)
     assert head.weight.shape == (4, 1280)
@@ -86,8 +85,8 @@ def test_the_personal_head_never_changes_what_the_shipped_head_is_sure_of() -> N
     leaves every image the shipped cascade decides exactly as it was; it only speaks for the
     images the shipped cascade would send to review."""
     from rotwatchd.model.fusion import load_adaptive
-    from rotwatchd.model.litert import ModelMeta
     from rotwatchd.model.personal import PersonalClassifier, model_digest
+    from rotwatchd.model.scene import ModelMeta
 
     meta = ModelMeta.for_model(default_model_dir() / MODEL_FILE)
     shipped = shipped_head(None, meta.temperature)

@@ -24,7 +24,6 @@ from rotwatchd.adapt_runtime import (
 from rotwatchd.cli import main
 from rotwatchd.config import AdaptConfig, ModelConfig
 from rotwatchd.model.base import OrientationClassifier
-from rotwatchd.model.litert import ModelMeta
 from rotwatchd.model.personal import (
     LabelCues,
     PersonalClassifier,
@@ -34,6 +33,7 @@ from rotwatchd.model.personal import (
     personal_bytes,
     shipped_head,
 )
+from rotwatchd.model.scene import ModelMeta
 from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
 from rotwatchd.status import format_status

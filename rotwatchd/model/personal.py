@@ -4,7 +4,7 @@ The shipped scene graph has two outputs (``training/feature_output.py``): the lo
 pooled features that its final fully-connected layer reads. The shipped head itself (that
 layer's weights, dequantized) lies next to the model as ``<stem>-head.npz``. A :class:`Head` is
 such a layer with the softmax temperature folded in, so ``Head.probabilities(features)`` of
-the shipped head is what ``LiteRTClassifier.view`` returns.
+the shipped head is what ``SceneClassifier.view`` returns.
 
 :class:`FeatureScene` is the scene classifier that also hands out the features, and runs a
 personal head instead of the shipped one when given one: same pass, same cost (the features
@@ -29,7 +29,8 @@ from PIL import Image
 
 from rotwatchd.model.base import ModelError, Prediction, default_model_dir
 from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
-from rotwatchd.model.litert import MODEL_FILE, LiteRTClassifier, preprocess
+from rotwatchd.model.network import LITERT, Runtime
+from rotwatchd.model.scene import MODEL_FILE, SceneClassifier, preprocess
 from rotwatchd.model.text import text_input
 
 HEAD_SUFFIX = "-head.npz"
@@ -98,7 +99,11 @@ def shipped_head(model_path: Path | None, temperature: float) -> Head:
     head_path = path.with_name(path.stem + HEAD_SUFFIX)
     try:
         with np.load(head_path) as data:
-            weight, bias = data["weight"], data["bias"]
+            if "weight_q" in data:  # int8 with a scale a class, as the graph holds them
+                weight = data["weight_q"].astype(np.float32) * data["scale"][:, None]
+            else:
+                weight = data["weight"]
+            bias = data["bias"]
     except (OSError, KeyError, ValueError) as exc:
         raise ModelError(f"the scene model's head {head_path} cannot be read ({exc}); "
                          "on-device adaptation needs it (training/feature_output.py)") from None
@@ -106,21 +111,22 @@ def shipped_head(model_path: Path | None, temperature: float) -> Head:
                 (bias / temperature).astype(np.float64))
 
 
-class FeatureScene(LiteRTClassifier):
+class FeatureScene(SceneClassifier):
     """The one-pass scene classifier that also returns the pooled features of each pass and,
     with ``head``, computes its probabilities with that head instead of the shipped one.
 
-    Raises ModelError when the model has no features output (an older model file)."""
+    Raises ModelError when the model file has no features output (an older model, or a
+    runtime whose file lacks it: the ``.onnx`` export has the logits only)."""
 
     def __init__(self, model_path: Path | None = None, threads: int = 1,
-                 head: Head | None = None) -> None:
-        super().__init__(model_path, threads)
-        outputs = self._interp.get_output_details()
-        found = [d for d in outputs[1:] if len(d["shape"]) == 2 and d["shape"][-1] > 4]
+                 head: Head | None = None, runtime: Runtime = LITERT) -> None:
+        super().__init__(model_path, threads, runtime=runtime)
+        found = [i for i, shape in enumerate(self._net.output_shapes)
+                 if i > 0 and len(shape) == 2 and shape[-1] > 4]
         if not found:
-            raise ModelError(f"{self.path} has no features output: on-device adaptation "
-                             "needs a model edited by training/feature_output.py")
-        self._features_index = found[0]["index"]
+            raise ModelError(f"{runtime.file(self.path)} has no features output: on-device "
+                             "adaptation needs a model edited by training/feature_output.py")
+        self._features_output = found[0]
         self.head = head
         #: features per turn of the image being decided, when the caller asks for them to be
         #: kept (None: not kept): two heads on one image cost the passes once
@@ -129,8 +135,8 @@ class FeatureScene(LiteRTClassifier):
     def features(self, arr: np.ndarray, turns: int) -> np.ndarray:
         """Pooled features (F,) of a :func:`preprocess`-ed image turned ``turns`` times
         counter-clockwise: one network pass."""
-        self._run(np.rot90(arr, turns))
-        return np.array(self._interp.get_tensor(self._features_index)[0], dtype=np.float32)
+        outputs = self._net.run(np.ascontiguousarray(np.rot90(arr, turns))[None])
+        return np.array(outputs[self._features_output][0], dtype=np.float32)
 
     def turn_features(self, image: Image.Image) -> np.ndarray:
         """(4, F): the features of ``image`` turned 0, 1, 2, 3 times counter-clockwise (for
@@ -182,17 +188,18 @@ class PersonalClassifier(AdaptiveClassifier):
                        cues=(*second.cues, ("personal", 1.0)))
 
 
-def load_personal(model_path: Path | None, threads: int,
-                  personal: PersonalHead) -> PersonalClassifier:
+def load_personal(model_path: Path | None, threads: int, personal: PersonalHead,
+                  runtime: Runtime = LITERT) -> PersonalClassifier:
     """Every cue, as ``litert-adaptive``, with ``personal``'s scene head.
 
     Raises ModelError when the head was fitted for another scene model, or as the backend."""
     if personal.model_digest != model_digest(model_path):
         raise ModelError("the personal head was fitted for another scene model")
-    scene = FeatureScene(model_path, threads)
+    scene = FeatureScene(model_path, threads, runtime=runtime)
     shipped = shipped_head(model_path, scene.meta.temperature)
-    return PersonalClassifier(scene, personal, shipped, faces=_faces_for(model_path, threads),
-                              text=_text_for(model_path, threads))
+    return PersonalClassifier(scene, personal, shipped,
+                              faces=_faces_for(model_path, threads, runtime),
+                              text=_text_for(model_path, threads, runtime))
 
 
 def personal_bytes(personal: PersonalHead) -> bytes:
@@ -237,7 +244,7 @@ class LabelCues:
     def __init__(self, model_path: Path | None = None, threads: int = 1,
                  quality: int = 90) -> None:
         self.scene = FeatureScene(model_path, threads)
-        self.text = _text_for(model_path, threads)
+        self.text = _text_for(model_path, threads, LITERT)
         self.quality = quality
 
     def __call__(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
