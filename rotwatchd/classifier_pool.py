@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from rotwatchd.model.base import OrientationClassifier
+if TYPE_CHECKING:  # the model package (numpy, the runtime) is imported by ``factory`` only
+    from rotwatchd.model.base import OrientationClassifier
 
 
 class ClassifierPool:

@@ -7,6 +7,7 @@ or the model, 2 bad configuration or usage, 3 (``status``) the daemon is not run
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -30,10 +31,10 @@ from rotwatchd.config import (
     load_state_dir,
 )
 from rotwatchd.config_schema import DEFAULT_IGNORE, describe
-from rotwatchd.model.base import ModelError
 
 if TYPE_CHECKING:
     from rotwatchd.classifier_pool import ClassifierPool
+    from rotwatchd.model.base import ModelError, OrientationClassifier
 
 DEFAULT_CONFIG = Path("rotwatchd.yaml")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
@@ -163,10 +164,23 @@ def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, Output
 
 def _model_slot(model_cfg: ModelConfig) -> ClassifierPool:
     from rotwatchd.classifier_pool import ClassifierPool
-    from rotwatchd.daemon import load_configured_classifier
 
-    # loaded on the first image that needs it: EXIF-tagged images never do
-    return ClassifierPool(lambda: load_configured_classifier(model_cfg))
+    def load() -> OrientationClassifier:
+        from rotwatchd.daemon import load_configured_classifier
+
+        return load_configured_classifier(model_cfg)
+
+    # loaded (and the model package imported) on the first image that needs it: a run whose
+    # images are all decided by their tags never does
+    return ClassifierPool(load)
+
+
+def _model_error() -> type[ModelError]:
+    """ModelError, for an ``except`` clause: imported only when an exception is being matched
+    (the model package pulls in numpy; only a command that used it can have raised one)."""
+    from rotwatchd.model.base import ModelError
+
+    return ModelError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -175,7 +189,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     model_cfg, limits, _, _ = _tool_settings(args.config)
     slot = _model_slot(model_cfg)
-    threshold = review_threshold(model_cfg)
+    threshold = functools.cache(lambda: review_threshold(model_cfg))
     status = EXIT_OK
     for image in args.images:
         assessment = assess(image, slot, threshold, limits)
@@ -284,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return EXIT_USAGE
-    except ModelError as exc:
+    except _model_error() as exc:
         print(f"rotwatchd: model: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except (OSError, sqlite3.Error) as exc:

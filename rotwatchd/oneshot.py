@@ -8,6 +8,7 @@ files that are plainly not images (a LICENSE, notes) are skipped and counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -18,10 +19,10 @@ from typing import Any
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.decision import Decision, decide
 from rotwatchd.filing import copy_into
-from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, named_as_image
+from rotwatchd.imagefile import ImageInfo, ImageProblem, UnsupportedFormat, named_as_image
+from rotwatchd.inboxfile import is_ignored
 from rotwatchd.output.writer import write_corrected
-from rotwatchd.processor import ModelSource, gather_facts, review_threshold
-from rotwatchd.watcher import is_ignored
+from rotwatchd.processor import ModelSource, examine, review_threshold
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,32 @@ class Assessment:
                 f"(confidence {confidence}, {d.source})")
 
 
-def assess(path: Path, model: ModelSource, min_confidence: float,
+#: ``min_confidence`` or how to get it (called only when the model decides a file: reading the
+#: calibrated threshold imports the model package, which a run decided by tags never needs).
+Threshold = float | Callable[[], float]
+
+
+def assess(path: Path, model: ModelSource, min_confidence: Threshold,
            limits: LimitsConfig) -> Assessment:
     """Decide what the daemon would do with ``path`` (``min_confidence``: see
-    :func:`rotwatchd.processor.review_threshold`). Raises ModelError if the model fails."""
+    :func:`rotwatchd.processor.review_threshold`), every image verified. Raises ModelError
+    if the model fails; the model is loaded only for an image that needs it."""
+    return _assess(path, model, min_confidence, limits, verify=True)[0]
+
+
+def _assess(path: Path, model: ModelSource, min_confidence: Threshold, limits: LimitsConfig, *,
+            verify: bool) -> tuple[Assessment, ImageInfo | None]:
     if path.is_symlink() or not path.is_file():
         what = "a symlink" if path.is_symlink() else "not a regular file"
         if not path.exists() and not path.is_symlink():
             what = "no such file"
-        return Assessment(path, Decision("quarantine", f"not-a-file: {what}"))
-    facts = gather_facts(path, model, max_pixels=limits.max_pixels)
-    return Assessment(path, decide(facts, min_confidence=min_confidence,
-                                   max_pixels=limits.max_pixels))
+        return Assessment(path, Decision("quarantine", f"not-a-file: {what}")), None
+    examined = examine(path, model, max_pixels=limits.max_pixels, verify=verify)
+    if callable(min_confidence):
+        min_confidence = min_confidence() if examined.facts.prediction is not None else 1.0
+    decision = decide(examined.facts, min_confidence=min_confidence,
+                      max_pixels=limits.max_pixels)
+    return Assessment(path, decision), examined.info
 
 
 def expand(paths: list[Path], ignore_patterns: tuple[str, ...]) -> Iterator[tuple[Path, Path]]:
@@ -149,7 +164,7 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
     check_output_outside(paths, outdir)
     files = list(expand(paths, ignore_patterns))
     summary = FixSummary()
-    threshold = review_threshold(model_cfg)
+    threshold = functools.cache(lambda: review_threshold(model_cfg))
     for done, (path, relative) in enumerate(files, start=1):
         what = _fix_one(path, relative, outdir, model, threshold, limits, output, summary)
         if progress is not None:
@@ -158,10 +173,11 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
 
 
 def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
-             min_confidence: float, limits: LimitsConfig, output: OutputConfig,
+             min_confidence: Threshold, limits: LimitsConfig, output: OutputConfig,
              summary: FixSummary) -> str:
     try:
-        assessment = assess(path, model, min_confidence, limits)
+        # not verified here: the writer's own decode (jpegtran, re-encode) is the check
+        assessment, info = _assess(path, model, min_confidence, limits, verify=False)
         decision = assessment.decision
         if assessment.problem is not None:
             if _not_meant_as_image(path, assessment.problem):
@@ -174,7 +190,8 @@ def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
             return f"review ({decision.reason}) -> {target}"
         result = write_corrected(path, outdir / relative, orientation=decision.orientation,
                                  mode=output.mode, max_pixels=limits.max_pixels,
-                                 within=outdir)
+                                 within=outdir, jpeg=info.jpeg if info is not None else None,
+                                 verified=info is None or info.verified)
         summary.written += 1
         return f"{decision.action} {decision.correction} -> {result.path}"
     except UnsupportedFormat as exc:

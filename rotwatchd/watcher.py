@@ -12,13 +12,12 @@ unmounted) is shown as missing and watched again, with a rescan, once it is back
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +36,7 @@ from watchdog.events import (
 from watchdog.observers.polling import PollingObserver
 
 from rotwatchd.config import InboxConfig
+from rotwatchd.inboxfile import is_ignored as is_ignored
 from rotwatchd.inotify_watch import (
     EventsLostEvent,
     WatchFailedEvent,
@@ -81,11 +81,6 @@ def make_observer(polling: bool) -> Observer:
         return PollingObserver(timeout=POLL_INTERVAL)
     observer: Observer = reporting_inotify_observer(INOTIFY_DISPATCH_TIMEOUT)
     return observer
-
-
-def is_ignored(relative: Path, patterns: Iterable[str]) -> bool:
-    """True when any component of ``relative`` matches an ignore glob (temp/hidden names)."""
-    return any(fnmatch.fnmatchcase(part, glob) for part in relative.parts for glob in patterns)
 
 
 def _has_data(path: Path) -> bool:

@@ -33,6 +33,7 @@ import io
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
@@ -76,11 +77,25 @@ def is_perfect(orientation: int, frame: Frame) -> bool:
     return (width_ok or not needs_width) and (height_ok or not needs_height)
 
 
-def transform_lossless(source: Path, orientation: int, frame: Frame, jpegtran: str) -> bytes:
-    """The transformed JPEG (no metadata segments: ``-copy none``) as bytes.
+@dataclass(frozen=True)
+class Transformed:
+    """jpegtran's output (no metadata segments) and what libjpeg warned about while reading
+    the source (empty: its data was clean)."""
 
+    body: bytes
+    warnings: str
+
+
+def transform_lossless(source: Path, orientation: int, frame: Frame, jpegtran: str, *,
+                       optimize: bool = True) -> Transformed:
+    """The transformed JPEG of ``source`` (inbox files: their descriptor's path, the file that
+    was inspected).
+
+    ``optimize``: optimise the Huffman tables (an extra pass; worth it only when the source's
+    were optimised, see jpeg_markers.has_optimized_huffman: with the standard tables the
+    output is as small as the source). A progressive source stays progressive.
     Raises LosslessUnavailable when jpegtran fails or the transform is not perfect."""
-    mode = ("-progressive",) if frame.progressive else ("-optimize",)
+    mode = ("-progressive",) if frame.progressive else ("-optimize",) if optimize else ()
     cmd = [jpegtran, "-copy", "none", "-perfect", *mode, *JPEGTRAN_ARGS[orientation]]
     try:  # the source on stdin: jpegtran reads exactly the file opened here
         with open(source, "rb") as stdin:
@@ -93,7 +108,8 @@ def transform_lossless(source: Path, orientation: int, frame: Frame, jpegtran: s
     if proc.returncode not in (0, 2) or not proc.stdout:
         raise LosslessUnavailable(proc.stderr.decode(errors="replace").strip()
                                   or f"jpegtran exited {proc.returncode}")
-    return proc.stdout
+    warned = proc.stderr.decode(errors="replace").strip() if proc.returncode == 2 else ""
+    return Transformed(proc.stdout, warned or ("warnings" if proc.returncode == 2 else ""))
 
 
 def _sampling_after(sampling: int, orientation: int) -> int:
@@ -104,9 +120,11 @@ def _sampling_after(sampling: int, orientation: int) -> int:
     return sampling if sampling in (0, 1, 2) else 2
 
 
-def reencode(data: bytes, orientation: int, frame: Frame) -> bytes:
+def reencode(data: bytes, orientation: int, frame: Frame, *, optimize: bool = True) -> bytes:
     """Decode, transform exactly, and encode once with the source's quantisation tables,
-    subsampling and progressive mode (no metadata segments). Raises OSError on bad data."""
+    subsampling and progressive mode (no metadata segments). ``optimize``: optimise the
+    Huffman tables (Pillow then buffers and codes the image twice: ~2.5x the encoding time),
+    worth it only when the source's were. Raises OSError on bad data."""
     with Image.open(io.BytesIO(data), formats=["JPEG"]) as src:
         assert isinstance(src, JpegImagePlugin.JpegImageFile)
         src.load()
@@ -117,5 +135,5 @@ def reencode(data: bytes, orientation: int, frame: Frame) -> bytes:
         tables = [[t[8 * c + r] for r in range(8) for c in range(8)] for t in tables]
     buf = io.BytesIO()
     out.save(buf, "JPEG", qtables=tables, subsampling=_sampling_after(sampling, orientation),
-             progressive=frame.progressive, optimize=True)
+             progressive=frame.progressive, optimize=optimize)
     return buf.getvalue()
