@@ -37,7 +37,7 @@ from rotwatchd.recovery import clean_temporaries, complete_interrupted
 from rotwatchd.retry import MAX_ATTEMPTS, failed_folder, output_ready, retry_delay, room_needed
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
-from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
+from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner
 from rotwatchd.workqueue import Heartbeat, Worker, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Daemon:
     def __init__(self, config: Config, *,
                  classifier_factory: ClassifierFactory = load_configured_classifier,
                  hooks: WorkHooks | None = None,
-                 observer_factory: ObserverFactory = make_observer) -> None:
+                 observer_factory: ObserverFactory | None = None) -> None:
         ensure_dirs(config)
         self.config = config
         self.started_at = time.time()
@@ -223,7 +223,8 @@ class Daemon:
         for inbox in cfg.inboxes:
             watcher = InboxWatcher(inbox, self.settler, cfg.watch.ignore_patterns, known=known,
                                    observer_factory=self._observer_factory,
-                                   on_change=self.status.mark_dirty)
+                                   on_change=self.status.mark_dirty,
+                                   poll_interval=cfg.watch.poll_interval)
             watcher.start()
             self.watchers.append(watcher)
         self._rescanner = Rescanner(self.watchers, cfg.watch.rescan_interval)
