@@ -44,11 +44,12 @@ TURN_FOR = {6: Image.Transpose.ROTATE_90, 3: Image.Transpose.ROTATE_180,
             8: Image.Transpose.ROTATE_270}  # upright -> stored pixels for that tag
 
 
-def make_photos(folder: Path, count: int, *, tagged: bool) -> list[Path]:
+def make_photos(folder: Path, count: int, *, tagged: bool,
+                size: tuple[int, int] = SIZE) -> list[Path]:
     """``count`` photo-like 12 MP JPEGs (q92, 4:2:0, standard Huffman tables like most
     cameras): tagged with Orientation 6/3/8, or with their pixels turned that way and no tag."""
     folder.mkdir(parents=True, exist_ok=True)
-    base = photo_like(*SIZE)
+    base = photo_like(*size)
     paths = []
     for i in range(count):
         orientation = ORIENTATIONS[i % 3]
@@ -272,9 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         model = model_rows(turned, work, args.repeats)
         runs = {}
         if not args.no_daemon:
+            # what a phone folder holds: aligned photos and a quarter whose 3000-pixel side is
+            # not a multiple of the MCU (turned by a re-encode, the heaviest path)
+            sources = turned + make_photos(work / "partial", max(1, args.photos // 3),
+                                           tagged=False, size=(4000, 3000))
             for workers in (1, 2):
                 print(f"daemon, {workers} worker(s), {args.files} files", file=sys.stderr)
-                runs[workers] = daemon_run(turned, workers, args.files, args.step, work)
+                runs[workers] = daemon_run(sources, workers, args.files, args.step, work)
     print(f"\nrotwatchd pipeline benchmark: {args.photos} photos {SIZE[0]}x{SIZE[1]}, "
           f"{os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
     for title, rows, ref in (("EXIF path (tags 6/3/8)", exif, 1),
