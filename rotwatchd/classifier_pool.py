@@ -5,8 +5,9 @@ reference to internal data"), so the workers lease an instance for each predicti
 sharing one. Instances are created on demand by ``factory`` and kept for reuse, so the pool
 never holds more than the peak number of concurrent workers, or ``limit`` when given: then a
 worker waits for an instance to come back rather than build another (the daemon shares one:
-inference is ~10 % of a photo's time, a second set of interpreters ~60 MiB). The SleepController can
-:meth:`release` them all while asleep and :meth:`reload` one on wake (the ModelSlot interface).
+inference is ~10 % of a photo's time, a second set of interpreters ~60 MiB). The
+SleepController can :meth:`release` them all while asleep and :meth:`reload` one on wake (its
+``ReleasableModel`` interface).
 """
 
 from __future__ import annotations

@@ -345,8 +345,8 @@ class Processor:
             return Result(path, "ignored", "not an image")
         delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
         if delay is not None:
-            self.journal.finish(str(path), digest, "error",
-                                detail=f"deferred: {reason}, waiting for its writer")
+            self.journal.finish(str(path), digest, "waiting",
+                                detail=f"looks unfinished ({reason}): waiting for its writer")
             return self._defer(path, inbox, reason, delay)
         return self._quarantine(path, inbox, relative, digest, reason, message or reason,
                                 decision, source=source)
@@ -398,6 +398,8 @@ class Processor:
         resolved = Path(os.path.realpath(path))
         if resolved.is_relative_to(inbox.path.resolve()) and resolved.is_file():
             # the target is an inbox file and is processed on its own
+            log.info("%s is a symbolic link to %s in the inbox: left alone, the file it points "
+                     "to is processed on its own", path, target)
             return Result(path, "skipped", f"symlink to {target} inside the inbox")
         return self._quarantine(path, inbox, relative, f"symlink:{target}", "symlink",
                                 f"symlink pointing outside the inbox (to {target})", st=st)
