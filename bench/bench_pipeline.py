@@ -219,12 +219,13 @@ def feed(root: Path, sources: list[Path], count: int, start: int, step: int,
         samples[done] = rss_mib(proc)
 
 
-def daemon_run(sources: list[Path], workers: int, files: int, step: int,
-               scratch: Path) -> tuple[float, float, dict[int, float], list[float]]:
-    """(images/s over the first batch, RSS idle after start, RSS after N files, latencies)."""
+def daemon_run(sources: list[Path], workers: int, files: int, step: int, scratch: Path,
+               web: bool) -> tuple[float, float, dict[int, float], list[float]]:
+    """(images/s over the first batch, RSS idle after start, RSS after N files, latencies).
+    Default settings (quiet period 2 s), the web page only with ``web``."""
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         root = Path(tmp)
-        proc, _ = start_daemon(root, workers)
+        proc, _ = start_daemon(root, workers, settings="" if web else "web: {listen: null}\n")
         process = psutil.Process(proc.pid)
         threading.Event().wait(1.0)
         idle = rss_mib(process)
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=100, help="RSS sampled every STEP files")
     parser.add_argument("--repeats", type=int, default=3, help="best of REPEATS CPU runs")
     parser.add_argument("--no-daemon", action="store_true", help="CPU comparisons only")
+    parser.add_argument("--web", action="store_true",
+                        help="daemon with its web page (web.listen default; ~12 MiB more)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rotwatchd-pipeline-") as tmp:
         work = Path(tmp)
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                                            tagged=False, size=(4000, 3000))
             for workers in (1, 2):
                 print(f"daemon, {workers} worker(s), {args.files} files", file=sys.stderr)
-                runs[workers] = daemon_run(sources, workers, args.files, args.step, work)
+                runs[workers] = daemon_run(sources, workers, args.files, args.step, work,
+                                           args.web)
     print(f"\nrotwatchd pipeline benchmark: {args.photos} photos {SIZE[0]}x{SIZE[1]}, "
           f"{os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
     for title, rows, ref in (("EXIF path (tags 6/3/8)", exif, 1),
@@ -290,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<40} {secs:6.2f} {secs / reference:6.2f}")
         print(f"  (ratio: against {rows[ref][0]})")
     if runs:
-        print(f"\ndaemon ({args.files} files, outputs removed as they come)")
+        page = "with" if args.web else "without"
+        print(f"\ndaemon ({args.files} files, outputs removed as they come, {page} the web page)")
         print(f"  {'workers':>7} {'images/s':>9} {'RSS idle':>9} {'RSS after N files (MiB)'}")
         for workers, (rate, idle, samples, _) in runs.items():
             shown = "  ".join(f"{n}:{mib:.0f}" for n, mib in samples.items())
