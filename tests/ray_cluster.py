@@ -10,6 +10,7 @@ started (found by its own temporary folder in their command line), also after a 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -48,6 +49,9 @@ class LocalRayCluster:
         self.timeout = timeout
         # Ray's socket paths live under this folder: it must stay short (108-byte limit).
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rw-ray-", dir="/tmp"))
+        self._token = self.temp_dir / "auth_token"
+        self._token.write_text(secrets.token_hex(32))
+        self._token.chmod(0o600)
         self.address = ""
         self.started_seconds = 0.0
 
@@ -90,9 +94,11 @@ class LocalRayCluster:
             raise RuntimeError(f"ray start {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
     def environment(self) -> dict[str, str]:
-        """The environment for ``ray`` commands and drivers: no usage reporting, no
-        ``ray start`` of a fresh local cluster by mistake."""
-        return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        """The environment for this cluster's ``ray`` commands and drivers: token
+        authentication with a token of its own (never the user's ``~/.ray/auth_token``, which
+        Ray would otherwise pick up or create), no usage reporting."""
+        return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(self._token)}
 
     def _wait_for_nodes(self, count: int) -> None:
         """Until ``ray status`` lists ``count`` live nodes (polled, bounded by timeout)."""
