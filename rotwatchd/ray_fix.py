@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import Any
 
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.fix_record import OUTCOME_LABELS, FileRecord, FixRecord, RunLock
+from rotwatchd.model.base import ModelError
 from rotwatchd.oneshot import assess, check_output_outside, expand, fix_file
 from rotwatchd.output.atomic import remove_temporaries
 from rotwatchd.processor import review_threshold
@@ -114,6 +116,8 @@ def fix_on_ray(paths: list[Path], outdir: Path, *, model_cfg: ModelConfig,
     ModelError, sqlite3.Error."""
     ray = import_ray()
     check_output_outside(paths, outdir)
+    if model_cfg.path is not None and not model_cfg.path.is_file():  # before any worker fails
+        raise ModelError(f"orientation model not found: {model_cfg.path}")
     began = time.monotonic()
     outdir = outdir.absolute()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -210,12 +214,26 @@ def _connect(ray: ModuleType, address: str | None) -> None:
     if address is None:
         options.update(address="local", include_dashboard=False)
     else:
+        _reachable(address)
         options.update(address=address)
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayFixError(f"cannot connect to the Ray cluster at {address}: "
                           f"{_one_line(exc)}") from None
+
+
+def _reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast when nothing listens at a ``host:port`` address: Ray itself keeps retrying
+    for minutes. Other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayFixError(f"cannot reach the Ray cluster at {address}: "
+                          f"{exc.strerror or exc}") from None
 
 
 def _one_line(exc: BaseException) -> str:
