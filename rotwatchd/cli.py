@@ -8,6 +8,7 @@ reader of the output went away (``rotwatchd status | head``), silently.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -15,10 +16,10 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Never
 
 from rotwatchd import __version__
 from rotwatchd.config import (
@@ -175,7 +176,7 @@ def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, Output
     return cfg.model, cfg.limits, cfg.output, cfg.watch.ignore_patterns
 
 
-def _model_slot(model_cfg: ModelConfig) -> ClassifierPool:
+def _classifier_pool(model_cfg: ModelConfig) -> ClassifierPool:
     from rotwatchd.classifier_pool import ClassifierPool
     from rotwatchd.daemon import load_configured_classifier
 
@@ -188,7 +189,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from rotwatchd.processor import review_threshold
 
     model_cfg, limits, _, _ = _tool_settings(args.config)
-    slot = _model_slot(model_cfg)
+    slot = _classifier_pool(model_cfg)
     threshold = review_threshold(model_cfg)
     status = EXIT_OK
     for image in args.images:
@@ -200,21 +201,37 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-def _progress_printer() -> Callable[[int, int, Path, str], None]:
-    tty = sys.stderr.isatty()
+def _progress_printer() -> tuple[Callable[[int, int, Path, str], None],
+                                 contextlib.AbstractContextManager[object]]:
+    """``fix`` progress on stderr, and the context to run ``fix`` in: on a terminal a tqdm bar
+    (log lines, e.g. a failed image, are printed above it), else one line per file
+    (``done/total path: what happened``) for logs."""
+    if not sys.stderr.isatty():
+        def line(done: int, total: int, path: Path, what: str) -> None:
+            print(f"{done}/{total} {path}: {what}", file=sys.stderr, flush=True)
+
+        return line, contextlib.nullcontext()
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bars: list[tqdm[Never]] = []
 
     def show(done: int, total: int, path: Path, what: str) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-        if tty:
-            end = "\n" if done == total else ""
-            sys.stderr.write(f"\r{bar} {path.name[:40]:<40}{end}")
-        else:
-            sys.stderr.write(f"{bar} {path}: {what}\n")
-        sys.stderr.flush()
+        if not bars:
+            bars.append(tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True))
+        bars[0].set_postfix_str(path.name[:40], refresh=False)
+        bars[0].update(done - bars[0].n)
 
-    return show
+    @contextlib.contextmanager
+    def running() -> Iterator[object]:
+        with logging_redirect_tqdm():
+            try:
+                yield None
+            finally:
+                for bar in bars:
+                    bar.close()
+
+    return show, running()
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
@@ -230,11 +247,13 @@ def _cmd_fix(args: argparse.Namespace) -> int:
         args.usage_error("--address and --classifiers go with --engine ray")
     _setup_logging("warning")
     model_cfg, limits, output, ignore = _tool_settings(args.config)
-    slot = _model_slot(model_cfg)
+    slot = _classifier_pool(model_cfg)
+    progress, showing = _progress_printer()
     try:
-        summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
-                      limits=limits, output=output, ignore_patterns=ignore,
-                      progress=_progress_printer())
+        with showing:
+            summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
+                          limits=limits, output=output, ignore_patterns=ignore,
+                          progress=progress)
     except OutputInsideInput as exc:
         print(f"rotwatchd: fix: {exc}", file=sys.stderr)
         return EXIT_USAGE

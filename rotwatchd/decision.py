@@ -25,7 +25,8 @@ from rotwatchd.model.base import Prediction
 Action = Literal["keep", "rotate", "review", "quarantine"]
 Source = Literal["exif", "model", "human"]
 
-#: EXIF orientation that applies a pure clockwise correction (COMMON.md contract).
+#: EXIF orientation that applies a pure clockwise correction (EXIF 2.32, tag 0x0112: 6 = the
+#: stored picture must be turned 90 degrees clockwise to be upright, 3 = 180, 8 = 270).
 ORIENTATION_FOR_CORRECTION: Final = {0: 1, 90: 6, 180: 3, 270: 8}
 #: Clockwise correction that an EXIF orientation implies (mirrored ones map to their rotation).
 CORRECTION_FOR_ORIENTATION: Final = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}

@@ -12,9 +12,9 @@ import pytest
 from fake_sysfs import make_cpufreq_tree, read_governors
 from PIL import Image
 
+from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.model.base import Prediction
 from rotwatchd.power.governor import GovernorControl
-from rotwatchd.power.model_slot import ModelSlot
 from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
 
@@ -145,7 +145,7 @@ def test_model_released_while_asleep_and_reloaded_on_wake(tree: Path) -> None:
         made.append(CountingClassifier())
         return made[-1]
 
-    slot = ModelSlot(factory)
+    slot = ClassifierPool(factory)
     slot.get()
     s = settings(tree, release_model_when_idle=True)
     ctl = SleepController(s, GovernorControl(tree), Queue(), model=slot, clock=clock)
@@ -159,7 +159,7 @@ def test_model_released_while_asleep_and_reloaded_on_wake(tree: Path) -> None:
 
 def test_model_kept_when_release_is_off(tree: Path) -> None:
     clock = FakeClock()
-    slot = ModelSlot(CountingClassifier)
+    slot = ClassifierPool(CountingClassifier)
     slot.get()
     ctl = SleepController(settings(tree), GovernorControl(tree), Queue(), model=slot, clock=clock)
     clock.advance(60)

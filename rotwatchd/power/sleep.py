@@ -43,7 +43,7 @@ class PowerState(StrEnum):
 
 
 class ReleasableModel(Protocol):
-    """What the controller needs from the classifier holder (see :class:`ModelSlot`)."""
+    """What the controller needs from the classifier holder (``ClassifierPool`` fits)."""
 
     def release(self) -> None: ...
 
