@@ -241,6 +241,8 @@ def _cmd_fix(args: argparse.Namespace) -> int:
         return _fix_status(args.status)
     if not args.paths or args.output is None:
         args.usage_error("PATH... and -o/--output OUTDIR are required (or --status OUTDIR)")
+    if args.classifiers is not None and args.classifiers < 1:
+        args.usage_error("--classifiers must be at least 1")
     if args.engine == "ray":
         return _cmd_fix_ray(args)
     if args.address is not None or args.classifiers is not None:

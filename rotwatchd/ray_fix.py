@@ -1,11 +1,12 @@
 """``rotwatchd fix --engine ray``: the local ``fix`` as a Ray Data pipeline, for backlogs
 larger than one machine.
 
-list files (here, the driver) -> read, hash, inspect, decode at model size (tasks) -> classify
-(an actor pool, one classifier per actor, loaded once) -> decide and write (tasks) -> record
-(here). The stages run rotwatchd.oneshot's own steps (see rotwatchd.ray_stages), so every
-decision, every output byte and every name is what the local ``fix`` makes. Inputs and OUTDIR
-must be on storage every node sees under the same path.
+list files (here, the driver) -> read, hash, inspect, decode at model size -> classify (an
+actor pool, one classifier per actor, loaded once; Ray Data fuses the reading into these
+actors) -> decide and write (tasks) -> record (here). The stages run rotwatchd.oneshot's own
+steps (see rotwatchd.ray_stages), so every decision, every output byte and every name is what
+the local ``fix`` makes. Inputs and OUTDIR must be on storage every node sees under the same
+path. Names that two files could both take are done here, one after another, in input order.
 
 Resumable: each outcome is recorded under OUTDIR (rotwatchd.fix_record) as it arrives; a run
 started again skips what the record settles, and whatever a killed run wrote but did not
