@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 #: Larger images are refused; above the largest camera sensors (~102 MP), far below bombs. The
 #: one default for every module (the config, imagefile and the writer).
@@ -113,7 +113,8 @@ SCHEMA: tuple[Field, ...] = (
     )),
     Field("web", "section", None, "the local web page: review queue, status, /metrics", children=(
         Field("listen", "address", "127.0.0.1:8750", "IP:PORT the page listens on (null = no "
-              "page; an address other than loopback needs a token; port 0 = any free port)",
+              "page; an address other than loopback needs a token; port 0 = any free port), "
+              "or systemd: the socket systemd passes (systemd/rotwatchd.socket)",
               nullable=True),
         Field("token", "str", None, "secret every request must carry (bearer header, or "
               "?token= once, then a cookie); needed to listen beyond loopback", nullable=True),
@@ -181,6 +182,10 @@ def parse_size(value: object) -> int:
     return int(float(match.group(1)) * base**power)
 
 
+#: ``web.listen`` value meaning: serve the listening socket systemd passes (socket activation).
+SYSTEMD_SOCKET: Final = "systemd"
+
+
 def parse_address(value: object) -> tuple[str, int]:
     """``127.0.0.1:8750``, ``0.0.0.0:8750``, ``[::1]:8750``, ``localhost:8750`` -> (host, port).
 
@@ -239,7 +244,8 @@ def _scalar(spec: Field, value: object, where: str, problems: list[Problem]) -> 
                 raise ValueError(f"{value!r} is not one of: {', '.join(allowed)}")
             return value
         elif spec.kind == "address":
-            parse_address(value)
+            if value != SYSTEMD_SOCKET:
+                parse_address(value)
             return value.strip() if isinstance(value, str) else value
         elif spec.kind == "globs":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
