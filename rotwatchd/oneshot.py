@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
-from rotwatchd.decision import Decision, decide
+from rotwatchd.decision import Decision, Facts, decide
 from rotwatchd.filing import copy_into
 from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, named_as_image
 from rotwatchd.output.writer import write_corrected
@@ -72,17 +72,23 @@ class Assessment:
                 f"(confidence {confidence}, {d.source})")
 
 
-def assess(path: Path, model: ModelSource, min_confidence: float,
-           limits: LimitsConfig) -> Assessment:
-    """Decide what the daemon would do with ``path`` (``min_confidence``: see
-    :func:`rotwatchd.processor.review_threshold`). Raises ModelError if the model fails."""
+def look(path: Path, model: ModelSource, limits: LimitsConfig) -> Facts:
+    """What is known about ``path`` before deciding: a symlink or a missing or special file
+    is a problem; the model is asked only when the decision needs it. Raises ModelError if
+    the model fails, OSError when the file cannot be read after inspection."""
     if path.is_symlink() or not path.is_file():
         what = "a symlink" if path.is_symlink() else "not a regular file"
         if not path.exists() and not path.is_symlink():
             what = "no such file"
-        return Assessment(path, Decision("quarantine", f"not-a-file: {what}"))
-    facts = gather_facts(path, model, max_pixels=limits.max_pixels)
-    return Assessment(path, decide(facts, min_confidence=min_confidence,
+        return Facts(problem=f"not-a-file: {what}")
+    return gather_facts(path, model, max_pixels=limits.max_pixels)
+
+
+def assess(path: Path, model: ModelSource, min_confidence: float,
+           limits: LimitsConfig) -> Assessment:
+    """Decide what the daemon would do with ``path`` (``min_confidence``: see
+    :func:`rotwatchd.processor.review_threshold`). Raises ModelError if the model fails."""
+    return Assessment(path, decide(look(path, model, limits), min_confidence=min_confidence,
                                    max_pixels=limits.max_pixels))
 
 
@@ -122,6 +128,21 @@ def check_output_outside(paths: list[Path], outdir: Path) -> None:
                                     f"{outdir}; choose an output outside it")
 
 
+OutcomeKind = Literal["written", "unchanged", "review", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What ``fix`` did with one file: ``kind`` (a :class:`FixSummary` count), a phrase for
+    the progress line, the upright copy or review copy (``output``) and the decision, when
+    there are."""
+
+    kind: OutcomeKind
+    message: str
+    output: Path | None = None
+    decision: Decision | None = None
+
+
 @dataclass
 class FixSummary:
     """What ``fix`` did: ``written`` counts new upright copies, ``unchanged`` images whose
@@ -134,6 +155,9 @@ class FixSummary:
     review: int = 0
     failed: int = 0
     skipped: int = 0
+
+    def add(self, outcome: FileOutcome) -> None:
+        setattr(self, outcome.kind, getattr(self, outcome.kind) + 1)
 
 
 Progress = Callable[[int, int, Path, str], None]  # (done, total, path, what happened)
@@ -153,47 +177,52 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
     files = list(expand(paths, ignore_patterns))
     summary = FixSummary()
     threshold = review_threshold(model_cfg)
+
+    def decision_of(path: Path) -> Decision:
+        return assess(path, model, threshold, limits).decision
+
     for done, (path, relative) in enumerate(files, start=1):
-        what = _fix_one(path, relative, outdir, model, threshold, limits, output, summary)
+        outcome = fix_file(path, relative, outdir, decision_of, limits=limits, output=output)
+        summary.add(outcome)
         if progress is not None:
-            progress(done, len(files), path, what)
+            progress(done, len(files), path, outcome.message)
     return summary
 
 
-def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
-             min_confidence: float, limits: LimitsConfig, output: OutputConfig,
-             summary: FixSummary) -> str:
+def fix_file(path: Path, relative: Path, outdir: Path, decision_of: Callable[[Path], Decision],
+             *, limits: LimitsConfig, output: OutputConfig) -> FileOutcome:
+    """Carry out ``decision_of(path)`` for one file of ``fix``: the upright copy at
+    ``outdir/relative``, a review copy under ``outdir/review``, a non-image skipped, a bad
+    image failed (and logged). Never raises for a bad file or a failed write (both give
+    ``failed``); ModelError from ``decision_of`` propagates."""
     try:
-        assessment = assess(path, model, min_confidence, limits)
-        decision = assessment.decision
-        if assessment.problem is not None:
-            if _not_meant_as_image(path, assessment.problem):
-                summary.skipped += 1
-                return "skipped (not an image)"
-            raise ImageProblem("bad", assessment.problem)
+        decision = decision_of(path)
+        if decision.action == "quarantine":
+            if _not_meant_as_image(path, decision.reason):
+                return FileOutcome("skipped", "skipped (not an image)", decision=decision)
+            raise ImageProblem("bad", decision.reason)
         if decision.action == "review":
             placed = copy_into(path, outdir / "review", relative)
             if placed.reused:
-                summary.unchanged += 1
-                return f"review copy already there: {placed.path}"
-            summary.review += 1
-            return f"review ({decision.reason}) -> {placed.path}"
+                return FileOutcome("unchanged", f"review copy already there: {placed.path}",
+                                   placed.path, decision)
+            return FileOutcome("review", f"review ({decision.reason}) -> {placed.path}",
+                               placed.path, decision)
         result = write_corrected(path, outdir / relative, orientation=decision.orientation,
                                  mode=output.mode, max_pixels=limits.max_pixels,
                                  within=outdir)
         if result.reused:
-            summary.unchanged += 1
-            return f"already there: {result.path}"
-        summary.written += 1
-        return f"{decision.action} {decision.correction} -> {result.path}"
+            return FileOutcome("unchanged", f"already there: {result.path}", result.path,
+                               decision)
+        return FileOutcome("written", f"{decision.action} {decision.correction} -> {result.path}",
+                           result.path, decision)
     except UnsupportedFormat as exc:
         target = copy_into(path, outdir / "review", relative).path
-        summary.review += 1
-        return f"review (unsupported {exc.format}) -> {target}"
+        return FileOutcome("review", f"review (unsupported {exc.format}) -> {target}", target,
+                           Decision("review", f"unsupported format {exc.format}"))
     except (ImageProblem, OSError) as exc:
-        summary.failed += 1
         log.error("%s: %s", path, exc)
-        return f"FAILED {exc}"
+        return FileOutcome("failed", f"FAILED {exc}")
 
 
 def _not_meant_as_image(path: Path, problem: str) -> bool:
