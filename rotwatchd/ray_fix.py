@@ -65,7 +65,8 @@ def import_ray() -> ModuleType:
         import ray.data  # noqa: F401 - the pipeline needs it on the driver
     except ImportError as exc:
         raise RayMissing(f"--engine ray needs Ray ({exc}): install rotwatchd[ray]") from None
-    return ray
+    module: ModuleType = ray  # typed whether or not Ray's own annotations are installed
+    return module
 
 
 @dataclass
