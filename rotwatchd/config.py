@@ -60,6 +60,8 @@ class ModelConfig:
     path: Path | None = None
     threads: int = 1
     min_confidence: float | None = None  # None: the model's calibrated threshold
+    runtime: str = "litert"  # litert | onnxruntime (model.network.RUNTIMES)
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime only
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
                           tuple(watch["ignore_patterns"]), watch["unfinished_wait"],
                           watch["poll_interval"]),
         model=ModelConfig(model["backend"], p(model["path"]), model["threads"],
-                          model["min_confidence"]),
+                          model["min_confidence"], model["runtime"], tuple(model["providers"])),
         output=OutputConfig(out["mode"], out["original"], done_dir, out["hardlink_upright"]),
         limits=LimitsConfig(**data["limits"]),
         power=PowerConfig(**{**power, "cpufreq_path": p(power["cpufreq_path"])}),

@@ -19,8 +19,8 @@ from typing import Any, Final, Literal
 DEFAULT_MAX_PIXELS = 200_000_000
 
 Kind = Literal[
-    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "address",
-    "section", "list",
+    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "names",
+    "address", "section", "list",
 ]
 
 
@@ -68,6 +68,13 @@ def model_backends() -> tuple[str, ...]:
     return ("auto", *available_backends())
 
 
+def model_runtimes() -> tuple[str, ...]:
+    """The runtimes a model can run on (``network.RUNTIMES``), asked when validating."""
+    from rotwatchd.model.network import RUNTIMES  # the model package pulls in numpy
+
+    return RUNTIMES
+
+
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~", "*.crdownload", "*.rwtmp", ".syncthing.*")
 
 INBOX = (
@@ -109,6 +116,12 @@ SCHEMA: tuple[Field, ...] = (
               choices_from=model_backends),
         Field("path", "path", None, "model file; default: the shipped model", nullable=True),
         Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
+        Field("runtime", "enum", "litert", "what runs the networks: litert (ai-edge-litert or "
+              "tflite-runtime) or onnxruntime (pip install 'rotwatchd[onnx]')",
+              choices_from=model_runtimes),
+        Field("providers", "names", ["CPUExecutionProvider"], "onnxruntime only: execution "
+              "providers in order of preference (e.g. CUDAExecutionProvider with "
+              "onnxruntime-gpu)"),
         Field("min_confidence", "float", None,
               "below this the image goes to review (0 = always decide); default: the threshold "
               "calibrated for the model and backend (the model's .json)", nullable=True,
@@ -253,6 +266,11 @@ def _scalar(spec: Field, value: object, where: str, problems: list[Problem]) -> 
         elif spec.kind == "globs":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of file name patterns")
+            return list(value)
+        elif spec.kind == "names":
+            if (not isinstance(value, list) or not value
+                    or not all(isinstance(v, str) and v.strip() for v in value)):
+                raise ValueError("expected a non-empty list of names")
             return list(value)
         else:  # str, path
             if not isinstance(value, str) or not value.strip():

@@ -35,6 +35,7 @@ from rotwatchd.config import Config, ConfigError, InboxConfig, ModelConfig, ensu
 from rotwatchd.imagefile import bound_heap
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.model.network import Runtime
 from rotwatchd.model.registry import load_classifier
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.processor import Processor, Result, WorkHooks
@@ -55,8 +56,10 @@ ClassifierFactory = Callable[[ModelConfig], OrientationClassifier]
 
 
 def load_configured_classifier(model: ModelConfig) -> OrientationClassifier:
-    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``)."""
-    return load_classifier(model.backend, model.path, model.threads)
+    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``,
+    ``model.runtime``, ``model.providers``)."""
+    return load_classifier(model.backend, model.path, model.threads,
+                           Runtime(model.runtime, model.providers))
 
 
 class Lifecycle:
