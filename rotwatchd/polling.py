@@ -144,6 +144,9 @@ class PollingWatch(threading.Thread):
         self._list(path, folder, signature)
 
     def _list(self, path: str, folder: _Folder, signature: tuple[int, int, int]) -> None:
+        if folder.signature is None:  # never listed (unreadable until now): like a new watch,
+            self._list_quietly(path, folder, signature)  # its files are the rescan's
+            return
         try:
             with self._scandir(path) as entries:
                 names = {e.name: (e.inode(), e.is_dir(follow_symlinks=False)) for e in entries}

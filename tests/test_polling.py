@@ -134,3 +134,26 @@ def test_polled_inbox_is_processed_by_the_daemon(tmp_path: Path, daemon_factory:
     make_photo(config.inboxes[0].path / "polled.jpg", correction=90)
     (result,) = results.wait_count(1)
     assert result.outcome == "done"
+
+
+def test_a_folder_readable_only_later_announces_no_old_files(tmp_path: Path) -> None:
+    """A folder that could not be listed when the watch began is recorded quietly once it
+    can be (its files are the rescan's, which knows the finished ones), then watched."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "old.jpg").write_bytes(b"done long ago")
+    refuse = [True]
+
+    def scandir(path: str) -> Any:
+        if refuse[0]:
+            raise PermissionError(13, "denied", path)
+        return os.scandir(path)
+
+    watch, recorder = PollingWatch(1.0, scandir=scandir), Recorder()
+    watch.schedule(recorder, str(inbox), recursive=True)
+    refuse[0] = False
+    watch.poll()
+    assert recorder.take() == []
+    (inbox / "new.jpg").write_bytes(b"new")
+    watch.poll()
+    assert recorder.take() == [("FileCreatedEvent", "new.jpg")]
