@@ -51,6 +51,7 @@ class WatchConfig:
     rescan_interval: float = 3600.0
     ignore_patterns: tuple[str, ...] = ()
     unfinished_wait: float = 1800.0
+    poll_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
         queue_size=data["queue_size"],
         log_level=data["log_level"],
         watch=WatchConfig(watch["quiet_period"], watch["rescan_interval"],
-                          tuple(watch["ignore_patterns"]), watch["unfinished_wait"]),
+                          tuple(watch["ignore_patterns"]), watch["unfinished_wait"],
+                          watch["poll_interval"]),
         model=ModelConfig(model["backend"], p(model["path"]), model["threads"],
                           model["min_confidence"], model["runtime"], tuple(model["providers"])),
         output=OutputConfig(out["mode"], out["original"], done_dir, out["hardlink_upright"]),

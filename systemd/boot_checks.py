@@ -126,10 +126,12 @@ def write_config(changes: dict[str, Any]) -> None:
     CONFIG.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def drop_photo(relative: str, orientation: int | None) -> Image.Image:
+def drop_photo(relative: str, orientation: int | None, *, link: bool = False) -> Image.Image:
     """Drop a 640x480 JPEG into the inbox the way a sync tool does (hidden name, then rename),
     owned by ``alice``. With an orientation it is left half red, right half blue (which way is
-    up is unmistakable); without, flat grey (the model cannot tell: it goes to review)."""
+    up is unmistakable); without, flat grey (the model cannot tell: it goes to review).
+    ``link``: hard-linked in instead of renamed: no event vouches for it being complete, so it
+    waits the whole quiet period (a rename or close-after-write is taken after 150 ms)."""
     target = INBOX / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     image = Image.new("RGB", (640, 480), (128, 128, 128))
@@ -143,7 +145,11 @@ def drop_photo(relative: str, orientation: int | None) -> Image.Image:
     uid, gid = pwd.getpwnam(USER).pw_uid, grp.getgrnam("rotwatchd").gr_gid
     for path in [*(p for p in target.parents if INBOX in p.parents), hidden]:
         os.chown(path, uid, gid)
-    hidden.rename(target)
+    if link:
+        os.link(hidden, target)
+        hidden.unlink()
+    else:
+        hidden.rename(target)
     return Image.open(target)
 
 
@@ -287,7 +293,7 @@ def check_reload(journal: Journal) -> None:
     run("systemctl", "reload", UNIT)
     journal.wait_for("configuration reloaded from")
     # A file that is still settling when the next reload comes must survive it.
-    drop_photo("flat.jpg", orientation=None).close()
+    drop_photo("flat.jpg", orientation=None, link=True).close()
     wait_for("the flat photo queued and settling (STATUS=)",
              lambda: "1 settling" in show("StatusText"), 30)
     write_config(FAST_AND_DOUBTFUL)
