@@ -297,11 +297,12 @@ class Daemon:
         if self.config.web.listen is None:
             return
         if self.web is None:
-            try:
-                from rotwatchd.web.page import WebPage
-            except ImportError as exc:
-                log.error("web page off: %s (install rotwatchd[web], or set web.listen: null)",
-                          exc)
+            from rotwatchd.web.page import WebPage, missing_libraries
+
+            missing = missing_libraries()
+            if missing:
+                log.error("web page off: %s not installed (install rotwatchd[web], or set "
+                          "web.listen: null)", ", ".join(missing))
                 return
             self.web = WebPage(self)
         self.web.start(self.config.web)

@@ -1,20 +1,24 @@
 """``/metrics``: the daemon in the Prometheus text format, from a registry of its own.
 
-Counters and the latency histogram are fed by each processed file; the gauges (queue depth,
-power state, review backlog) are read from the daemon when scraped, so nothing runs between
-scrapes.
+Each processed file is tallied here in plain counters (by outcome, and the latency into
+histogram buckets) from the moment the page is configured; ``prometheus_client`` is imported and
+its registry built only when ``/metrics`` is first asked for, so a daemon nobody scrapes does
+not carry the library. The gauges (queue depth, power state, review backlog) are read from the
+daemon at scrape time, so nothing runs between scrapes.
 """
 
 from __future__ import annotations
 
+import bisect
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from rotwatchd.journal import OUTCOMES
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 POWER_STATES = ("awake", "waking", "asleep", "unmanaged", "unknown")
@@ -31,11 +35,60 @@ class Gauges:
     review_backlog: Callable[[], int]
 
 
-class _GaugeCollector(Collector):
+class DaemonMetrics:
+    """The tallies behind ``/metrics``. :meth:`observe` is a timed result listener.
+
+    Thread-safe: workers observe while the page's thread scrapes."""
+
     def __init__(self, gauges: Gauges) -> None:
         self._gauges = gauges
+        self._lock = threading.Lock()
+        self._files = {outcome: 0 for outcome in OUTCOMES if outcome != "in-progress"}
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
+        self._latency_sum = 0.0
+        self._registry: Any = None
+
+    def observe(self, outcome: str, seconds: float | None) -> None:
+        with self._lock:
+            self._files[outcome] = self._files.get(outcome, 0) + 1
+            if seconds is not None and outcome in ("done", "review"):
+                self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+                self._latency_sum += seconds
+
+    def exposition(self) -> bytes:
+        """The Prometheus text (``text/plain; version=0.0.4``) of every metric, as of now."""
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:  # two first scrapes at once would each build one: harmless
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Collector(self))
+            self._registry = registry
+        data: bytes = generate_latest(self._registry)
+        return data
 
     def collect(self) -> Iterator[Metric]:
+        """The metric families at this moment (called by the registry at each scrape)."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        with self._lock:
+            files, buckets, total = dict(self._files), list(self._buckets), self._latency_sum
+        counter = CounterMetricFamily("rotwatchd_files", "files handled, by outcome",
+                                      labels=["outcome"])
+        for outcome, count in files.items():
+            counter.add_metric([outcome], count)
+        yield counter
+        cumulative, running = [], 0
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), buckets, strict=True):
+            running += count
+            cumulative.append((_bound(bound), running))
+        yield HistogramMetricFamily(
+            "rotwatchd_processing_seconds",
+            "time from a worker taking a file to its result (done or review)",
+            buckets=cumulative, sum_value=total)
         queue = GaugeMetricFamily("rotwatchd_queue_files", "files queued, being processed, "
                                   "or waiting to settle", labels=["state"])
         for state, count in sorted(self._gauges.queue().items()):
@@ -51,25 +104,16 @@ class _GaugeCollector(Collector):
                                 value=self._gauges.review_backlog())
 
 
-class DaemonMetrics:
-    """The registry behind ``/metrics``. :meth:`observe` is a timed result listener."""
+class _Collector:
+    """What prometheus_client's registry calls: the tallies' :meth:`DaemonMetrics.collect`."""
 
-    def __init__(self, gauges: Gauges) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.files = Counter("rotwatchd_files", "files handled, by outcome", ["outcome"],
-                             registry=self.registry)
-        for outcome in OUTCOMES:
-            if outcome != "in-progress":
-                self.files.labels(outcome)  # present (at 0) before the first file
-        self.latency = Histogram("rotwatchd_processing_seconds",
-                                 "time from a worker taking a file to its result (done or "
-                                 "review)", buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.registry.register(_GaugeCollector(gauges))
+    def __init__(self, metrics: DaemonMetrics) -> None:
+        self._metrics = metrics
 
-    def observe(self, outcome: str, seconds: float | None) -> None:
-        self.files.labels(outcome).inc()
-        if seconds is not None and outcome in ("done", "review"):
-            self.latency.observe(seconds)
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.collect()
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+
+def _bound(value: float) -> str:
+    """A bucket's upper bound as Prometheus writes it: ``0.025``, ``1.0``, ``+Inf``."""
+    return "+Inf" if value == float("inf") else repr(float(value))

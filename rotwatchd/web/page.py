@@ -10,16 +10,18 @@ its page, so it carries on without it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import secrets
+import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
-from wsgiref.types import WSGIApplication
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from rotwatchd.config import Config, WebConfig
 from rotwatchd.config_schema import is_loopback
 from rotwatchd.processor import Result
 from rotwatchd.web.activation import ActivationError, passed_sockets, where
-from rotwatchd.web.app import PageSources, create_app
 from rotwatchd.web.history import MinuteHistory
 from rotwatchd.web.metrics import DaemonMetrics, Gauges
 from rotwatchd.web.server import WebServer
@@ -29,6 +31,16 @@ if TYPE_CHECKING:
     from rotwatchd.daemon import Daemon
 
 log = logging.getLogger(__name__)
+
+
+#: What the page needs besides the daemon: the ``web`` extra. Looked for at start, imported at
+#: the first request (rotwatchd.web.app, DaemonMetrics.exposition).
+REQUIRED = ("flask", "jinja2", "prometheus_client")
+
+
+def missing_libraries() -> list[str]:
+    """The libraries of the ``web`` extra that are not installed (none: the page can run)."""
+    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
 
 
 class WebPage:
@@ -58,9 +70,7 @@ class WebPage:
         if web.listen is None or self.server is not None:
             return
         self.thumbs.prune(item.sha256 for item in self._daemon.review.waiting())
-        app = create_app(PageSources(
-            review=self._daemon.review, snapshot=self._daemon.snapshot, history=self.history,
-            metrics=self.metrics, thumbs=self.thumbs, csrf=self._csrf, token=web.token))
+        app = _LazyApp(self._daemon, self, web.token)
         if isinstance(web.listen, str):
             server = self._on_passed_sockets(app, web.token)
             if server is None:
@@ -124,3 +134,26 @@ class WebPage:
 
     def _on_status(self) -> None:
         self.history.power_state(self._daemon.power_state())
+
+
+class _LazyApp:
+    """The WSGI application, built (Flask and the page's code imported) at the first request:
+    a daemon whose page nobody opens carries only its accept loop and tallies."""
+
+    def __init__(self, daemon: Daemon, page: WebPage, token: str | None) -> None:
+        self._daemon, self._page, self._token = daemon, page, token
+        self._lock = threading.Lock()
+        self._app: WSGIApplication | None = None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with self._lock:
+            if self._app is None:
+                from rotwatchd.web.app import PageSources, create_app
+
+                page = self._page
+                self._app = create_app(PageSources(
+                    review=self._daemon.review, snapshot=self._daemon.snapshot,
+                    history=page.history, metrics=page.metrics, thumbs=page.thumbs,
+                    csrf=page._csrf, token=self._token))
+            app = self._app
+        return app(environ, start_response)
