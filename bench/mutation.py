@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         if tally is None:
             continue
         print(f"{name:<16}{tally.sampled:>8}{tally.caught:>8}{tally.no_effect:>8}"
-              f"{tally.score(False):>7.0f}%{tally.score(True):>11.0f}%"
+              f"{tally.broken:>8}{tally.score(False):>7.0f}%{tally.score(True):>11.0f}%"
               f"{tally.seconds:>6.0f}s", flush=True)
     print(f"survivors (with diffs): {RUNS.relative_to(ROOT)}/*.survivors.txt")
     return 0
