@@ -13,11 +13,13 @@ import pytest
 from conftest import make_photo
 
 from rotwatchd.output.atomic import (
+    NAME_MAX,
     UnsafeFolder,
     atomic_copy,
     atomic_link,
     atomic_write_bytes,
     move_no_clobber,
+    numbered_name,
     remove_temporaries,
 )
 from rotwatchd.output.writer import write_corrected
@@ -124,3 +126,41 @@ def test_a_move_onto_another_filesystem_keeps_bytes_mode_and_date(tmp_path: Path
     assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o640, 1_500_000_000_000_000_000)
     assert not source.exists()
     assert remove_temporaries(other_fs) == 0
+
+
+@pytest.mark.parametrize("char", ["é", "€", "😀"])
+def test_a_numbered_long_name_keeps_every_whole_character_that_fits(char: str) -> None:
+    """Phones name files with accents and emoji: numbering a 255-byte name shortens its stem
+    by whole characters, as few as needed, and never leaves half of one."""
+    width = len(char.encode())
+    name = char * (250 // width) + ".jpeg"
+    for n in (1, 12, 345):
+        out = numbered_name(name, n)
+        tail = f".{n}.jpeg"
+        room = NAME_MAX - len(tail)
+        assert out == char * min(250 // width, room // width) + tail
+        assert len(os.fsencode(out)) <= NAME_MAX
+
+
+def test_a_fresh_file_gets_the_ordinary_mode(tmp_path: Path) -> None:
+    """A file written from nothing (status.json) is created 0666 less the umask, like any
+    program's: readable as the umask allows, never executable."""
+    umask = os.umask(0o022)
+    try:
+        placed = atomic_write_bytes(tmp_path / "status.json", b"{}")
+    finally:
+        os.umask(umask)
+    assert placed.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_same_large_picture_again_reuses_its_output(tmp_path: Path) -> None:
+    """A redo (after a crash, or the same photo sent twice) of a picture of several MiB finds
+    its own output and writes no ``.1`` copy."""
+    data = os.urandom(3 * (1 << 20) + 12345)
+    out = tmp_path / "out"
+    first = atomic_write_bytes(out / "IMG_9.jpg", data, within=out, keep_existing=True)
+    again = atomic_write_bytes(out / "IMG_9.jpg", data, within=out, keep_existing=True)
+    assert (again.path, again.reused) == (first.path, True)
+    other = atomic_write_bytes(out / "IMG_9.jpg", data[:-1] + b"!", within=out,
+                               keep_existing=True)
+    assert other.path == out / "IMG_9.1.jpg" and not other.reused
