@@ -5,7 +5,8 @@ a constant moved by one, a condition negated, ``and``/``or`` swapped, an arithme
 swapped, a loop run zero times, an ``except`` that never matches, a statement dropped), run
 only the tests that reach that module, and count the changes the tests notice ("caught").
 Changes that cannot change behaviour are listed, with the reason, in
-``bench/mutation_no_effect.toml``; the score leaves them out.
+``bench/mutation_no_effect.toml`` (by module, operator, enclosing function or class or "*"
+for any, and the line before and after); the score leaves them out.
 
 Usage:  .venv/bin/python bench/mutation.py [--sample 30] [--seed 1] [module ...]
         (modules as in the table, e.g. ``filing`` or ``power/policy``; default all)
@@ -170,11 +171,12 @@ def _changed_lines(diff: str) -> tuple[str, str]:
     return (removed[0] if removed else "", added[0] if added else "")
 
 
-def _no_effect(module_path: str) -> set[tuple[str, str, str]]:
+def _no_effect(module_path: str) -> set[tuple[str, str, str, str]]:
+    """(operator, function, line, mutated line) of the listed no-effect changes."""
     if not NO_EFFECT.exists():
         return set()
     entries = tomllib.loads(NO_EFFECT.read_text(encoding="utf-8")).get("no-effect", [])
-    return {(e["operator"], e["line"].strip(), e["mutated"].strip())
+    return {(e["operator"], e["function"], e["line"].strip(), e["mutated"].strip())
             for e in entries if e["module"] == module_path}
 
 
@@ -234,12 +236,15 @@ def _tally(name: str, module_path: str, db: WorkDB, seconds: float) -> Tally:
             tally.caught += 1
         elif result.test_outcome != TestOutcome.SURVIVED:
             tally.broken += 1
-        elif (mutation.operator_name, *_changed_lines(result.diff or "")) in known:
+        elif {(mutation.operator_name, function, *_changed_lines(result.diff or ""))
+              for function in (mutation.definition_name or "", "*")} & known:
             tally.no_effect += 1
         else:
             line, mutated = _changed_lines(result.diff or "")
             survivors.append(f"## {mutation.operator_name} line {mutation.start_pos[0]}\n"
+                             f"module = \"{module_path}\"\n"
                              f"operator = \"{mutation.operator_name}\"\n"
+                             f"function = \"{mutation.definition_name or ''}\"\n"
                              f"line = {line!r}\nmutated = {mutated!r}\n{result.diff}\n")
     report = RUNS / f"{name.replace('/', '.')}.survivors.txt"
     report.write_text("\n".join(survivors), encoding="utf-8")
