@@ -4,7 +4,8 @@ A LiteRT interpreter must not run two ``invoke()`` at once (it raises "There is 
 reference to internal data"), so the workers lease an instance for each prediction instead of
 sharing one. Instances are created on demand by ``factory`` and kept for reuse, so the pool
 never holds more than the peak number of concurrent workers. The SleepController can
-:meth:`release` them all while asleep and :meth:`reload` one on wake (the ModelSlot interface).
+:meth:`release` them all while asleep and :meth:`reload` one on wake (its ``ReleasableModel``
+interface).
 """
 
 from __future__ import annotations

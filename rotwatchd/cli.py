@@ -1,22 +1,25 @@
 """``rotwatchd`` command line: parse arguments, build objects, call the library.
 
 Every failure becomes one clear line on stderr and an exit code: 0 ok, 1 a problem with a file
-or the model, 2 bad configuration or usage, 3 (``status``) the daemon is not running.
+or the model, 2 bad configuration or usage, 3 (``status``) the daemon is not running, 141 the
+reader of the output went away (``rotwatchd status | head``), silently.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Never
 
 from rotwatchd import __version__
 from rotwatchd.config import (
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = Path("rotwatchd.yaml")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a writer its reader left
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what the running daemon is doing")
     _config_args(status)
     status.add_argument("--json", action="store_true", help="print the raw status JSON")
+
+    from rotwatchd import review_cli
+
+    review_cli.add_parser(sub, _config_args)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -157,7 +165,7 @@ def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, Output
     return cfg.model, cfg.limits, cfg.output, cfg.watch.ignore_patterns
 
 
-def _model_slot(model_cfg: ModelConfig) -> ClassifierPool:
+def _classifier_pool(model_cfg: ModelConfig) -> ClassifierPool:
     from rotwatchd.classifier_pool import ClassifierPool
     from rotwatchd.daemon import load_configured_classifier
 
@@ -170,7 +178,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from rotwatchd.processor import review_threshold
 
     model_cfg, limits, _, _ = _tool_settings(args.config)
-    slot = _model_slot(model_cfg)
+    slot = _classifier_pool(model_cfg)
     threshold = review_threshold(model_cfg)
     status = EXIT_OK
     for image in args.images:
@@ -182,21 +190,37 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-def _progress_printer() -> Callable[[int, int, Path, str], None]:
-    tty = sys.stderr.isatty()
+def _progress_printer() -> tuple[Callable[[int, int, Path, str], None],
+                                 contextlib.AbstractContextManager[object]]:
+    """``fix`` progress on stderr, and the context to run ``fix`` in: on a terminal a tqdm bar
+    (log lines, e.g. a failed image, are printed above it), else one line per file
+    (``done/total path: what happened``) for logs."""
+    if not sys.stderr.isatty():
+        def line(done: int, total: int, path: Path, what: str) -> None:
+            print(f"{done}/{total} {path}: {what}", file=sys.stderr, flush=True)
+
+        return line, contextlib.nullcontext()
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bars: list[tqdm[Never]] = []
 
     def show(done: int, total: int, path: Path, what: str) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-        if tty:
-            end = "\n" if done == total else ""
-            sys.stderr.write(f"\r{bar} {path.name[:40]:<40}{end}")
-        else:
-            sys.stderr.write(f"{bar} {path}: {what}\n")
-        sys.stderr.flush()
+        if not bars:
+            bars.append(tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True))
+        bars[0].set_postfix_str(path.name[:40], refresh=False)
+        bars[0].update(done - bars[0].n)
 
-    return show
+    @contextlib.contextmanager
+    def running() -> Iterator[object]:
+        with logging_redirect_tqdm():
+            try:
+                yield None
+            finally:
+                for bar in bars:
+                    bar.close()
+
+    return show, running()
 
 
 def _cmd_fix(args: argparse.Namespace) -> int:
@@ -204,16 +228,19 @@ def _cmd_fix(args: argparse.Namespace) -> int:
 
     _setup_logging("warning")
     model_cfg, limits, output, ignore = _tool_settings(args.config)
-    slot = _model_slot(model_cfg)
+    slot = _classifier_pool(model_cfg)
+    progress, showing = _progress_printer()
     try:
-        summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
-                      limits=limits, output=output, ignore_patterns=ignore,
-                      progress=_progress_printer())
+        with showing:
+            summary = fix(args.paths, args.output, slot, model_cfg=model_cfg,
+                          limits=limits, output=output, ignore_patterns=ignore,
+                          progress=progress)
     except OutputInsideInput as exc:
         print(f"rotwatchd: fix: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    again = f", {summary.unchanged} already there (nothing written)" if summary.unchanged else ""
     print(f"{summary.written} written, {summary.review} to review, {summary.failed} failed, "
-          f"{summary.skipped} skipped (not images)", file=sys.stderr)
+          f"{summary.skipped} skipped (not images){again}", file=sys.stderr)
     return EXIT_FAIL if summary.failed else EXIT_OK
 
 
@@ -246,6 +273,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_review(args: argparse.Namespace) -> int:
+    from rotwatchd import review_cli
+
+    return review_cli.run(args, _load(args.config, args.set))
+
+
 def _forward(command: str, argv: list[str]) -> int:
     """``eval``/``bench`` belong to the model tools; imported lazily (they pull in more)."""
     name = "rotwatchd.evaluate" if command == "eval" else "rotwatchd.benchmark"
@@ -266,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "run": _cmd_run, "check": _cmd_check, "fix": _cmd_fix, "status": _cmd_status,
-        "config": _cmd_config,
+        "config": _cmd_config, "review": _cmd_review,
     }
     try:
         return commands[args.command](args)
@@ -277,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"rotwatchd: model: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:  # `rotwatchd status | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_BROKEN_PIPE
     except (OSError, sqlite3.Error) as exc:
         print(f"rotwatchd: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -4,11 +4,13 @@ Rules, in order:
 
 1. a problem found while reading (not an image, corrupt, truncated, too large, empty,
    unreadable) -> ``quarantine``;
-2. animated images and formats the writer cannot rewrite -> ``review`` (a copy, never a guess);
-3. a valid EXIF orientation other than 1 is trusted -> ``rotate`` with source ``exif``; so is
+2. a correction a person gave for this very content (the review queue) is applied -> ``keep``
+   or ``rotate`` with source ``human``: an image settled once is never asked about again;
+3. animated images and formats the writer cannot rewrite -> ``review`` (a copy, never a guess);
+4. a valid EXIF orientation other than 1 is trusted -> ``rotate`` with source ``exif``; so is
    the file's own orientation that its decoder already applied (TIFF tag, HEIF irot/imir),
    whose pixels then need nothing more (``orientation`` 1);
-4. otherwise the model decides -> ``keep`` (correction 0) or ``rotate``; below
+5. otherwise the model decides -> ``keep`` (correction 0) or ``rotate``; below
    ``min_confidence`` -> ``review``.
 """
 
@@ -21,9 +23,10 @@ from typing import Final, Literal
 from rotwatchd.model.base import Prediction
 
 Action = Literal["keep", "rotate", "review", "quarantine"]
-Source = Literal["exif", "model"]
+Source = Literal["exif", "model", "human"]
 
-#: EXIF orientation that applies a pure clockwise correction (COMMON.md contract).
+#: EXIF orientation that applies a pure clockwise correction (EXIF 2.32, tag 0x0112: 6 = the
+#: stored picture must be turned 90 degrees clockwise to be upright, 3 = 180, 8 = 270).
 ORIENTATION_FOR_CORRECTION: Final = {0: 1, 90: 6, 180: 3, 270: 8}
 #: Clockwise correction that an EXIF orientation implies (mirrored ones map to their rotation).
 CORRECTION_FOR_ORIENTATION: Final = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 90, 7: 270, 8: 270}
@@ -42,6 +45,7 @@ class Facts:
     pixels: int = 0
     prediction: Prediction | None = None
     applied_orientation: int | None = None  # ImageInfo.applied_orientation
+    human_correction: int | None = None  # a person's answer for this content (0, 90, 180, 270)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ def needs_model(facts: Facts, max_pixels: int) -> bool:
     """True when the decision depends on a model prediction the caller has not made yet."""
     return (
         facts.problem is None
+        and facts.human_correction is None
         and not facts.animated
         and facts.unsupported is None
         and facts.pixels <= max_pixels
@@ -86,6 +91,13 @@ def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
         return Decision("quarantine", facts.problem)
     if facts.pixels > max_pixels:
         return Decision("quarantine", "too-large")
+    if facts.human_correction is not None:
+        correction = facts.human_correction
+        return Decision(
+            "keep" if correction == 0 else "rotate", f"a person said {correction} deg",
+            source="human", correction=correction, confidence=1.0,
+            orientation=ORIENTATION_FOR_CORRECTION[correction],
+        )
     if facts.animated:
         return Decision("review", "animated")
     if facts.unsupported is not None:

@@ -124,10 +124,13 @@ def check_output_outside(paths: list[Path], outdir: Path) -> None:
 
 @dataclass
 class FixSummary:
-    """What ``fix`` did: ``skipped`` counts files that are not images (and were not meant as
-    images by their name); ``failed`` counts images that could not be handled."""
+    """What ``fix`` did: ``written`` counts new upright copies, ``unchanged`` images whose
+    upright copy (or review copy) was already there from an earlier run, so nothing was written;
+    ``skipped`` files that are not images (and were not meant as images by their name);
+    ``failed`` images that could not be handled."""
 
     written: int = 0
+    unchanged: int = 0
     review: int = 0
     failed: int = 0
     skipped: int = 0
@@ -169,12 +172,18 @@ def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
                 return "skipped (not an image)"
             raise ImageProblem("bad", assessment.problem)
         if decision.action == "review":
-            target = copy_into(path, outdir / "review", relative).path
+            placed = copy_into(path, outdir / "review", relative)
+            if placed.reused:
+                summary.unchanged += 1
+                return f"review copy already there: {placed.path}"
             summary.review += 1
-            return f"review ({decision.reason}) -> {target}"
+            return f"review ({decision.reason}) -> {placed.path}"
         result = write_corrected(path, outdir / relative, orientation=decision.orientation,
                                  mode=output.mode, max_pixels=limits.max_pixels,
                                  within=outdir)
+        if result.reused:
+            summary.unchanged += 1
+            return f"already there: {result.path}"
         summary.written += 1
         return f"{decision.action} {decision.correction} -> {result.path}"
     except UnsupportedFormat as exc:

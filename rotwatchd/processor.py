@@ -31,7 +31,7 @@ from rotwatchd.imagefile import (
 )
 from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.journal import Journal, Outcome
-from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.model.base import OrientationClassifier, Prediction
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.writer import write_corrected
 from rotwatchd.settle import WRITING_TIMEOUT
@@ -111,8 +111,9 @@ def review_threshold(model: ModelConfig) -> float:
 
 
 def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
-                 hooks: WorkHooks | None = None) -> Facts:
-    """Inspect ``path`` and, only when the decision needs it, ask the model.
+                 hooks: WorkHooks | None = None, human_correction: int | None = None) -> Facts:
+    """Inspect ``path`` and, only when the decision needs it, ask the model (never when a
+    person already gave ``human_correction`` for this content).
 
     A bad file gives ``Facts(problem=...)``; raises ModelError when the model cannot load,
     OSError when the file cannot be read after inspection.
@@ -125,7 +126,8 @@ def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
         return Facts(unsupported=exc.format)
     facts = Facts(exif_orientation=info.exif_orientation, animated=info.animated,
                   pixels=info.width * info.height,
-                  applied_orientation=info.applied_orientation)
+                  applied_orientation=info.applied_orientation,
+                  human_correction=human_correction)
     if not needs_model(facts, max_pixels):
         return facts
     try:
@@ -277,7 +279,7 @@ class Processor:
         cfg = self.config
         path, st = source.path, source.st
         facts = gather_facts(source.reader, self.model, max_pixels=cfg.limits.max_pixels,
-                             hooks=self.hooks)
+                             hooks=self.hooks, human_correction=self.journal.human_label(digest))
         decision = decide(facts, min_confidence=self._review_threshold(),
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
@@ -289,13 +291,13 @@ class Processor:
                 return Result(path, "ignored", "not an image")
             delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
             if delay is not None:
-                self.journal.finish(str(path), digest, "error",
-                                    detail=f"deferred: {reason}, waiting for its writer")
+                self.journal.finish(str(path), digest, "waiting",
+                                    detail=f"looks unfinished ({reason}): waiting for its writer")
                 return self._defer(path, inbox, reason, delay)
             return self._quarantine(path, inbox, relative, digest, reason, message or reason,
                                     decision, source=source)
         if decision.action == "review":
-            return self._review(source, inbox, relative, digest, decision)
+            return self._review(source, inbox, relative, digest, decision, facts.prediction)
         try:
             written = write_corrected(source.reader, inbox.output / relative,
                                       orientation=decision.orientation, mode=cfg.output.mode,
@@ -325,9 +327,15 @@ class Processor:
         return Result(path, "done", how, decision, written.path)
 
     def _review(self, source: InboxFile, inbox: InboxConfig, relative: Path, digest: str,
-                decision: Decision) -> Result:
+                decision: Decision, prediction: Prediction | None = None) -> Result:
+        """Copy the file to the review folder and queue it for a person (rotwatchd.review)."""
         path, st = source.path, source.st
         placed = copy_into(path, inbox.review, relative, reader=source.reader)
+        self.journal.add_review(
+            str(path), digest, review_copy=str(placed.path), inbox=str(inbox.path),
+            guess=decision.correction, confidence=decision.confidence,
+            probabilities=prediction.probabilities if prediction is not None else None,
+            reason=decision.reason)
         self.journal.finish(str(path), digest, "review", correction=decision.correction,
                             confidence=decision.confidence, source=decision.source,
                             output=str(placed.path), detail=decision.reason,
@@ -344,6 +352,8 @@ class Processor:
         resolved = Path(os.path.realpath(path))
         if resolved.is_relative_to(inbox.path.resolve()) and resolved.is_file():
             # the target is an inbox file and is processed on its own
+            log.info("%s is a symbolic link to %s in the inbox: left alone, the file it points "
+                     "to is processed on its own", path, target)
             return Result(path, "skipped", f"symlink to {target} inside the inbox")
         return self._quarantine(path, inbox, relative, f"symlink:{target}", "symlink",
                                 f"symlink pointing outside the inbox (to {target})", st=st)

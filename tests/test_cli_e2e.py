@@ -263,3 +263,53 @@ def test_fix_with_the_real_model(tmp_path: Path) -> None:
     written = sorted(p.relative_to(tmp_path / "out").as_posix()
                      for p in (tmp_path / "out").rglob("*.jpg"))
     assert len(written) == 3
+
+
+def test_output_to_a_reader_that_went_away_is_silent(tmp_path: Path) -> None:
+    """``rotwatchd config keys | head -1``: the reader leaves first; no traceback, no error
+    line, the shell's broken-pipe status."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before anything is written: every write fails with EPIPE
+    try:
+        done = subprocess.run([*_command(), "config", "keys"], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=60, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert done.stderr == b""
+    assert done.returncode == 141
+
+
+def test_fix_on_a_terminal_shows_a_progress_bar_and_the_summary(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    for i, tag in enumerate((6, 3, 8)):
+        make_photo(tmp_path / "in" / f"{i}.jpg", exif_orientation=tag)
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns
+    try:
+        process = subprocess.Popen([*_command(), "fix", "in", "-o", "out"], cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=60) == 1  # one image failed
+    finally:
+        os.close(master)
+    screen = b"".join(chunks).decode()
+    assert "4/4" in screen and "file" in screen  # the bar reached the end
+    assert screen.count("ERROR rotwatchd.oneshot: in/broken.jpg") == 1  # above the bar
+    assert screen.rstrip().endswith("3 written, 0 to review, 1 failed, 0 skipped (not images)")
+    for i in range(3):
+        with Image.open(tmp_path / "out" / f"{i}.jpg") as image:
+            assert red_edge(image)[0] == "top"

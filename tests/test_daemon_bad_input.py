@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fast_config, make_photo
+from conftest import fast_config, make_photo, wait_until
 
 from rotwatchd.journal import Journal
 
@@ -120,3 +120,20 @@ def test_confirmed_broken_file_is_quarantined_at_once(tmp_path: Path,
     broken = inbox.path / "closed.jpg"
     broken.write_bytes(make_photo(tmp_path / "w.jpg").read_bytes()[:100])
     assert daemon.processor.process(broken, inbox, confirmed=True).outcome == "quarantined"
+
+
+def test_a_link_to_an_inbox_file_gets_one_line_and_its_target_is_processed_once(
+        tmp_path: Path, daemon_factory: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    config = fast_config(tmp_path)
+    inbox = config.inboxes[0].path
+    daemon, results = daemon_factory(config)
+    make_photo(tmp_path / "staging.jpg", correction=90)
+    os.rename(tmp_path / "staging.jpg", inbox / "real.jpg")
+    results.wait_for(lambda items: any(r.path.name == "real.jpg" for r in items))
+    os.symlink("real.jpg", inbox / "alias.jpg")
+    wait_until(lambda: any(r.path.name == "alias.jpg" for r in list(results.skipped)))
+    lines = [r.getMessage() for r in caplog.records if "alias.jpg" in r.getMessage()]
+    assert len(lines) == 1 and "symbolic link to real.jpg" in lines[0]
+    assert (inbox / "alias.jpg").is_symlink()  # left alone
+    assert sorted(p.name for p in config.inboxes[0].output.iterdir()) == ["real.jpg"]

@@ -70,3 +70,16 @@ def test_problems_and_unsupported(facts: Facts, action: str) -> None:
 
 def test_orientation_mapping_matches_the_contract() -> None:
     assert ORIENTATION_FOR_CORRECTION == {0: 1, 90: 6, 180: 3, 270: 8}
+
+
+def test_a_person_s_answer_is_applied_without_the_model() -> None:
+    facts = Facts(pixels=100, human_correction=270)
+    assert not needs_model(facts, max_pixels=1000)
+    decision = decide(facts, min_confidence=0.99, max_pixels=1000)
+    assert (decision.action, decision.source, decision.correction, decision.orientation) == (
+        "rotate", "human", 270, 8)
+    kept = decide(Facts(pixels=100, human_correction=0), min_confidence=0.99, max_pixels=1000)
+    assert (kept.action, kept.orientation) == ("keep", 1)
+    broken = decide(Facts(problem="corrupt", human_correction=90), min_confidence=0.99,
+                    max_pixels=1000)
+    assert broken.action == "quarantine"

@@ -37,7 +37,7 @@ def test_in_progress_survives_a_restart(tmp_path: Path) -> None:
         journal.finish("/in/x.jpg", "hx", "review", detail="low confidence")
         assert journal.interrupted() == []
         assert journal.counts() == {"in-progress": 0, "done": 0, "review": 1,
-                                    "quarantined": 0, "error": 0, "ignored": 0}
+                                    "quarantined": 0, "error": 0, "ignored": 0, "waiting": 0}
 
 
 def test_recent_problems_newest_first(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ time against a fake sysfs tree."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -11,9 +12,9 @@ import pytest
 from fake_sysfs import make_cpufreq_tree, read_governors
 from PIL import Image
 
+from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.model.base import Prediction
 from rotwatchd.power.governor import GovernorControl
-from rotwatchd.power.model_slot import ModelSlot
 from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
 
@@ -144,7 +145,7 @@ def test_model_released_while_asleep_and_reloaded_on_wake(tree: Path) -> None:
         made.append(CountingClassifier())
         return made[-1]
 
-    slot = ModelSlot(factory)
+    slot = ClassifierPool(factory)
     slot.get()
     s = settings(tree, release_model_when_idle=True)
     ctl = SleepController(s, GovernorControl(tree), Queue(), model=slot, clock=clock)
@@ -158,7 +159,7 @@ def test_model_released_while_asleep_and_reloaded_on_wake(tree: Path) -> None:
 
 def test_model_kept_when_release_is_off(tree: Path) -> None:
     clock = FakeClock()
-    slot = ModelSlot(CountingClassifier)
+    slot = ClassifierPool(CountingClassifier)
     slot.get()
     ctl = SleepController(settings(tree), GovernorControl(tree), Queue(), model=slot, clock=clock)
     clock.advance(60)
@@ -181,6 +182,28 @@ def test_no_cpufreq_still_parks_and_wakes(tmp_path: Path) -> None:
     ctl.activity()
     ctl.step()
     assert ctl.state is PowerState.AWAKE and ctl.status()["governors"] == {}
+
+
+def test_without_cpufreq_the_log_names_no_governor(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="rotwatchd.power")
+    clock = FakeClock()
+    ctl = controller(tmp_path / "absent", clock)
+    clock.advance(60)
+    ctl.step()
+    lines = [r.getMessage() for r in caplog.records if "sleeping" in r.getMessage()]
+    assert lines == ["power: idle for 60s, sleeping"]
+
+
+def test_with_cpufreq_the_sleep_line_names_the_governor(tree: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="rotwatchd.power")
+    clock = FakeClock()
+    ctl = controller(tree, clock)
+    clock.advance(60)
+    ctl.step()
+    lines = [r.getMessage() for r in caplog.records if "sleeping" in r.getMessage()]
+    assert lines == ["power: idle for 60s, sleeping (governor powersave)"]
 
 
 # -- the real thread, real time ------------------------------------------------------------

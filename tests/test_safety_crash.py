@@ -127,7 +127,8 @@ def test_a_quarantine_move_interrupted_before_its_record_is_completed_at_start(
     assert (inbox.quarantine / "bad.jpg").read_bytes() == content  # moved, not recorded
     daemon, results = daemon_factory(config)
     assert daemon.journal.counts() == {"in-progress": 0, "done": 0, "review": 0,
-                                       "quarantined": 1, "error": 0, "ignored": 0}
+                                       "quarantined": 1, "error": 0, "ignored": 0,
+                                       "waiting": 0}
     (record,) = daemon.journal.recent_problems()
     assert (record.outcome, record.output) == ("quarantined", str(inbox.quarantine / "bad.jpg"))
     assert not any("in progress when the last run stopped" in r.getMessage()

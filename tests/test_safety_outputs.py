@@ -149,18 +149,18 @@ def test_fix_keeps_same_named_pictures_apart_and_a_second_run_writes_nothing(
     out = tmp_path / "out"
     classifier = MarkerClassifier()
 
-    def run() -> None:
+    def run() -> tuple[int, int, int, int]:
         summary = fix([tmp_path / "a", tmp_path / "b"], out,
                       ClassifierPool(lambda: classifier),
                       model_cfg=ModelConfig(min_confidence=0.6), limits=LimitsConfig(),
                       output=OutputConfig(), ignore_patterns=())
-        assert (summary.written, summary.review, summary.failed) == (2, 2, 0)
+        return summary.written, summary.review, summary.failed, summary.unchanged
 
-    run()
+    assert run() == (2, 2, 0, 0)
     first = _tree(out)
     assert sorted(first) == ["review/plain.1.jpg", "review/plain.jpg", "x.1.jpg", "x.jpg"]
     assert first["x.jpg"] != first["x.1.jpg"]
-    run()
+    assert run() == (0, 0, 0, 4)  # and the count says so: nothing new was written
     assert _tree(out) == first
 
 

@@ -42,8 +42,10 @@ def test_photo_written_in_closed_pieces_with_long_pauses_is_never_quarantined(
     snapshot = daemon.snapshot()  # recorded: status and journal say it waits
     assert snapshot["waiting"]["incomplete"]["paths"] == [str(target)]
     assert "1 looking unfinished" in format_status(snapshot)
-    assert any(r.path == str(target) and "deferred" in (r.detail or "")
-               for r in daemon.journal.recent_problems())
+    listed = [r for r in daemon.journal.interrupted_records() + daemon.journal.recent_problems()
+               if r.path == str(target)]
+    assert listed == []  # neither in progress nor a problem: it waits for its writer
+    assert daemon.journal.counts()["waiting"] == 1
 
     with open(target, "ab") as handle:  # the writer comes back, much later than quiet_period
         handle.write(data[half:])
@@ -98,6 +100,9 @@ def test_processor_defers_by_the_files_age(tmp_path: Path, daemon_factory: Any,
     partial = inbox.path / "partial.jpg"
     partial.write_bytes(make_photo(tmp_path / "w.jpg").read_bytes()[:300])
     assert daemon.processor.process(partial, inbox, confirmed=confirmed).outcome == "deferred"
+    # journaled as waiting for its writer: not counted or listed as a problem
+    assert daemon.journal.counts()["waiting"] == 1 and daemon.journal.counts()["error"] == 0
+    assert daemon.journal.recent_problems() == []
     old = partial.stat().st_mtime - 29 * 60  # unchanged for 29 minutes: still waits
     os.utime(partial, (old, old))
     assert daemon.processor.process(partial, inbox, confirmed=confirmed).outcome == "deferred"

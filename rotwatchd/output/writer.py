@@ -77,12 +77,14 @@ Mode = Literal["pixels", "tag"]
 @dataclass(frozen=True)
 class WriteResult:
     """``action`` says what was done; ``notes`` say what could not be kept or why a fallback
-    was taken (one short phrase each, for the log)."""
+    was taken (one short phrase each, for the log); ``reused`` that ``path`` already held
+    exactly this output, so nothing was written."""
 
     path: Path
     action: Action
     orientation: int
     notes: tuple[str, ...] = field(default=())
+    reused: bool = False
 
 
 def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode = "pixels",
@@ -122,7 +124,8 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
                 placed = _put(target, out, source, within)
                 return _result(target, placed, "tagged", orientation, [])
         result = _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran, within)
-        return WriteResult(result.path, result.action, orientation, (*note, *result.notes))
+        return WriteResult(result.path, result.action, orientation, (*note, *result.notes),
+                           result.reused)
     notes: list[str] = []
     if fmt == "HEIF" and orientation in IROT_STEPS:
         done = _write_heif_lossless(source, target, orientation, max_pixels, notes, within)
@@ -147,7 +150,7 @@ def _result(target: Path, placed: Placed, action: Action, orientation: int,
                      f"{placed.path.name}")
     if placed.reused:
         notes.append(f"{placed.path.name} already holds this output: nothing written")
-    return WriteResult(placed.path, action, orientation, tuple(notes))
+    return WriteResult(placed.path, action, orientation, tuple(notes), placed.reused)
 
 
 def _tiff_turned_by_tag(source: Path, fmt: str, max_pixels: int) -> bool:

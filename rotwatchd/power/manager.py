@@ -104,8 +104,8 @@ class PowerManager:
             if changed:
                 self.switches += 1
                 log.info(
-                    "power: %s mode (queue %d, cpu %.0f%%), governor %s",
-                    mode.value, queue_depth, cpu, governor,
+                    "power: %s mode (queue %d, cpu %.0f%%)%s", mode.value, queue_depth, cpu,
+                    f", governor {governor}" if self.governors.usable else "",
                 )
         return mode
 

@@ -1,10 +1,10 @@
 """PowerRuntime: the power pieces assembled and hung on a running Daemon's seams.
 
 ``PowerRuntime.attach(daemon)`` is all ``rotwatchd run`` needs: it builds the GovernorControl
-(``power.cpufreq_path``), the SleepController (hooks around every file, the daemon's ModelSlot
-to release while asleep) and, with ``power.dynamic``, the PowerManager; then it follows the
-daemon's lifecycle: start on ready, apply new power settings on reload, stop and restore the
-original governors when shutdown begins.
+(``power.cpufreq_path``), the SleepController (hooks around every file, the daemon's
+ClassifierPool to release while asleep) and, with ``power.dynamic``, the PowerManager; then it
+follows the daemon's lifecycle: start on ready, apply new power settings on reload, stop and
+restore the original governors when shutdown begins.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ class PowerRuntime(Lifecycle):
         if self.manager is not None:
             self.manager.stop()
         self.sleep.close()  # joins its thread, then writes the originals back
-        log.info("power: governors restored")
+        if self.governors.usable:
+            log.info("power: governors restored")
 
     def on_ready(self) -> None:
         self.start()

@@ -43,7 +43,7 @@ class PowerState(StrEnum):
 
 
 class ReleasableModel(Protocol):
-    """What the controller needs from the classifier holder (see :class:`ModelSlot`)."""
+    """What the controller needs from the classifier holder (``ClassifierPool`` fits)."""
 
     def release(self) -> None: ...
 
@@ -267,12 +267,15 @@ class SleepController:
             self._model_released = release
             self.sleeps += 1
             self._notify()
-        log.info(
-            "power: idle for %gs, sleeping (governor %s%s)",
-            self.settings.idle_timeout,
-            self.settings.idle_governor,
-            ", model released" if release else "",
-        )
+        what = [f"governor {self.settings.idle_governor}"] if self._has_governors() else []
+        if release:
+            what.append("model released")
+        log.info("power: idle for %gs, sleeping%s", self.settings.idle_timeout,
+                 f" ({', '.join(what)})" if what else "")
+
+    def _has_governors(self) -> bool:
+        """Whether there are governors to switch (a VM or container often has none)."""
+        return self.governors is not None and self.governors.usable
 
     def _wake(self) -> None:
         if self.governors is not None:
