@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -261,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown module {unknown[0]!r}; one of: {', '.join(MODULES)}")
     os.nice(10)
+    # cosmic-ray puts each mutated module back when its run ends, also on Ctrl-C; make a
+    # kill or a closed terminal end the same way instead of leaving a mutant in the tree
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     os.chdir(ROOT)
     os.environ["PYTHONPATH"] = str(ROOT)  # the tests import this tree, never an installed copy
     OPERATOR_PROVIDERS["rotwatchd"] = _Provider()
