@@ -182,8 +182,9 @@ def _no_effect(module_path: str) -> set[tuple[str, str, str, str]]:
 
 
 def _test_command(tests: tuple[str, ...]) -> str:
-    paths = [f"tests/{name}" for name in tests if (ROOT / "tests" / name).exists()]
-    paths += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_gaps_*.py"))
+    # the gap tests first: they are quick, and -x stops at the first failure
+    paths = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_gaps_*.py"))
+    paths += [f"tests/{name}" for name in tests if (ROOT / "tests" / name).exists()]
     return (f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly "
             + " ".join(dict.fromkeys(paths)))
 

@@ -201,3 +201,20 @@ def test_a_replaced_original_is_not_deleted(tmp_path: Path) -> None:
 def test_a_path_outside_the_inbox_keeps_just_its_name() -> None:
     assert relative_to_inbox(Path("/in/a/b.jpg"), Path("/in")) == Path("a/b.jpg")
     assert relative_to_inbox(Path("/elsewhere/b.jpg"), Path("/in")) == Path("b.jpg")
+
+
+def test_a_file_whose_folder_was_removed_meanwhile_is_not_moved_and_nothing_recreated(
+        tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with pytest.raises(CannotMove, match="No such file"):
+        move_into(inbox / "trip" / "a.jpg", tmp_path / "quarantine", Path("trip/a.jpg"),
+                  inbox=inbox)
+    assert list(inbox.iterdir()) == []  # the removed folder is not made again in the inbox
+
+
+def test_an_original_is_deleted_by_name_when_it_was_not_opened(tmp_path: Path) -> None:
+    photo = tmp_path / "IMG_9.jpg"
+    photo.write_bytes(b"original")
+    assert dispose_original(photo, "delete", None, Path("IMG_9.jpg")) == "original deleted"
+    assert not photo.exists()
