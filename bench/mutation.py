@@ -188,8 +188,7 @@ def _no_effect(module_path: str) -> set[tuple[str, str, str, str]]:
 
 def _test_command(tests: tuple[str, ...]) -> str:
     paths = [f"tests/{name}" for name in tests if (ROOT / "tests" / name).exists()]
-    return (f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly "
-            + " ".join(dict.fromkeys(paths)))
+    return f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(paths)
 
 
 def run_module(name: str, sample: int, seed: int) -> Tally | None:
