@@ -121,3 +121,21 @@ def test_a_row_keeps_its_stat_when_finish_does_not_give_one(tmp_path: Path) -> N
         st = os.stat(tmp_path)
         assert journal.is_known_unchanged("/in/q.jpg", st.st_size, st.st_mtime_ns,
                                           st.st_ctime_ns, st.st_ino)
+
+
+def test_a_name_that_is_not_utf8_comes_back_as_the_same_name(tmp_path: Path) -> None:
+    """Names from an old camera or a Windows share may not be UTF-8: after a crash the journal
+    gives back the very name (and output) the daemon stored, so the file is found again."""
+    name = os.fsdecode(b"/in/Urlaub \xe4\xf6.jpg")
+    output = os.fsdecode(b"/out/Urlaub \xe4\xf6.jpg")
+    with Journal(tmp_path) as journal:
+        journal.begin(name, "h", 10, 1)
+        journal.intend(name, "h", "dispose", output=output, detail="rotated")
+    with Journal(tmp_path) as journal:  # the next start
+        assert journal.interrupted() == [name]
+        (record,) = journal.interrupted_records()
+        assert (record.path, record.output) == (name, output)
+        journal.finish(name, "h", "quarantined", output=output, detail="bad \udce4")
+        (problem,) = journal.recent_problems()
+        assert (problem.path, problem.output) == (name, output)
+        assert problem.detail == "bad \\udce4"  # text for people: quoted, never refused
