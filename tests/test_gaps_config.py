@@ -124,3 +124,22 @@ def test_status_reads_the_state_dir_even_when_the_inbox_is_gone(tmp_path: Path) 
     path.write_text("workers: many\n")
     with pytest.raises(ConfigError, match="workers"):
         load_state_dir(path)
+
+
+def test_a_yaml_mistake_names_the_line_it_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "rotwatchd.yaml"
+    path.write_text("workers: 1\nstate_dir: ./state\n\tqueue_size: 2\nlog_level: info\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}: not valid YAML (line 3): ")
+
+
+def test_the_state_dir_is_checked_like_the_other_folders(tmp_path: Path) -> None:
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    base = {"inboxes": [{"path": "inbox", "output": "out"}]}
+    assert _problems(tmp_path, {**base, "state_dir": "no/such/state"}) == [
+        f"r.yaml: state_dir: directory does not exist: {tmp_path / 'no/such/state'}"]
+    assert _problems(tmp_path, {**base, "state_dir": "a-file"}) == [
+        f"r.yaml: state_dir: {tmp_path / 'a-file'} exists but is not a directory"]

@@ -92,3 +92,57 @@ def test_the_adaptive_backend_escalates_only_inside_its_band() -> None:
     assert escalates(0.3, 0.3, 0.8)
     assert escalates(0.799, 0.3, 0.8)
     assert not escalates(0.8, 0.3, 0.8)  # sure enough after one pass
+
+
+def test_without_a_face_nothing_is_called_a_disagreement() -> None:
+    fused = fuse((0.02, 0.9, 0.04, 0.04), None)
+    assert not fused.disagreement and not fused.face_used
+    weak = fuse((0.02, 0.9, 0.04, 0.04), (0.5, 0.05, 0.05, 0.05))  # below every face band
+    assert not weak.disagreement and not weak.face_used
+
+
+def _photo(name: str, turn: int) -> Image.Image:
+    from rotwatchd.evaluate import turned
+
+    with Image.open(DOCUMENT.parent / name) as raw:
+        return turned(raw.convert("RGB"), turn)
+
+
+def test_an_unsure_first_pass_gets_exactly_the_four_pass_answer() -> None:
+    """The adaptive backend (the default) on a photo one pass is unsure of: its answer is the
+    litert-tta backend's, to the last bit, plus the cue saying it took four passes."""
+    from rotwatchd.model import load_classifier
+
+    unsure = _photo("synthetic-00287.jpg", 90)
+    adaptive, tta = load_classifier("litert-adaptive"), load_classifier("litert-tta")
+    try:
+        got, want = adaptive.predict(unsure), tta.predict(unsure)
+    finally:
+        adaptive.close()
+        tta.close()
+    assert (got.correction, got.confidence, got.probabilities) == (
+        want.correction, want.confidence, want.probabilities)
+    assert got.cues == (*want.cues, ("passes", 4.0))
+
+
+def test_a_sure_first_pass_uses_every_cue_once() -> None:
+    from rotwatchd.model import load_classifier
+    from rotwatchd.model.fusion import AdaptiveClassifier
+
+    sure = _photo("synthetic-00013.jpg", 0)
+    adaptive = load_classifier("litert-adaptive")
+    assert isinstance(adaptive, AdaptiveClassifier)
+    try:
+        pred = adaptive.predict(sure)
+    finally:
+        adaptive.close()
+    names = [name for name, _ in pred.cues]
+    assert names == ["scene", "face", "face_correction", "text", "text_correction", "passes"]
+    assert dict(pred.cues)["passes"] == 1.0 and pred.correction == 0
+
+    bare = AdaptiveClassifier(LiteRTClassifier(None, 1), None)  # no face or text model
+    try:
+        alone = bare.predict(sure)
+    finally:
+        bare.close()
+    assert [name for name, _ in alone.cues] == ["scene", "passes"] and alone.correction == 0

@@ -70,3 +70,23 @@ def test_a_file_held_open_is_released_by_close_and_deleted_only_while_named(
     opened.close()
     opened.close()  # twice is harmless
     assert _open_fds() == before
+
+
+def test_a_file_in_a_folder_removed_meanwhile_is_gone_and_the_folder_stays_gone(
+        tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    with pytest.raises(FileNotFoundError):
+        open_inbox_file(inbox / "trip" / "a.jpg", inbox)
+    assert list(inbox.iterdir()) == []
+
+
+def test_leaving_the_with_block_closes_the_file(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.jpg").write_bytes(b"photo")
+    before = _open_fds()
+    for _ in range(10):
+        with open_inbox_file(inbox / "a.jpg", inbox) as opened:
+            assert opened.reader.read_bytes() == b"photo"
+    assert _open_fds() == before
