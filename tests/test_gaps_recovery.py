@@ -5,9 +5,11 @@ never in progress for ever and never pointing at another file."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
+import pytest
 from conftest import fast_config
 
 from rotwatchd.config import Config, ensure_dirs
@@ -146,3 +148,44 @@ def test_temporary_files_are_removed_from_every_written_folder_once(tmp_path: Pa
                 and not p.name.startswith("journal.sqlite3-")
                 and p.name != "quarantine"] == ["kept.jpg"]
     assert clean_temporaries(config) == 0
+
+
+def test_a_moved_name_without_extension_is_found_under_its_number(tmp_path: Path) -> None:
+    config, journal = _setup(tmp_path)
+    inbox = config.inboxes[0]
+    (inbox.quarantine / "latest").symlink_to("/etc/hostname")  # an earlier one, same name
+    moved = inbox.quarantine / "latest.1"
+    moved.symlink_to("/etc/passwd")
+    journal.intend(str(inbox.path / "latest"), "symlink:/etc/passwd", "quarantine",
+                   detail="symlink", inode=os.lstat(moved).st_ino)
+
+    assert complete_interrupted(config, journal) == 1
+
+    record = journal.lookup(str(inbox.path / "latest"), "symlink:/etc/passwd")
+    assert record is not None and record.output == str(moved)
+    journal.close()
+
+
+def test_a_row_whose_file_cannot_be_looked_at_is_left_for_the_redo(tmp_path: Path) -> None:
+    """The start cannot tell whether the file left (its folder is now a file of that name):
+    it neither records it as gone nor fails; the rescan decides."""
+    config, journal = _setup(tmp_path)
+    inbox = config.inboxes[0]
+    (inbox.path / "trip").write_bytes(b"a file where the folder was")
+    journal.begin(str(inbox.path / "trip" / "a.jpg"), "h", 10, 1)
+
+    assert complete_interrupted(config, journal) == 0
+
+    assert journal.interrupted() == [str(inbox.path / "trip" / "a.jpg")]
+    journal.close()
+
+
+def test_the_start_says_how_many_temporary_files_it_removed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config, journal = _setup(tmp_path)
+    journal.close()
+    for _ in range(3):
+        (config.inboxes[0].output / temp_name()).write_bytes(b"half")
+    with caplog.at_level(logging.INFO, logger="rotwatchd.recovery"):
+        assert clean_temporaries(config) == 3
+    assert "removed 3 temporary file(s) left by an interrupted run" in caplog.messages
