@@ -66,7 +66,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "recovery": ("test_gaps_recovery.py", "test_safety_crash.py", "test_daemon.py"),
     "retry": ("test_gaps_retry.py", "test_safety_retry.py"),
     # the review queue, where the branch has it
-    "review": ("test_review.py", "test_review_cli.py"),
+    "review": ("test_gaps_review.py", "test_review.py", "test_review_cli.py"),
 }
 
 # Operators kept: the small changes a slip of the keyboard or of thought makes. The binary
