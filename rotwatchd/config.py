@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from rotwatchd.config_schema import DEFAULT_MAX_PIXELS, Problem, normalise
+from rotwatchd.config_schema import (
+    DEFAULT_MAX_PIXELS,
+    Problem,
+    is_loopback,
+    normalise,
+    parse_address,
+)
 
 BUILTIN_SOURCE = "<built-in defaults>"
 
@@ -80,6 +86,20 @@ class PowerConfig:
     performance_governor: str = "performance"
 
 
+#: Shorter tokens are refused: the token is all that guards a page reachable from the network.
+MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The local web page. ``listen`` None: no page. ``token`` is the secret itself (read from
+    ``token_file`` when that is set), kept out of ``repr`` so it never reaches a log."""
+
+    listen: tuple[str, int] | None = ("127.0.0.1", 8750)
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     """A complete, validated configuration. ``source`` is the file it came from."""
@@ -94,6 +114,7 @@ class Config:
     output: OutputConfig
     limits: LimitsConfig
     power: PowerConfig
+    web: WebConfig = WebConfig()
     source: str = BUILTIN_SOURCE
 
 
@@ -195,6 +216,7 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
             if _inside(done_dir, inbox.path):
                 problems.append(Problem("output.done_dir", f"{done_dir} is inside {inbox.path}"))
     model, power, watch = data["model"], data["power"], data["watch"]
+    web = _web(data["web"], p(data["web"]["token_file"]), problems)
     return Config(
         inboxes=tuple(inboxes),
         state_dir=state_dir,
@@ -208,8 +230,36 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
         output=OutputConfig(out["mode"], out["original"], done_dir, out["hardlink_upright"]),
         limits=LimitsConfig(**data["limits"]),
         power=PowerConfig(**{**power, "cpufreq_path": p(power["cpufreq_path"])}),
+        web=web,
         source=source,
     )
+
+
+def _web(raw: dict[str, Any], token_file: Path | None, problems: list[Problem]) -> WebConfig:
+    """The ``web`` section: one token source, read now; none needed only on loopback."""
+    listen = parse_address(raw["listen"]) if raw["listen"] is not None else None
+    token: str | None = raw["token"]
+    where = "web.token"
+    if token is not None and token_file is not None:
+        problems.append(Problem("web.token_file", "set web.token or web.token_file, not both"))
+    elif token_file is not None:
+        where = "web.token_file"
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(Problem(where, f"cannot read {token_file}: {reason or exc}"))
+            token = None
+    if token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:
+        problems.append(Problem(where, f"the token must have at least {MIN_TOKEN_LENGTH} "
+                                       "characters (e.g. python3 -c 'import secrets; "
+                                       "print(secrets.token_urlsafe())')"))
+        token = None
+    if listen is not None and token is None and not is_loopback(listen[0]):
+        problems.append(Problem("web.listen", f"{raw['listen']} is not a loopback address: set "
+                                              "web.token or web.token_file, or anyone who can "
+                                              "reach it could see and settle your photos"))
+    return WebConfig(listen, token.strip() if token else None, token_file)
 
 
 def config_from_data(

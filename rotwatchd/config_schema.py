@@ -8,6 +8,7 @@ touches the filesystem; path existence and cross-field rules live in ``config.py
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any, Literal
 DEFAULT_MAX_PIXELS = 200_000_000
 
 Kind = Literal[
-    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "section", "list"
+    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "address",
+    "section", "list",
 ]
 
 
@@ -109,6 +111,15 @@ SCHEMA: tuple[Field, ...] = (
               "calibrated for the model and backend (the model's .json)", nullable=True,
               minimum=0, maximum=1),
     )),
+    Field("web", "section", None, "the local web page: review queue, status, /metrics", children=(
+        Field("listen", "address", "127.0.0.1:8750", "IP:PORT the page listens on (null = no "
+              "page; an address other than loopback needs a token; port 0 = any free port)",
+              nullable=True),
+        Field("token", "str", None, "secret every request must carry (bearer header, or "
+              "?token= once, then a cookie); needed to listen beyond loopback", nullable=True),
+        Field("token_file", "path", None, "file holding the token instead of web.token (read at "
+              "start and at each reload)", nullable=True),
+    )),
     Field("output", "section", None, "what is written", children=(
         Field("mode", "enum", "pixels", "pixels: rotate the pixels; tag: only set EXIF orientation",
               choices=("pixels", "tag")),
@@ -170,6 +181,29 @@ def parse_size(value: object) -> int:
     return int(float(match.group(1)) * base**power)
 
 
+def parse_address(value: object) -> tuple[str, int]:
+    """``127.0.0.1:8750``, ``0.0.0.0:8750``, ``[::1]:8750``, ``localhost:8750`` -> (host, port).
+
+    The host is an IP address (or ``localhost``), never a name to resolve. Raises ValueError."""
+    text = str(value).strip() if isinstance(value, str) else ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not IP:PORT (e.g. 127.0.0.1:8750 or [::1]:8750)")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IP address (use e.g. 127.0.0.1, 0.0.0.0 or "
+                             "the address of one network interface)") from None
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP address or ``localhost``) is reachable only from this machine."""
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
+
+
 def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -204,6 +238,9 @@ def _scalar(spec: Field, value: object, where: str, problems: list[Problem]) -> 
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of: {', '.join(allowed)}")
             return value
+        elif spec.kind == "address":
+            parse_address(value)
+            return value.strip() if isinstance(value, str) else value
         elif spec.kind == "globs":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of file name patterns")

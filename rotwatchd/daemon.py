@@ -12,6 +12,10 @@ Seams for power management and systemd: ``hooks`` (a SleepController: activity,
 begin_work/end_work, inference_started), ``Daemon.queue`` (depth, ActivityListener for
 "work arrived"/"idle"), ``Daemon.model`` (a ClassifierPool that can be released and reloaded),
 lifecycle listeners (ready, reloading, reloaded, stopping) and ``set_power_status``.
+
+``Daemon.review`` is the review queue; with ``web.listen`` set, :meth:`Daemon.start` also serves
+the local web page (rotwatchd.web, imported only then), fed by timed result listeners and
+status listeners (every power-state change).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotwatchd import __version__
 from rotwatchd.classifier_pool import ClassifierPool
@@ -35,10 +39,14 @@ from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.processor import Processor, Result, WorkHooks
 from rotwatchd.recovery import clean_temporaries, complete_interrupted
 from rotwatchd.retry import MAX_ATTEMPTS, failed_folder, output_ready, retry_delay, room_needed
+from rotwatchd.review import ReviewQueue
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
 from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
-from rotwatchd.workqueue import Heartbeat, Worker, WorkQueue
+from rotwatchd.workqueue import Heartbeat, Worker, WorkItem, WorkQueue
+
+if TYPE_CHECKING:
+    from rotwatchd.web.page import WebPage
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,7 @@ class Daemon:
         self.config = config
         self.started_at = time.time()
         self.journal = Journal(config.state_dir)
+        self.review = ReviewQueue(config, self.journal)
         self.queue = WorkQueue(config.queue_size)
         # one classifier per concurrently working thread: interpreters are not thread-safe
         self.model = ClassifierPool(lambda: classifier_factory(self.config.model))
@@ -94,6 +103,10 @@ class Daemon:
         self._observer_factory = observer_factory
         self._lifecycle: list[Lifecycle] = []
         self._result_listeners: list[Callable[[Result], None]] = []
+        self._timed_listeners: list[Callable[[Result, float | None], None]] = []
+        self._status_listeners: list[Callable[[], None]] = []
+        self._began = threading.local()  # when this worker thread took its current file
+        self.web: WebPage | None = None
         self._power_status: Callable[[], dict[str, Any]] | None = None
         self._heartbeat: Heartbeat | None = None
         self._state = "created"
@@ -122,14 +135,25 @@ class Daemon:
         """``callback(result)`` after each file, from the worker thread."""
         self._result_listeners.append(callback)
 
+    def add_timed_result_listener(self, callback: Callable[[Result, float | None], None]) -> None:
+        """``callback(result, seconds)`` after each file, from the worker thread; ``seconds``
+        from the worker taking the file to its result (waking from sleep included)."""
+        self._timed_listeners.append(callback)
+
+    def add_status_listener(self, callback: Callable[[], None]) -> None:
+        """``callback()`` at each :meth:`mark_status_dirty` (every power-state change)."""
+        self._status_listeners.append(callback)
+
     def set_power_status(self, provider: Callable[[], dict[str, Any]]) -> None:
         """``provider()`` fills the ``power`` field of status.json; call mark_status_dirty()
         when it changes."""
         self._power_status = provider
-        self.status.mark_dirty()
+        self.mark_status_dirty()
 
     def mark_status_dirty(self) -> None:
         self.status.mark_dirty()
+        for callback in list(self._status_listeners):
+            callback()
 
     def _retry_later(self, path: Path, inbox: InboxConfig, delay: float) -> None:
         """A file that looked unfinished: look again when it changes, or after ``delay``."""
@@ -169,12 +193,23 @@ class Daemon:
         if activity is not None:
             activity(event_time)
 
+    def _handle(self, item: WorkItem) -> None:
+        self._began.at = time.monotonic()
+        try:
+            self.processor.handle(item)
+        finally:
+            self._began.at = None
+
     def _on_result(self, result: Result) -> None:
         if result.outcome != "error":
             with self._failures_lock:
                 self._failures.pop(result.path, None)
+        began = getattr(self._began, "at", None)
+        seconds = time.monotonic() - began if began is not None else None
         for callback in list(self._result_listeners):
             callback(result)
+        for timed in list(self._timed_listeners):
+            timed(result, seconds)
         self.status.mark_dirty()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -195,6 +230,7 @@ class Daemon:
             self.status.start()
             self._start_workers()
             self._start_watching()
+            self._start_web()
             self._state = "running"
         self.status.mark_dirty()
         log.info("rotwatchd %s running: %d inbox(es), %d worker(s), state in %s", __version__,
@@ -205,7 +241,7 @@ class Daemon:
     def _start_workers(self) -> None:
         self.queue.reopen()
         for i in range(self.config.workers):
-            worker = Worker(self.queue, self.processor.handle, f"rotwatchd-worker-{i}",
+            worker = Worker(self.queue, self._handle, f"rotwatchd-worker-{i}",
                             heartbeat=self._heartbeat)
             worker.start()
             self.workers.append(worker)
@@ -238,6 +274,25 @@ class Daemon:
             watcher.stop()
         self.watchers = []
 
+    def _start_web(self) -> None:
+        """Serve the page when ``web.listen`` is set (history and metrics follow from the
+        first time on). Without the ``web`` extra: one log line, the daemon runs on."""
+        if self.config.web.listen is None:
+            return
+        if self.web is None:
+            try:
+                from rotwatchd.web.page import WebPage
+            except ImportError as exc:
+                log.error("web page off: %s (install rotwatchd[web], or set web.listen: null)",
+                          exc)
+                return
+            self.web = WebPage(self)
+        self.web.start(self.config.web)
+
+    def _stop_web(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+
     @property
     def rescans(self) -> int:
         """Full rescans completed since the watchers (re)started."""
@@ -257,6 +312,7 @@ class Daemon:
         for listener in self._lifecycle:
             listener.on_stopping()
         log.info("stopping: finishing the file(s) in progress")
+        self._stop_web()  # no more answers from the page while the workers wind down
         self._stop_watching()
         self.settler.stop()
         self.settler.join()
@@ -297,6 +353,7 @@ class Daemon:
             ensure_dirs(new)
             self.config = new
             self.processor.config = new
+            self.review.reconfigure(new)
             self.settler.quiet_period = new.watch.quiet_period
             self.queue.set_maxsize(new.queue_size)
             if new.model != old.model:
@@ -307,6 +364,10 @@ class Daemon:
                     self.settler.forget_under(inbox.path)
             self._start_workers()
             self._start_watching()
+            if self.web is not None:
+                self.web.reconfigure(new)
+            else:
+                self._start_web()
         self.status.mark_dirty()
         log.info("configuration reloaded from %s", new.source)
         for listener in self._lifecycle:
@@ -349,12 +410,7 @@ class Daemon:
     # --- status --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """The status.json document (see ``rotwatchd status``)."""
-        power: dict[str, Any] = {"state": "unmanaged"}
-        if self._power_status is not None:
-            try:
-                power = self._power_status()
-            except Exception as exc:  # status must never take the daemon down
-                power = {"state": "unknown", "error": str(exc)}
+        power = self._power()
         problems = [{"path": r.path, "outcome": r.outcome, "detail": r.detail,
                      "time": r.finished_at} for r in self.journal.recent_problems(10)]
         return {
@@ -373,3 +429,15 @@ class Daemon:
             "last_errors": problems,
             "power": power,
         }
+
+    def _power(self) -> dict[str, Any]:
+        if self._power_status is None:
+            return {"state": "unmanaged"}
+        try:
+            return self._power_status()
+        except Exception as exc:  # status must never take the daemon down
+            return {"state": "unknown", "error": str(exc)}
+
+    def power_state(self) -> str:
+        """``awake``, ``waking``, ``asleep``; ``unmanaged`` without power management."""
+        return str(self._power().get("state", "unknown"))

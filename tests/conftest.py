@@ -174,14 +174,15 @@ class Results:
 
 
 def fast_config(tmp_path: Path, **overrides: Any) -> Config:
-    """A fast config in ``tmp_path``: inbox/ -> outbox/, quiet period 0.2 s, and a closed
-    broken-looking file counts as broken at once (``watch.unfinished_wait: 0``, also when
-    ``watch`` is overridden without it; tests of that wait set it themselves)."""
+    """A fast config in ``tmp_path``: inbox/ -> outbox/, quiet period 0.2 s, no web page, and
+    a closed broken-looking file counts as broken at once (``watch.unfinished_wait: 0``, also
+    when ``watch`` is overridden without it; tests of that wait set it themselves)."""
     (tmp_path / "inbox").mkdir(exist_ok=True)
     raw: dict[str, Any] = {
         "inboxes": [{"path": "inbox", "output": "outbox"}],
         "state_dir": "state",
         "watch": {"quiet_period": 0.2, "unfinished_wait": 0},
+        "web": {"listen": None},  # tests of the page turn it on (on a free port)
     }
     for key, value in overrides.items():
         if key == "watch" and isinstance(value, dict):

@@ -156,3 +156,33 @@ def test_service_config_is_valid_for_the_daemon(tmp_path: Path) -> None:
     assert config.state_dir == tmp_path / "var/lib/rotwatchd"
     assert config.power.idle_timeout == 60.0 and config.power.idle_governor == "powersave"
     assert config.power.cpufreq_path == tmp_path / "sys/devices/system/cpu"
+
+
+def test_governors_found_before_a_watchdog_kill_are_restored_after_the_restart(
+        tmp_path: Path) -> None:
+    """The unit's RuntimeDirectory (kept over restarts) holds the governors found at start: a
+    daemon killed while asleep leaves powersave behind, and the restarted one must put back
+    what was there before, not the powersave it finds."""
+    from rotwatchd.power.governor import GovernorControl
+    from rotwatchd.power.runtime import originals_file
+
+    s = unit_settings(UNIT.read_text())
+    assert s["RuntimeDirectory"] == ["rotwatchd"]
+    assert s["RuntimeDirectoryPreserve"] == ["restart"]
+    runtime = tmp_path / "run/rotwatchd"
+    runtime.mkdir(parents=True)
+    saved = originals_file({"RUNTIME_DIRECTORY": f"{runtime}:/run/other"})
+    assert saved == runtime / "governors.json"
+    assert originals_file({}) is None
+    cpu = make_cpufreq_tree(tmp_path / "cpu", ("schedutil", "ondemand"))
+
+    killed = GovernorControl(cpu, saved)
+    killed.remember_originals()
+    assert killed.apply("powersave").ok  # asleep, then killed: no restore
+    restarted = GovernorControl(cpu, saved)
+    assert restarted.remember_originals() == {"policy0": "schedutil", "policy1": "ondemand"}
+    assert restarted.apply("powersave").ok and restarted.restore().ok
+    assert read_governors(cpu) == ["schedutil", "ondemand"]
+    assert not saved.exists()  # stopped cleanly: the next start reads the governors afresh
+    (cpu / "cpufreq/policy0/scaling_governor").write_text("performance\n")
+    assert GovernorControl(cpu, saved).remember_originals()["policy0"] == "performance"

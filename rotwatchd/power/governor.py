@@ -13,6 +13,7 @@ reason to stop processing photos: each problem is logged once and the daemon car
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -113,10 +114,17 @@ class GovernorControl:
     Thread-safe: the SleepController and the PowerManager both call :meth:`apply`. The
     governors found by the first :meth:`remember_originals` call are what :meth:`restore` writes
     back, however many switches happen in between.
+
+    With ``originals_file`` (systemd's ``$RUNTIME_DIRECTORY``, kept across restarts) they also
+    outlive a daemon that is killed before it can restore them (the watchdog, a crash): the
+    restarted daemon restores those, not the idle governor it finds. A successful restore
+    removes the file.
     """
 
-    def __init__(self, root: Path = DEFAULT_CPUFREQ_PATH) -> None:
+    def __init__(self, root: Path = DEFAULT_CPUFREQ_PATH,
+                 originals_file: Path | None = None) -> None:
         self.root = Path(root)
+        self.originals_file = originals_file
         self._lock = threading.Lock()
         self._policies: list[CpufreqPolicy] | None = None
         self._originals: dict[str, str] = {}
@@ -166,8 +174,32 @@ class GovernorControl:
         """
         with self._lock:
             if not self._originals:
-                self._originals = self._read_all()
+                self._originals = self._load_originals() or self._read_all()
+                self._save_originals()
             return dict(self._originals)
+
+    def _load_originals(self) -> dict[str, str]:
+        if self.originals_file is None:
+            return {}
+        try:
+            saved = json.loads(self.originals_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(saved, dict) or not all(isinstance(v, str) for v in saved.values()):
+            return {}
+        log.info("power: the previous run was stopped before it restored the governors; "
+                 "restoring the ones it found: %s", saved)
+        return saved
+
+    def _save_originals(self) -> None:
+        if self.originals_file is None or not self._originals:
+            return
+        try:
+            self.originals_file.write_text(json.dumps(self._originals))
+        except OSError as exc:
+            self._problem("save-originals", f"cannot keep the original governors in "
+                          f"{self.originals_file} ({exc.strerror}); a crash would leave "
+                          "the idle governor in force")
 
     @property
     def originals(self) -> dict[str, str]:
@@ -211,7 +243,10 @@ class GovernorControl:
         originals = self.originals
         if not originals:
             return GovernorReport()
-        return self.apply(originals)
+        report = self.apply(originals)
+        if report.ok and self.originals_file is not None:
+            self.originals_file.unlink(missing_ok=True)
+        return report
 
     def _problem(self, key: str, message: str) -> None:
         """Log *message* once per distinct *key* (callers hold the lock or are single-threaded)."""

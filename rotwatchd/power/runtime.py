@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rotwatchd.daemon import Lifecycle
@@ -29,6 +31,14 @@ log = logging.getLogger(__name__)
 # Read once at start: changing them while running would strand governors written under the
 # old root, or leave the PowerManager half-wired. A reload keeps the old value and says so.
 RESTART_ONLY = ("cpufreq_path", "dynamic")
+
+
+def originals_file(env: Mapping[str, str]) -> Path | None:
+    """Where the original governors outlive a killed daemon: ``governors.json`` in the first
+    of systemd's ``$RUNTIME_DIRECTORY`` (``RuntimeDirectoryPreserve=restart`` keeps it over a
+    watchdog restart, a stop removes it); None outside such a unit."""
+    first = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return Path(first) / "governors.json" if first else None
 
 
 class PowerRuntime(Lifecycle):
@@ -48,9 +58,10 @@ class PowerRuntime(Lifecycle):
         model: ReleasableModel | None = None,
         clock: Callable[[], float] = time.monotonic,
         cpu_percent: Callable[[], float] = system_cpu_percent,
+        governors_file: Path | None = None,
     ) -> None:
         self.settings = settings
-        self.governors = GovernorControl(settings.cpufreq_path)
+        self.governors = GovernorControl(settings.cpufreq_path, governors_file)
         self.sleep = SleepController(
             settings, self.governors, queue_depth, model=model, clock=clock
         )
@@ -71,6 +82,7 @@ class PowerRuntime(Lifecycle):
             PowerSettings.from_config(daemon.config.power),
             queue_depth=lambda: daemon.queue.depth,
             model=daemon.model,
+            governors_file=originals_file(os.environ),
         )
         runtime._daemon = daemon
         daemon.set_hooks(runtime.sleep)

@@ -1,0 +1,93 @@
+"""The web page of one running daemon: its history and metrics, and the server while it runs.
+
+``WebPage(daemon)`` starts following the daemon (each processed file, each power-state
+change) and keeps doing so across restarts of the server; :meth:`start` serves the page as
+``web`` says, :meth:`stop` ends it, :meth:`reconfigure` follows a reload (a changed ``web``
+section restarts the server). A page that cannot listen is one log line: the daemon's work
+(turning photos) matters more than its page, so it carries on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from rotwatchd.config import Config, WebConfig
+from rotwatchd.processor import Result
+from rotwatchd.web.app import PageSources, create_app
+from rotwatchd.web.history import MinuteHistory
+from rotwatchd.web.metrics import DaemonMetrics, Gauges
+from rotwatchd.web.server import WebServer
+from rotwatchd.web.thumbs import THUMB_FOLDER, ThumbnailCache
+
+if TYPE_CHECKING:
+    from rotwatchd.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+
+class WebPage:
+    """History, metrics and the server of ``daemon``'s page."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.history = MinuteHistory()
+        self.metrics = DaemonMetrics(Gauges(queue=self._queue, power_state=daemon.power_state,
+                                            review_backlog=daemon.review.backlog))
+        self.thumbs = ThumbnailCache(daemon.config.state_dir / THUMB_FOLDER,
+                                     max_pixels=daemon.config.limits.max_pixels)
+        self._csrf = secrets.token_urlsafe(32)  # one per run: pages open stay valid on reload
+        self.server: WebServer | None = None
+        self._web: WebConfig | None = None
+        daemon.add_timed_result_listener(self._on_result)
+        daemon.add_status_listener(self._on_status)
+        self.history.power_state(daemon.power_state())
+
+    @property
+    def url(self) -> str | None:
+        return self.server.url if self.server is not None else None
+
+    def start(self, web: WebConfig) -> None:
+        """Serve the page on ``web.listen``; one log line and no page when it cannot listen."""
+        self._web = web
+        if web.listen is None or self.server is not None:
+            return
+        host, port = web.listen
+        self.thumbs.prune(item.sha256 for item in self._daemon.review.waiting())
+        app = create_app(PageSources(
+            review=self._daemon.review, snapshot=self._daemon.snapshot, history=self.history,
+            metrics=self.metrics, thumbs=self.thumbs, csrf=self._csrf, token=web.token))
+        try:
+            server = WebServer(app, host, port)
+        except OSError as exc:
+            log.error("web page off: cannot listen on %s:%d: %s (the daemon runs on without "
+                      "it; change web.listen and reload)", host, port, exc.strerror or exc)
+            return
+        server.start()
+        self.server = server
+        log.info("web page on %s%s", server.url, " (token required)" if web.token else "")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def reconfigure(self, config: Config) -> None:
+        """After a reload: new limits for thumbnails; a changed ``web`` restarts the server."""
+        self.thumbs.max_pixels = config.limits.max_pixels
+        if config.web != self._web:
+            self.stop()
+            self.start(config.web)
+
+    def _queue(self) -> dict[str, int]:
+        queue = self._daemon.queue
+        return {"queued": queue.depth, "running": queue.running,
+                "settling": self._daemon.settler.pending()}
+
+    def _on_result(self, result: Result, seconds: float | None) -> None:
+        self.metrics.observe(str(result.outcome), seconds)
+        self.history.add_result(str(result.outcome), seconds)
+
+    def _on_status(self) -> None:
+        self.history.power_state(self._daemon.power_state())
