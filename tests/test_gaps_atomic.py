@@ -14,6 +14,7 @@ from conftest import make_photo
 
 from rotwatchd.output.atomic import (
     NAME_MAX,
+    Placed,
     UnsafeFolder,
     atomic_copy,
     atomic_link,
@@ -164,3 +165,29 @@ def test_the_same_large_picture_again_reuses_its_output(tmp_path: Path) -> None:
     other = atomic_write_bytes(out / "IMG_9.jpg", data[:-1] + b"!", within=out,
                                keep_existing=True)
     assert other.path == out / "IMG_9.1.jpg" and not other.reused
+
+
+def test_files_moved_under_one_name_are_numbered_one_two_three(tmp_path: Path) -> None:
+    inbox, quarantine = tmp_path / "inbox", tmp_path / "quarantine"
+    inbox.mkdir()
+    for content in (b"one", b"two", b"three"):
+        (inbox / "scan.jpg").write_bytes(content)
+        move_no_clobber(inbox / "scan.jpg", quarantine, within=quarantine)
+    assert {p.name: p.read_bytes() for p in quarantine.iterdir()} == {
+        "scan.jpg": b"one", "scan.1.jpg": b"two", "scan.2.jpg": b"three"}
+
+
+def test_a_link_planted_under_the_output_name_is_neither_reused_nor_followed(
+        tmp_path: Path) -> None:
+    """Even when it points at a file with exactly the new bytes, a symlink in the output
+    folder is not "the same output": the copy gets its own name."""
+    out = tmp_path / "out"
+    out.mkdir()
+    twin = tmp_path / "twin.jpg"
+    twin.write_bytes(b"the picture")
+    (out / "a.jpg").symlink_to(twin)
+
+    placed = atomic_write_bytes(out / "a.jpg", b"the picture", within=out, keep_existing=True)
+
+    assert placed == Placed(out / "a.1.jpg", reused=False)
+    assert (out / "a.jpg").is_symlink() and twin.read_bytes() == b"the picture"
