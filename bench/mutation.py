@@ -8,9 +8,9 @@ Changes that cannot change behaviour are listed, with the reason, in
 ``bench/mutation_no_effect.toml`` (by module, operator, enclosing function or class or "*"
 for any, and the line before and after); the score leaves them out.
 
-Usage:  .venv/bin/python bench/mutation.py [--sample 30] [--seed 1] [module ...]
+Usage:  .venv/bin/python bench/mutation.py [--sample 25] [--seed 1] [module ...]
         (modules as in the table, e.g. ``filing`` or ``power/policy``; default all)
-Not a test and not part of CI: about 25 minutes for all modules on two cores. It edits the
+Not a test and not part of CI: under half an hour for all modules on two busy cores. It edits the
 module files in place while it runs (cosmic-ray puts each one back after its test run) and
 refuses to start on a module with uncommitted changes. Writes ``runs/mutation/`` (one
 cosmic-ray session per module, and the surviving changes with their diffs).
@@ -259,7 +259,7 @@ def _tally(name: str, module_path: str, db: WorkDB, seconds: float) -> Tally:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", default=list(MODULES), metavar="module")
-    parser.add_argument("--sample", type=int, default=30, help="changes per module (30)")
+    parser.add_argument("--sample", type=int, default=25, help="changes per module (25)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
