@@ -143,3 +143,28 @@ def test_the_state_dir_is_checked_like_the_other_folders(tmp_path: Path) -> None
         f"r.yaml: state_dir: directory does not exist: {tmp_path / 'no/such/state'}"]
     assert _problems(tmp_path, {**base, "state_dir": "a-file"}) == [
         f"r.yaml: state_dir: {tmp_path / 'a-file'} exists but is not a directory"]
+
+
+def test_fix_without_a_config_uses_the_settings_run_uses_without_one(tmp_path: Path) -> None:
+    """``rotwatchd fix`` without ``--config`` builds its settings from the dataclasses; they
+    must be the schema's defaults that ``run`` gets, or the two commands would turn,
+    refuse or keep files differently."""
+    from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
+
+    defaults = default_config(tmp_path)
+    assert (ModelConfig(), LimitsConfig(), OutputConfig()) == (
+        defaults.model, defaults.limits, defaults.output)
+
+
+def test_a_second_start_finds_its_folders_already_there(tmp_path: Path) -> None:
+    (tmp_path / "inbox").mkdir()
+    config = config_from_data({"inboxes": [{"path": "inbox", "output": "out/upright"}],
+                               "output": {"original": "move", "done_dir": "done"}},
+                              base=tmp_path, source="r.yaml")
+    ensure_dirs(config)
+    (tmp_path / "out" / "upright" / "a.jpg").write_bytes(b"an output")
+    ensure_dirs(config)  # the next start
+    assert (tmp_path / "out" / "upright" / "a.jpg").read_bytes() == b"an output"
+    assert all(folder.is_dir() for folder in (config.state_dir, tmp_path / "done",
+                                              config.inboxes[0].review,
+                                              config.inboxes[0].quarantine))
