@@ -158,6 +158,7 @@ def test_fix_without_a_config_uses_the_settings_run_uses_without_one(tmp_path: P
 
 def test_a_second_start_finds_its_folders_already_there(tmp_path: Path) -> None:
     (tmp_path / "inbox").mkdir()
+    (tmp_path / "out").mkdir()
     config = config_from_data({"inboxes": [{"path": "inbox", "output": "out/upright"}],
                                "output": {"original": "move", "done_dir": "done"}},
                               base=tmp_path, source="r.yaml")
