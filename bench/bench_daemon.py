@@ -77,12 +77,13 @@ def finished(state: Path) -> int:
     return sum(n for k, n in outcome_counts(state).items() if k != "in-progress")
 
 
-def start_daemon(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], Path]:
+def start_daemon(root: Path, workers: int, *, settings: str = "watch: {quiet_period: 200ms}\n"
+                 ) -> tuple[subprocess.Popen[bytes], Path]:
+    """``rotwatchd run`` on ``root``/inbox with ``workers`` and further YAML ``settings``."""
     (root / "inbox").mkdir(parents=True)
     config = root / "rotwatchd.yaml"
     config.write_text(f"inboxes: [{{path: inbox, output: outbox}}]\nstate_dir: state\n"
-                      f"workers: {workers}\nwatch: {{quiet_period: 200ms}}\n"
-                      "model: {min_confidence: 0}\n")
+                      f"workers: {workers}\nmodel: {{min_confidence: 0}}\n{settings}")
     log = root / "daemon.log"
     proc = subprocess.Popen([*rotwatchd(), "run", "-c", str(config)],
                             stderr=open(log, "wb"), cwd=root)  # noqa: SIM115

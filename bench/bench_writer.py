@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rotwatchd.imagefile import UPRIGHT_TRANSPOSE  # also registers the HEIF opener
+from rotwatchd.imagefile import UPRIGHT_TRANSPOSE, register_heif
 from rotwatchd.output.lossless_jpeg import find_jpegtran
 from rotwatchd.output.writer import WriteResult, write_corrected
 
@@ -91,6 +91,7 @@ def _heif_rows(repeats: int) -> list[tuple[str, str, float, tuple[float, int] | 
         import pillow_heif
     except ImportError:
         return []
+    register_heif()
     rows: list[tuple[str, str, float, tuple[float, int] | None, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         src, out, base = Path(tmp) / "src.heic", Path(tmp) / "out.heic", Path(tmp) / "re.heic"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -33,10 +34,10 @@ from rotwatchd.config import (
     load_state_dir,
 )
 from rotwatchd.config_schema import DEFAULT_IGNORE, describe
-from rotwatchd.model.base import ModelError
 
 if TYPE_CHECKING:
     from rotwatchd.classifier_pool import ClassifierPool
+    from rotwatchd.model.base import ModelError, OrientationClassifier
 
 DEFAULT_CONFIG = Path("rotwatchd.yaml")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
@@ -59,9 +60,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, help="take model settings from CONFIG")
 
     fix = sub.add_parser("fix", help="write upright copies of files/folders (no daemon)")
-    fix.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    fix.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    fix.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    fix.add_argument("-o", "--output", type=Path, metavar="OUTDIR", help="required")
     fix.add_argument("-c", "--config", type=Path, help="take model/output settings from CONFIG")
+    fix.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local (this process) or ray (a Ray cluster, resumable: outcomes are "
+                          "recorded in OUTDIR; needs rotwatchd[ray])")
+    fix.add_argument("--address", metavar="ADDR",
+                     help="--engine ray: the cluster's head (host:port; default RAY_ADDRESS, "
+                          "else a new cluster on this machine)")
+    fix.add_argument("--classifiers", type=int, metavar="N",
+                     help="--engine ray: classifier actors (default: one per cluster CPU)")
+    fix.add_argument("--status", type=Path, metavar="OUTDIR",
+                     help="what the resumable record in OUTDIR says, also while a run goes on")
+    fix.set_defaults(usage_error=fix.error)
 
     status = sub.add_parser("status", help="what the running daemon is doing")
     _config_args(status)
@@ -167,10 +179,23 @@ def _tool_settings(path: Path | None) -> tuple[ModelConfig, LimitsConfig, Output
 
 def _classifier_pool(model_cfg: ModelConfig) -> ClassifierPool:
     from rotwatchd.classifier_pool import ClassifierPool
-    from rotwatchd.daemon import load_configured_classifier
 
-    # loaded on the first image that needs it: EXIF-tagged images never do
-    return ClassifierPool(lambda: load_configured_classifier(model_cfg))
+    def load() -> OrientationClassifier:
+        from rotwatchd.daemon import load_configured_classifier
+
+        return load_configured_classifier(model_cfg)
+
+    # loaded (and the model package imported) on the first image that needs it: a run whose
+    # images are all decided by their tags never does
+    return ClassifierPool(load)
+
+
+def _model_error() -> type[ModelError]:
+    """ModelError, for an ``except`` clause: imported only when an exception is being matched
+    (the model package pulls in numpy; only a command that used it can have raised one)."""
+    from rotwatchd.model.base import ModelError
+
+    return ModelError
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -179,7 +204,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     model_cfg, limits, _, _ = _tool_settings(args.config)
     slot = _classifier_pool(model_cfg)
-    threshold = review_threshold(model_cfg)
+    threshold = functools.cache(lambda: review_threshold(model_cfg))
     status = EXIT_OK
     for image in args.images:
         assessment = assess(image, slot, threshold, limits)
@@ -226,6 +251,16 @@ def _progress_printer() -> tuple[Callable[[int, int, Path, str], None],
 def _cmd_fix(args: argparse.Namespace) -> int:
     from rotwatchd.oneshot import OutputInsideInput, fix
 
+    if args.status is not None:
+        return _fix_status(args.status)
+    if not args.paths or args.output is None:
+        args.usage_error("PATH... and -o/--output OUTDIR are required (or --status OUTDIR)")
+    if args.classifiers is not None and args.classifiers < 1:
+        args.usage_error("--classifiers must be at least 1")
+    if args.engine == "ray":
+        return _cmd_fix_ray(args)
+    if args.address is not None or args.classifiers is not None:
+        args.usage_error("--address and --classifiers go with --engine ray")
     _setup_logging("warning")
     model_cfg, limits, output, ignore = _tool_settings(args.config)
     slot = _classifier_pool(model_cfg)
@@ -242,6 +277,48 @@ def _cmd_fix(args: argparse.Namespace) -> int:
     print(f"{summary.written} written, {summary.review} to review, {summary.failed} failed, "
           f"{summary.skipped} skipped (not images){again}", file=sys.stderr)
     return EXIT_FAIL if summary.failed else EXIT_OK
+
+
+def _cmd_fix_ray(args: argparse.Namespace) -> int:
+    """``fix --engine ray``: rotwatchd.ray_fix imports Ray itself, only now."""
+    from rotwatchd import ray_fix
+    from rotwatchd.fix_record import FixRunning
+    from rotwatchd.oneshot import OutputInsideInput
+
+    _setup_logging("warning")
+    model_cfg, limits, output, ignore = _tool_settings(args.config)
+    bars = sys.stderr.isatty()  # Ray Data's bars on a terminal, else a line now and then
+
+    def show(summary: ray_fix.RayFixSummary) -> None:
+        print(ray_fix.progress_line(summary), file=sys.stderr, flush=True)
+
+    try:
+        summary = ray_fix.fix_on_ray(
+            args.paths, args.output, model_cfg=model_cfg, limits=limits, output=output,
+            ignore_patterns=ignore, address=args.address, classifiers=args.classifiers,
+            progress=None if bars else show, progress_bars=bars)
+    except (OutputInsideInput, FixRunning) as exc:
+        print(f"rotwatchd: fix: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ray_fix.RayMissing, ray_fix.RayFixError) as exc:
+        print(f"rotwatchd: fix: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    for line in ray_fix.format_summary(summary):
+        print(line, file=sys.stderr)
+    return EXIT_FAIL if summary.failed else EXIT_OK
+
+
+def _fix_status(outdir: Path) -> int:
+    from rotwatchd.fix_record import format_status, status_document
+
+    try:
+        document = status_document(outdir)
+    except FileNotFoundError:
+        print(f"rotwatchd: fix: no fix record in {outdir} (only --engine ray keeps one)",
+              file=sys.stderr)
+        return EXIT_FAIL
+    print(format_status(document))
+    return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -307,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return EXIT_USAGE
-    except ModelError as exc:
+    except _model_error() as exc:
         print(f"rotwatchd: model: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except BrokenPipeError:  # `rotwatchd status | head`: the reader has all it wanted

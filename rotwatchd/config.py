@@ -17,6 +17,7 @@ import yaml
 
 from rotwatchd.config_schema import (
     DEFAULT_MAX_PIXELS,
+    SYSTEMD_SOCKET,
     Problem,
     is_loopback,
     normalise,
@@ -50,6 +51,7 @@ class WatchConfig:
     rescan_interval: float = 3600.0
     ignore_patterns: tuple[str, ...] = ()
     unfinished_wait: float = 1800.0
+    poll_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class ModelConfig:
     path: Path | None = None
     threads: int = 1
     min_confidence: float | None = None  # None: the model's calibrated threshold
+    runtime: str = "litert"  # litert | onnxruntime (model.network.RUNTIMES)
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime only
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,12 @@ MIN_TOKEN_LENGTH = 16
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The local web page. ``listen`` None: no page. ``token`` is the secret itself (read from
-    ``token_file`` when that is set), kept out of ``repr`` so it never reaches a log."""
+    """The local web page. ``listen`` None: no page; ``"systemd"``: the sockets systemd passes
+    (whether a token is needed is known only once they are there). ``token`` is the secret
+    itself (read from ``token_file`` when that is set), kept out of ``repr`` so it never
+    reaches a log."""
 
-    listen: tuple[str, int] | None = ("127.0.0.1", 8750)
+    listen: tuple[str, int] | Literal["systemd"] | None = ("127.0.0.1", 8750)
     token: str | None = field(default=None, repr=False)
     token_file: Path | None = None
 
@@ -224,9 +230,10 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
         queue_size=data["queue_size"],
         log_level=data["log_level"],
         watch=WatchConfig(watch["quiet_period"], watch["rescan_interval"],
-                          tuple(watch["ignore_patterns"]), watch["unfinished_wait"]),
+                          tuple(watch["ignore_patterns"]), watch["unfinished_wait"],
+                          watch["poll_interval"]),
         model=ModelConfig(model["backend"], p(model["path"]), model["threads"],
-                          model["min_confidence"]),
+                          model["min_confidence"], model["runtime"], tuple(model["providers"])),
         output=OutputConfig(out["mode"], out["original"], done_dir, out["hardlink_upright"]),
         limits=LimitsConfig(**data["limits"]),
         power=PowerConfig(**{**power, "cpufreq_path": p(power["cpufreq_path"])}),
@@ -237,7 +244,11 @@ def _build(data: dict[str, Any], base: Path, problems: list[Problem], source: st
 
 def _web(raw: dict[str, Any], token_file: Path | None, problems: list[Problem]) -> WebConfig:
     """The ``web`` section: one token source, read now; none needed only on loopback."""
-    listen = parse_address(raw["listen"]) if raw["listen"] is not None else None
+    listen: tuple[str, int] | Literal["systemd"] | None = None
+    if raw["listen"] == SYSTEMD_SOCKET:
+        listen = SYSTEMD_SOCKET
+    elif raw["listen"] is not None:
+        listen = parse_address(raw["listen"])
     token: str | None = raw["token"]
     where = "web.token"
     if token is not None and token_file is not None:
@@ -255,7 +266,7 @@ def _web(raw: dict[str, Any], token_file: Path | None, problems: list[Problem]) 
                                        "characters (e.g. python3 -c 'import secrets; "
                                        "print(secrets.token_urlsafe())')"))
         token = None
-    if listen is not None and token is None and not is_loopback(listen[0]):
+    if isinstance(listen, tuple) and token is None and not is_loopback(listen[0]):
         problems.append(Problem("web.listen", f"{raw['listen']} is not a loopback address: set "
                                               "web.token or web.token_file, or anyone who can "
                                               "reach it could see and settle your photos"))

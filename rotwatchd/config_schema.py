@@ -12,15 +12,15 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 #: Larger images are refused; above the largest camera sensors (~102 MP), far below bombs. The
 #: one default for every module (the config, imagefile and the writer).
 DEFAULT_MAX_PIXELS = 200_000_000
 
 Kind = Literal[
-    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "address",
-    "section", "list",
+    "bool", "int", "float", "str", "path", "duration", "size", "enum", "globs", "names",
+    "address", "section", "list",
 ]
 
 
@@ -68,6 +68,13 @@ def model_backends() -> tuple[str, ...]:
     return ("auto", *available_backends())
 
 
+def model_runtimes() -> tuple[str, ...]:
+    """The runtimes a model can run on (``network.RUNTIMES``), asked when validating."""
+    from rotwatchd.model.network import RUNTIMES  # the model package pulls in numpy
+
+    return RUNTIMES
+
+
 DEFAULT_IGNORE = (".*", "*.part", "*.tmp", "*~", "*.crdownload", "*.rwtmp", ".syncthing.*")
 
 INBOX = (
@@ -94,6 +101,9 @@ SCHEMA: tuple[Field, ...] = (
               "a file must keep size and mtime this long before it is processed", minimum=0),
         Field("rescan_interval", "duration", 3600.0,
               "full rescan of every inbox (0 = only at startup)", minimum=0),
+        Field("poll_interval", "duration", 1.0,
+              "how often a polled inbox (polling: true, or no inotify) is looked at",
+              minimum=0.05),
         Field("ignore_patterns", "globs", list(DEFAULT_IGNORE),
               "file names matching these globs are ignored until renamed"),
         Field("unfinished_wait", "duration", 1800.0,
@@ -106,6 +116,12 @@ SCHEMA: tuple[Field, ...] = (
               choices_from=model_backends),
         Field("path", "path", None, "model file; default: the shipped model", nullable=True),
         Field("threads", "int", 1, "interpreter threads per worker", minimum=1, maximum=64),
+        Field("runtime", "enum", "litert", "what runs the networks: litert (ai-edge-litert or "
+              "tflite-runtime) or onnxruntime (pip install 'rotwatchd[onnx]')",
+              choices_from=model_runtimes),
+        Field("providers", "names", ["CPUExecutionProvider"], "onnxruntime only: execution "
+              "providers in order of preference (e.g. CUDAExecutionProvider with "
+              "onnxruntime-gpu)"),
         Field("min_confidence", "float", None,
               "below this the image goes to review (0 = always decide); default: the threshold "
               "calibrated for the model and backend (the model's .json)", nullable=True,
@@ -113,7 +129,8 @@ SCHEMA: tuple[Field, ...] = (
     )),
     Field("web", "section", None, "the local web page: review queue, status, /metrics", children=(
         Field("listen", "address", "127.0.0.1:8750", "IP:PORT the page listens on (null = no "
-              "page; an address other than loopback needs a token; port 0 = any free port)",
+              "page; an address other than loopback needs a token; port 0 = any free port), "
+              "or systemd: the socket systemd passes (systemd/rotwatchd.socket)",
               nullable=True),
         Field("token", "str", None, "secret every request must carry (bearer header, or "
               "?token= once, then a cookie); needed to listen beyond loopback", nullable=True),
@@ -181,6 +198,10 @@ def parse_size(value: object) -> int:
     return int(float(match.group(1)) * base**power)
 
 
+#: ``web.listen`` value meaning: serve the listening socket systemd passes (socket activation).
+SYSTEMD_SOCKET: Final = "systemd"
+
+
 def parse_address(value: object) -> tuple[str, int]:
     """``127.0.0.1:8750``, ``0.0.0.0:8750``, ``[::1]:8750``, ``localhost:8750`` -> (host, port).
 
@@ -239,11 +260,17 @@ def _scalar(spec: Field, value: object, where: str, problems: list[Problem]) -> 
                 raise ValueError(f"{value!r} is not one of: {', '.join(allowed)}")
             return value
         elif spec.kind == "address":
-            parse_address(value)
+            if value != SYSTEMD_SOCKET:
+                parse_address(value)
             return value.strip() if isinstance(value, str) else value
         elif spec.kind == "globs":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("expected a list of file name patterns")
+            return list(value)
+        elif spec.kind == "names":
+            if (not isinstance(value, list) or not value
+                    or not all(isinstance(v, str) and v.strip() for v in value)):
+                raise ValueError("expected a non-empty list of names")
             return list(value)
         else:  # str, path
             if not isinstance(value, str) or not value.strip():

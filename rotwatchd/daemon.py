@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 from rotwatchd import __version__
 from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, ConfigError, InboxConfig, ModelConfig, ensure_dirs
+from rotwatchd.imagefile import bound_heap
 from rotwatchd.journal import Journal
 from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.model.network import Runtime
 from rotwatchd.model.registry import load_classifier
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.processor import Processor, Result, WorkHooks
@@ -42,7 +44,7 @@ from rotwatchd.retry import MAX_ATTEMPTS, failed_folder, output_ready, retry_del
 from rotwatchd.review import ReviewQueue
 from rotwatchd.settle import Settler
 from rotwatchd.status import StatusPublisher
-from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner, make_observer
+from rotwatchd.watcher import InboxWatcher, ObserverFactory, Rescanner
 from rotwatchd.workqueue import Heartbeat, Worker, WorkItem, WorkQueue
 
 if TYPE_CHECKING:
@@ -54,8 +56,10 @@ ClassifierFactory = Callable[[ModelConfig], OrientationClassifier]
 
 
 def load_configured_classifier(model: ModelConfig) -> OrientationClassifier:
-    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``)."""
-    return load_classifier(model.backend, model.path, model.threads)
+    """The real model as configured (``model.backend``, ``model.path``, ``model.threads``,
+    ``model.runtime``, ``model.providers``)."""
+    return load_classifier(model.backend, model.path, model.threads,
+                           Runtime(model.runtime, model.providers))
 
 
 class Lifecycle:
@@ -80,15 +84,16 @@ class Daemon:
     def __init__(self, config: Config, *,
                  classifier_factory: ClassifierFactory = load_configured_classifier,
                  hooks: WorkHooks | None = None,
-                 observer_factory: ObserverFactory = make_observer) -> None:
+                 observer_factory: ObserverFactory | None = None) -> None:
         ensure_dirs(config)
         self.config = config
         self.started_at = time.time()
         self.journal = Journal(config.state_dir)
         self.review = ReviewQueue(config, self.journal)
         self.queue = WorkQueue(config.queue_size)
-        # one classifier per concurrently working thread: interpreters are not thread-safe
-        self.model = ClassifierPool(lambda: classifier_factory(self.config.model))
+        # one classifier, leased by one worker at a time (interpreters are not thread-safe):
+        # a second one would cost ~60 MiB for ~10 % of a photo's time
+        self.model = ClassifierPool(lambda: classifier_factory(self.config.model), limit=1)
         self.processor = Processor(config, self.journal, self.model, hooks=hooks,
                                    on_result=self._on_result)
         self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)
@@ -218,6 +223,7 @@ class Daemon:
         with self._lock:
             if self._state != "created":
                 raise RuntimeError(f"cannot start a daemon that is {self._state}")
+            bound_heap()  # freed image memory goes back to the system: a flat RSS
             if load_model:
                 self.model.get()
             clean_temporaries(self.config)
@@ -259,7 +265,8 @@ class Daemon:
         for inbox in cfg.inboxes:
             watcher = InboxWatcher(inbox, self.settler, cfg.watch.ignore_patterns, known=known,
                                    observer_factory=self._observer_factory,
-                                   on_change=self.status.mark_dirty)
+                                   on_change=self.status.mark_dirty,
+                                   poll_interval=cfg.watch.poll_interval)
             watcher.start()
             self.watchers.append(watcher)
         self._rescanner = Rescanner(self.watchers, cfg.watch.rescan_interval)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from rotwatchd.model.base import Prediction
+if TYPE_CHECKING:  # the model package is imported only where a model runs
+    from rotwatchd.model.base import Prediction
 
 Action = Literal["keep", "rotate", "review", "quarantine"]
 Source = Literal["exif", "model", "human"]

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from rotwatchd.output.atomic import UnsafeFolder, open_folder
@@ -80,6 +82,11 @@ class InboxFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def is_ignored(relative: Path, patterns: Iterable[str]) -> bool:
+    """True when any component of ``relative`` matches an ignore glob (temp/hidden names)."""
+    return any(fnmatch.fnmatchcase(part, glob) for part in relative.parts for glob in patterns)
 
 
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:

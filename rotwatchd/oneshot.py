@@ -8,20 +8,21 @@ files that are plainly not images (a LICENSE, notes) are skipped and counted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
-from rotwatchd.decision import Decision, decide
+from rotwatchd.decision import Decision, Facts, decide
 from rotwatchd.filing import copy_into
-from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, named_as_image
+from rotwatchd.imagefile import ImageInfo, ImageProblem, UnsupportedFormat, named_as_image
+from rotwatchd.inboxfile import is_ignored
 from rotwatchd.output.writer import write_corrected
-from rotwatchd.processor import ModelSource, gather_facts, review_threshold
-from rotwatchd.watcher import is_ignored
+from rotwatchd.processor import Examined, ModelSource, examine, review_threshold
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,54 @@ class Assessment:
                 f"(confidence {confidence}, {d.source})")
 
 
-def assess(path: Path, model: ModelSource, min_confidence: float,
-           limits: LimitsConfig) -> Assessment:
-    """Decide what the daemon would do with ``path`` (``min_confidence``: see
-    :func:`rotwatchd.processor.review_threshold`). Raises ModelError if the model fails."""
+def look(path: Path, model: ModelSource, limits: LimitsConfig) -> Facts:
+    """What is known about ``path`` before deciding: a symlink or a missing or special file
+    is a problem; the model is asked only when the decision needs it (and only then loaded),
+    every image verified. Raises ModelError if the model fails, OSError when the file cannot
+    be read after inspection."""
+    return _examine(path, model, limits, verify=True).facts
+
+
+def _examine(path: Path, model: ModelSource, limits: LimitsConfig, *,
+             verify: bool) -> Examined:
     if path.is_symlink() or not path.is_file():
         what = "a symlink" if path.is_symlink() else "not a regular file"
         if not path.exists() and not path.is_symlink():
             what = "no such file"
-        return Assessment(path, Decision("quarantine", f"not-a-file: {what}"))
-    facts = gather_facts(path, model, max_pixels=limits.max_pixels)
-    return Assessment(path, decide(facts, min_confidence=min_confidence,
-                                   max_pixels=limits.max_pixels))
+        return Examined(Facts(problem=f"not-a-file: {what}"))
+    return examine(path, model, max_pixels=limits.max_pixels, verify=verify)
+
+
+#: ``min_confidence`` or how to get it (called only when the model decides a file: reading the
+#: calibrated threshold imports the model package, which a run decided by tags never needs).
+Threshold = float | Callable[[], float]
+
+
+def assess(path: Path, model: ModelSource, min_confidence: Threshold,
+           limits: LimitsConfig) -> Assessment:
+    """Decide what the daemon would do with ``path`` (``min_confidence``: see
+    :func:`rotwatchd.processor.review_threshold`), every image verified. Raises ModelError
+    if the model fails."""
+    return _judge(path, model, min_confidence, limits, verify=True)[0]
+
+
+def _judge(path: Path, model: ModelSource, min_confidence: Threshold, limits: LimitsConfig, *,
+           verify: bool) -> tuple[Assessment, ImageInfo | None]:
+    examined = _examine(path, model, limits, verify=verify)
+    if callable(min_confidence):
+        min_confidence = min_confidence() if examined.facts.prediction is not None else 1.0
+    decision = decide(examined.facts, min_confidence=min_confidence,
+                      max_pixels=limits.max_pixels)
+    return Assessment(path, decision), examined.info
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A decision and what was read to reach it (a JPEG's bytes and whether they were
+    decoded yet), for the writer to reuse: see :func:`fix_file`."""
+
+    decision: Decision
+    info: ImageInfo | None = None
 
 
 def expand(paths: list[Path], ignore_patterns: tuple[str, ...]) -> Iterator[tuple[Path, Path]]:
@@ -122,6 +159,21 @@ def check_output_outside(paths: list[Path], outdir: Path) -> None:
                                     f"{outdir}; choose an output outside it")
 
 
+OutcomeKind = Literal["written", "unchanged", "review", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What ``fix`` did with one file: ``kind`` (a :class:`FixSummary` count), a phrase for
+    the progress line, the upright copy or review copy (``output``) and the decision, when
+    there are."""
+
+    kind: OutcomeKind
+    message: str
+    output: Path | None = None
+    decision: Decision | None = None
+
+
 @dataclass
 class FixSummary:
     """What ``fix`` did: ``written`` counts new upright copies, ``unchanged`` images whose
@@ -134,6 +186,9 @@ class FixSummary:
     review: int = 0
     failed: int = 0
     skipped: int = 0
+
+    def add(self, outcome: FileOutcome) -> None:
+        setattr(self, outcome.kind, getattr(self, outcome.kind) + 1)
 
 
 Progress = Callable[[int, int, Path, str], None]  # (done, total, path, what happened)
@@ -152,48 +207,61 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
     check_output_outside(paths, outdir)
     files = list(expand(paths, ignore_patterns))
     summary = FixSummary()
-    threshold = review_threshold(model_cfg)
+    threshold = functools.cache(lambda: review_threshold(model_cfg))
+
+    def decision_of(path: Path) -> Judged:
+        # not verified here: the writer's own decode (jpegtran, the re-encode) is the check
+        assessment, info = _judge(path, model, threshold, limits, verify=False)
+        return Judged(assessment.decision, info)
+
     for done, (path, relative) in enumerate(files, start=1):
-        what = _fix_one(path, relative, outdir, model, threshold, limits, output, summary)
+        outcome = fix_file(path, relative, outdir, decision_of, limits=limits, output=output)
+        summary.add(outcome)
         if progress is not None:
-            progress(done, len(files), path, what)
+            progress(done, len(files), path, outcome.message)
     return summary
 
 
-def _fix_one(path: Path, relative: Path, outdir: Path, model: ModelSource,
-             min_confidence: float, limits: LimitsConfig, output: OutputConfig,
-             summary: FixSummary) -> str:
+def fix_file(path: Path, relative: Path, outdir: Path,
+             decision_of: Callable[[Path], Decision | Judged], *, limits: LimitsConfig,
+             output: OutputConfig) -> FileOutcome:
+    """Carry out ``decision_of(path)`` for one file of ``fix``: the upright copy at
+    ``outdir/relative``, a review copy under ``outdir/review``, a non-image skipped, a bad
+    image failed (and logged). A :class:`Judged` answer hands the writer what was read (a JPEG
+    is then not read again, and one not decoded yet is checked by the writer's decode).
+    Never raises for a bad file or a failed write (both give ``failed``); ModelError from
+    ``decision_of`` propagates."""
     try:
-        assessment = assess(path, model, min_confidence, limits)
-        decision = assessment.decision
-        if assessment.problem is not None:
-            if _not_meant_as_image(path, assessment.problem):
-                summary.skipped += 1
-                return "skipped (not an image)"
-            raise ImageProblem("bad", assessment.problem)
+        judged = decision_of(path)
+        decision, info = ((judged.decision, judged.info) if isinstance(judged, Judged)
+                          else (judged, None))
+        if decision.action == "quarantine":
+            if _not_meant_as_image(path, decision.reason):
+                return FileOutcome("skipped", "skipped (not an image)", decision=decision)
+            raise ImageProblem("bad", decision.reason)
         if decision.action == "review":
             placed = copy_into(path, outdir / "review", relative)
             if placed.reused:
-                summary.unchanged += 1
-                return f"review copy already there: {placed.path}"
-            summary.review += 1
-            return f"review ({decision.reason}) -> {placed.path}"
+                return FileOutcome("unchanged", f"review copy already there: {placed.path}",
+                                   placed.path, decision)
+            return FileOutcome("review", f"review ({decision.reason}) -> {placed.path}",
+                               placed.path, decision)
         result = write_corrected(path, outdir / relative, orientation=decision.orientation,
                                  mode=output.mode, max_pixels=limits.max_pixels,
-                                 within=outdir)
+                                 within=outdir, jpeg=info.jpeg if info is not None else None,
+                                 verified=info is None or info.verified)
         if result.reused:
-            summary.unchanged += 1
-            return f"already there: {result.path}"
-        summary.written += 1
-        return f"{decision.action} {decision.correction} -> {result.path}"
+            return FileOutcome("unchanged", f"already there: {result.path}", result.path,
+                               decision)
+        return FileOutcome("written", f"{decision.action} {decision.correction} -> {result.path}",
+                           result.path, decision)
     except UnsupportedFormat as exc:
         target = copy_into(path, outdir / "review", relative).path
-        summary.review += 1
-        return f"review (unsupported {exc.format}) -> {target}"
+        return FileOutcome("review", f"review (unsupported {exc.format}) -> {target}", target,
+                           Decision("review", f"unsupported format {exc.format}"))
     except (ImageProblem, OSError) as exc:
-        summary.failed += 1
         log.error("%s: %s", path, exc)
-        return f"FAILED {exc}"
+        return FileOutcome("failed", f"FAILED {exc}")
 
 
 def _not_meant_as_image(path: Path, problem: str) -> bool:

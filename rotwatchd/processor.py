@@ -15,27 +15,31 @@ import stat
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rotwatchd.config import Config, InboxConfig, ModelConfig
 from rotwatchd.decision import Decision, Facts, decide, needs_model
 from rotwatchd.filing import CannotMove, copy_into, dispose_original, move_into, relative_to_inbox
 from rotwatchd.imagefile import (
+    ImageInfo,
     ImageProblem,
     UnsupportedFormat,
     inspect,
-    load_upright,
+    model_input,
     named_as_image,
+    verify_jpeg,
 )
 from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.journal import Journal, Outcome
-from rotwatchd.model.base import OrientationClassifier, Prediction
 from rotwatchd.output.atomic import UnsafeFolder
-from rotwatchd.output.writer import write_corrected
+from rotwatchd.output.writer import WriteResult, write_corrected
 from rotwatchd.settle import WRITING_TIMEOUT
 from rotwatchd.workqueue import WorkItem
+
+if TYPE_CHECKING:  # the model package (numpy, the runtime) is imported when a model is loaded
+    from rotwatchd.model.base import OrientationClassifier, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -110,36 +114,60 @@ def review_threshold(model: ModelConfig) -> float:
     return calibrated_threshold(model.backend, model.path)
 
 
-def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
-                 hooks: WorkHooks | None = None, human_correction: int | None = None) -> Facts:
-    """Inspect ``path`` and, only when the decision needs it, ask the model (never when a
-    person already gave ``human_correction`` for this content).
+@dataclass(frozen=True)
+class Examined:
+    """What :func:`examine` found: the facts to decide on and, for a readable image, what
+    inspect() read (a JPEG's bytes and structure, for the writer to reuse)."""
 
+    facts: Facts
+    info: ImageInfo | None = None
+
+
+def examine(path: Path, model: ModelSource, *, max_pixels: int, verify: bool = True,
+            hooks: WorkHooks | None = None, human_correction: int | None = None) -> Examined:
+    """Inspect ``path`` and, only when the decision needs it, ask the model (never when a
+    person already gave ``human_correction`` for this content); the model is only ever
+    leased (and so loaded) then.
+
+    Each image is decoded once: a JPEG the model must see is checked by decoding its model
+    input; one the model need not see is checked here only with ``verify`` (``check``),
+    otherwise by the writer's own decode (``info.verified`` False: pass it on).
     A bad file gives ``Facts(problem=...)``; raises ModelError when the model cannot load,
     OSError when the file cannot be read after inspection.
     """
     try:
-        info = inspect(path, max_pixels=max_pixels)
+        info = inspect(path, max_pixels=max_pixels, verify=False)
     except ImageProblem as exc:
-        return Facts(problem=_problem(exc))
+        return Examined(Facts(problem=_problem(exc)))
     except UnsupportedFormat as exc:
-        return Facts(unsupported=exc.format)
+        return Examined(Facts(unsupported=exc.format))
     facts = Facts(exif_orientation=info.exif_orientation, animated=info.animated,
                   pixels=info.width * info.height,
                   applied_orientation=info.applied_orientation,
                   human_correction=human_correction)
-    if not needs_model(facts, max_pixels):
-        return facts
     try:
-        image = load_upright(path, MODEL_INPUT_SIDE, max_pixels=max_pixels)
-    except ImageProblem as exc:  # decoding found what inspect missed
-        return Facts(problem=_problem(exc))
+        if not needs_model(facts, max_pixels):
+            if verify and info.jpeg is not None and not info.verified:
+                verify_jpeg(path, info.jpeg)
+                info = replace(info, verified=True)
+            return Examined(facts, info)
+        image = model_input(path, info, MODEL_INPUT_SIDE, max_pixels=max_pixels)
+    except ImageProblem as exc:  # decoding found what the header did not show
+        return Examined(Facts(problem=_problem(exc)))
+    info = replace(info, verified=True)
     with model.lease() as classifier:
         if hooks is not None:
             hooks.inference_started()
         prediction = classifier.predict(image)
-    return Facts(exif_orientation=info.exif_orientation, pixels=facts.pixels,
-                 prediction=prediction)
+    return Examined(Facts(exif_orientation=info.exif_orientation, pixels=facts.pixels,
+                          prediction=prediction), info)
+
+
+def gather_facts(path: Path, model: ModelSource, *, max_pixels: int,
+                 hooks: WorkHooks | None = None, human_correction: int | None = None) -> Facts:
+    """The facts of :func:`examine` for ``path``, every image fully verified."""
+    return examine(path, model, max_pixels=max_pixels, hooks=hooks,
+                   human_correction=human_correction).facts
 
 
 class Processor:
@@ -277,39 +305,57 @@ class Processor:
     def _process_image(self, source: InboxFile, inbox: InboxConfig, relative: Path,
                        digest: str, confirmed: bool) -> Result:
         cfg = self.config
-        path, st = source.path, source.st
-        facts = gather_facts(source.reader, self.model, max_pixels=cfg.limits.max_pixels,
-                             hooks=self.hooks, human_correction=self.journal.human_label(digest))
+        examined = examine(source.reader, self.model, max_pixels=cfg.limits.max_pixels,
+                           verify=False, hooks=self.hooks,
+                           human_correction=self.journal.human_label(digest))
+        facts, info = examined.facts, examined.info
         decision = decide(facts, min_confidence=self._review_threshold(),
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")
-            if reason == "not-an-image" and not named_as_image(path):
-                self.journal.finish(str(path), digest, "ignored", detail="not an image")
-                log.info("%s is not an image and not named as one: left in the inbox, ignored",
-                         path)
-                return Result(path, "ignored", "not an image")
-            delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
-            if delay is not None:
-                self.journal.finish(str(path), digest, "waiting",
-                                    detail=f"looks unfinished ({reason}): waiting for its writer")
-                return self._defer(path, inbox, reason, delay)
-            return self._quarantine(path, inbox, relative, digest, reason, message or reason,
-                                    decision, source=source)
+            return self._bad(source, inbox, relative, digest, confirmed, reason, message,
+                             decision)
         if decision.action == "review":
             return self._review(source, inbox, relative, digest, decision, facts.prediction)
         try:
             written = write_corrected(source.reader, inbox.output / relative,
                                       orientation=decision.orientation, mode=cfg.output.mode,
                                       hardlink_upright=cfg.output.hardlink_upright,
-                                      max_pixels=cfg.limits.max_pixels, within=inbox.output)
+                                      max_pixels=cfg.limits.max_pixels, within=inbox.output,
+                                      jpeg=info.jpeg if info is not None else None,
+                                      verified=info is None or info.verified)
         except UnsupportedFormat as exc:
             return self._review(source, inbox, relative, digest,
                                 Decision("review", f"unsupported format {exc.format}"))
-        except ImageProblem as exc:
+        except ImageProblem as exc:  # the writer's decode found damage (truncated...)
             message = str(exc).removeprefix(f"{exc.path}: " if exc.path is not None else "")
-            return self._quarantine(path, inbox, relative, digest, exc.reason, message,
-                                    decision, source=source)
+            return self._bad(source, inbox, relative, digest, confirmed, exc.reason, message,
+                             decision)
+        return self._written(source, relative, digest, decision, written)
+
+    def _bad(self, source: InboxFile, inbox: InboxConfig, relative: Path, digest: str,
+             confirmed: bool, reason: str, message: str, decision: Decision) -> Result:
+        """A file that is not a usable image: ignored (not named as one), left for its writer
+        (looks unfinished), or quarantined."""
+        path, st = source.path, source.st
+        if reason == "not-an-image" and not named_as_image(path):
+            self.journal.finish(str(path), digest, "ignored", detail="not an image")
+            log.info("%s is not an image and not named as one: left in the inbox, ignored",
+                     path)
+            return Result(path, "ignored", "not an image")
+        delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
+        if delay is not None:
+            self.journal.finish(str(path), digest, "waiting",
+                                detail=f"looks unfinished ({reason}): waiting for its writer")
+            return self._defer(path, inbox, reason, delay)
+        return self._quarantine(path, inbox, relative, digest, reason, message or reason,
+                                decision, source=source)
+
+    def _written(self, source: InboxFile, relative: Path, digest: str, decision: Decision,
+                 written: WriteResult) -> Result:
+        """Journal and log a written upright copy, then dispose of the original."""
+        cfg = self.config
+        path, st = source.path, source.st
         how = f"{decision.reason}, {written.action}" + "".join(f"; {n}" for n in written.notes)
         if cfg.output.original != "keep":  # a restart must know the output is already there
             self.journal.intend(str(path), digest, "dispose", output=str(written.path),

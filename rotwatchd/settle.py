@@ -1,7 +1,11 @@
 """Files seen in an inbox but not yet complete: wait until they settle, then queue them.
 
 A file is *armed* by a close-after-write, a rename into the inbox, a rescan, or (polling mode)
-any change; it is queued once its size and mtime stayed the same for ``quiet_period``. A file
+any change; it is queued once its size and mtime stayed the same for ``quiet_period``, or only
+``CLOSED_SETTLE`` after an event that proved it complete (close-after-write, a rename in): its
+writer already said it is done, and the short settle only lets a writer that reopens the file
+at once be seen. A file that still looks unfinished then is held by the processor, never
+quarantined early. A file
 that is being written (created/modified, not yet closed) waits for its close event; if none
 ever comes (a hard link, a missed event) it is armed after ``WRITING_TIMEOUT`` of silence.
 One thread waits on a condition variable for the earliest deadline: with nothing pending it
@@ -29,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Silence after which a file that never reported close-after-write is treated as complete.
 WRITING_TIMEOUT = 60.0
+#: Settle after a close-after-write or a rename into the inbox (the quiet period is for files
+#: no event proved complete: scans, polling, writers that never close).
+CLOSED_SETTLE = 0.15
 #: Longest pause between two readiness checks of a held file.
 READY_CHECK_MAX = 60.0
 
@@ -95,7 +102,8 @@ class Settler(threading.Thread):
             if entry is not None and scan and (
                     entry.armed or now - entry.last_event < WRITING_TIMEOUT):
                 return
-            due = now + (self.quiet_period if armed else WRITING_TIMEOUT)
+            quiet = min(self.quiet_period, CLOSED_SETTLE) if confirmed else self.quiet_period
+            due = now + (quiet if armed else WRITING_TIMEOUT)
             self._entries[path] = _Entry(inbox, armed, due, now, signature, armed and confirmed)
             self._cond.notify()
         self._on_activity(now)  # wakes a sleeping daemon early (power management)

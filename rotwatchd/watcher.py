@@ -1,8 +1,9 @@
 """Watching inboxes: watchdog observers feeding the :class:`Settler`, plus full rescans.
 
 inotify by default (one observer per inbox, full move events so a rename into the inbox is
-recognised), polling when the inbox asks for it or when inotify cannot be set up (watch or
-instance limits): that is logged once, naming the limit, and the inbox keeps working.
+recognised), polling (``rotwatchd.polling``, every ``watch.poll_interval``) when the inbox asks
+for it or when inotify cannot be set up (watch or instance limits): that is logged once, naming
+the limit, and the inbox keeps working.
 
 Troubles an observer reports are repaired by the :class:`Rescanner` thread, never in the
 observer's own thread: lost events (queue overflow) rescan that inbox at once; a subfolder
@@ -12,13 +13,12 @@ unmounted) is shown as missing and watched again, with a rescan, once it is back
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,9 +34,9 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.polling import PollingObserver
 
 from rotwatchd.config import InboxConfig
+from rotwatchd.inboxfile import is_ignored as is_ignored
 from rotwatchd.inotify_watch import (
     EventsLostEvent,
     WatchFailedEvent,
@@ -44,6 +44,7 @@ from rotwatchd.inotify_watch import (
     limit_hint,
     reporting_inotify_observer,
 )
+from rotwatchd.polling import PollingWatch
 from rotwatchd.settle import Settler
 
 log = logging.getLogger(__name__)
@@ -74,18 +75,13 @@ def _device(path: Path) -> int | None:
         return None
 
 
-def make_observer(polling: bool) -> Observer:
-    """The real watchdog observer: inotify (reporting lost events, refused subfolders and a
-    lost inbox, see ``inotify_watch``), or polling every ``POLL_INTERVAL`` seconds."""
+def make_observer(polling: bool, interval: float = POLL_INTERVAL) -> Observer:
+    """The real observer: watchdog's inotify one (reporting lost events, refused subfolders
+    and a lost inbox, see ``inotify_watch``), or polling every ``interval`` seconds."""
     if polling:
-        return PollingObserver(timeout=POLL_INTERVAL)
+        return PollingWatch(interval)
     observer: Observer = reporting_inotify_observer(INOTIFY_DISPATCH_TIMEOUT)
     return observer
-
-
-def is_ignored(relative: Path, patterns: Iterable[str]) -> bool:
-    """True when any component of ``relative`` matches an ignore glob (temp/hidden names)."""
-    return any(fnmatch.fnmatchcase(part, glob) for part in relative.parts for glob in patterns)
 
 
 def _has_data(path: Path) -> bool:
@@ -172,13 +168,16 @@ class InboxWatcher:
 
     def __init__(self, inbox: InboxConfig, settler: Settler, ignore_patterns: tuple[str, ...],
                  *, known: Callable[[Path, os.stat_result], bool] = lambda p, s: False,
-                 observer_factory: ObserverFactory = make_observer,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 observer_factory: ObserverFactory | None = None,
+                 on_change: Callable[[], None] = lambda: None,
+                 poll_interval: float = POLL_INTERVAL) -> None:
         self.inbox = inbox
         self.settler = settler
         self.ignore_patterns = ignore_patterns
         self._known = known
-        self._factory = observer_factory
+        self.poll_interval = poll_interval
+        self._factory = observer_factory or (
+            lambda polling: make_observer(polling, poll_interval))
         self._on_change = on_change
         self._observer: Observer | None = None
         self.polling = inbox.polling
@@ -244,8 +243,8 @@ class InboxWatcher:
             if self.polling:
                 raise
             hint = limit_hint(exc.errno or 0) or exc.strerror or str(exc)
-            log.warning("inbox %s: cannot use inotify: %s; falling back to polling every %.0fs",
-                        self.inbox.path, hint, POLL_INTERVAL)
+            log.warning("inbox %s: cannot use inotify: %s; falling back to polling every %gs",
+                        self.inbox.path, hint, self.poll_interval)
             self.polling, self.fallback = True, hint
             self._observer = self._start_observer(True)
         self._mount_point = _device(self.inbox.path) != _device(self.inbox.path.parent)
@@ -309,8 +308,8 @@ class InboxWatcher:
         return True
 
     def _fall_back_to_polling(self, why: str) -> None:
-        log.warning("inbox %s: %s; polling this inbox every %.0fs instead of inotify",
-                    self.inbox.path, why, POLL_INTERVAL)
+        log.warning("inbox %s: %s; polling this inbox every %gs instead of inotify",
+                    self.inbox.path, why, self.poll_interval)
         self.stop()
         self.polling, self.fallback = True, why
         self._on_change()

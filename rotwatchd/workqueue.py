@@ -204,7 +204,7 @@ class Worker(threading.Thread):
                  heartbeat: Heartbeat | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self._queue = queue
-        self._handle = handle
+        self._process = handle  # not _handle: threading.Thread uses that name itself (3.13)
         self._heartbeat = heartbeat
         self._stopping = threading.Event()
 
@@ -227,7 +227,7 @@ class Worker(threading.Thread):
                         return
                     continue  # a heartbeat turn: nothing arrived within the interval
                 try:
-                    self._handle(item)
+                    self._process(item)
                 except Exception:  # the handler logs and journals; this is the last safety net
                     log.exception("unexpected failure while processing %s", item.path)
                 finally:

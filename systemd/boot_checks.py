@@ -10,9 +10,11 @@ there). Expects the fake cpufreq tree that test-boot.sh mounts, a user ``alice``
 from __future__ import annotations
 
 import grp
+import http.client
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -24,11 +26,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
 from PIL import Image, ImageChops, ImageOps, ImageStat
+from prometheus_client.parser import text_string_to_metric_families
 
 UNIT = "rotwatchd.service"
+SOCKET_UNIT = "rotwatchd.socket"
+PAGE = ("127.0.0.1", 8750)  # ListenStream= of rotwatchd.socket
+README = Path(__file__).with_name("README.md")
 CONFIG = Path("/etc/rotwatchd/rotwatchd.yaml")
 SHIPPED_CONFIG = Path(__file__).with_name("rotwatchd.yaml")
 PROBE = Path(__file__).with_name("sandbox_probe.py")
@@ -119,10 +126,12 @@ def write_config(changes: dict[str, Any]) -> None:
     CONFIG.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def drop_photo(relative: str, orientation: int | None) -> Image.Image:
+def drop_photo(relative: str, orientation: int | None, *, link: bool = False) -> Image.Image:
     """Drop a 640x480 JPEG into the inbox the way a sync tool does (hidden name, then rename),
     owned by ``alice``. With an orientation it is left half red, right half blue (which way is
-    up is unmistakable); without, flat grey (the model cannot tell: it goes to review)."""
+    up is unmistakable); without, flat grey (the model cannot tell: it goes to review).
+    ``link``: hard-linked in instead of renamed: no event vouches for it being complete, so it
+    waits the whole quiet period (a rename or close-after-write is taken after 150 ms)."""
     target = INBOX / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     image = Image.new("RGB", (640, 480), (128, 128, 128))
@@ -136,7 +145,11 @@ def drop_photo(relative: str, orientation: int | None) -> Image.Image:
     uid, gid = pwd.getpwnam(USER).pw_uid, grp.getgrnam("rotwatchd").gr_gid
     for path in [*(p for p in target.parents if INBOX in p.parents), hidden]:
         os.chown(path, uid, gid)
-    hidden.rename(target)
+    if link:
+        os.link(hidden, target)
+        hidden.unlink()
+    else:
+        hidden.rename(target)
     return Image.open(target)
 
 
@@ -280,7 +293,7 @@ def check_reload(journal: Journal) -> None:
     run("systemctl", "reload", UNIT)
     journal.wait_for("configuration reloaded from")
     # A file that is still settling when the next reload comes must survive it.
-    drop_photo("flat.jpg", orientation=None).close()
+    drop_photo("flat.jpg", orientation=None, link=True).close()
     wait_for("the flat photo queued and settling (STATUS=)",
              lambda: "1 settling" in show("StatusText"), 30)
     write_config(FAST_AND_DOUBTFUL)
@@ -305,6 +318,170 @@ def check_reload(journal: Journal) -> None:
              lambda: show("StatusText").startswith("reload rejected"), 10)
     check_photo("after-rejected-reload.jpg")
     say(f"systemctl reload (invalid): kept pid {pid} and the old config; the log says: {line}")
+
+
+def request(method: str, path: str, headers: dict[str, str] | None = None,
+         form: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    """One request to the page on the container's loopback, outside the service's network
+    namespace (as a browser on this machine): status, headers, body."""
+    connection = http.client.HTTPConnection(*PAGE, timeout=30)
+    body = urlencode(form) if form is not None else None
+    sent = dict(headers or {})
+    if form is not None:
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
+    try:
+        connection.request(method, path, body=body, headers=sent)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    except OSError as exc:
+        raise Failure(f"{method} http://{PAGE[0]}:{PAGE[1]}{path}: {exc}") from None
+    finally:
+        connection.close()
+
+
+def check_web_page() -> Path:
+    """The page through rotwatchd.socket: the review page, /metrics, and a review item settled
+    with a POST as the page's own form sends it. Returns the upright copy it wrote."""
+    pid = main_pid()
+    own, service = os.readlink("/proc/1/ns/net"), os.readlink(f"/proc/{pid}/ns/net")
+    if own == service:
+        raise Failure(f"the service runs in the container's network namespace ({own})")
+    if show("ActiveState", SOCKET_UNIT) != "active":
+        raise Failure(f"{SOCKET_UNIT} is {show('ActiveState', SOCKET_UNIT)}, not active")
+    status, headers, _ = request("GET", "/")
+    if status != 303 or headers.get("Location") != "/review":
+        raise Failure(f"GET /: {status} to {headers.get('Location')}, want 303 to /review")
+    status, headers, page = request("GET", "/review")
+    if status != 200 or "<h1>Review" not in page:
+        raise Failure(f"GET /review: {status}, {page[:200]!r}")
+    say(f"GET http://{PAGE[0]}:{PAGE[1]}/ from outside the service's network namespace "
+        f"({service}, the container's is {own}): the review page, through {SOCKET_UNIT}")
+
+    status, headers, text = request("GET", "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    if status != 200 or "rotwatchd_files" not in families:
+        raise Failure(f"GET /metrics: {status}, families {sorted(families)}")
+    outcomes = {s.labels.get("outcome"): s.value for s in families["rotwatchd_files"].samples
+                if s.name == "rotwatchd_files_total"}
+    say(f"/metrics parses as Prometheus text ({len(families)} families; files by outcome "
+        f"since the last start: {outcomes})")
+
+    # The config in force sends every model decision to review (min_confidence 1.0).
+    drop_photo("web.jpg", orientation=None).close()
+    wait_for("web.jpg in review", lambda: (REVIEW / "web.jpg").exists(), 60)
+
+    def review_page_with_it() -> str | None:
+        page = request("GET", "/review")[2]
+        return page if "web.jpg" in page else None
+
+    page = wait_for("web.jpg on the review page", review_page_with_it, 30)
+    card = next(c for c in page.split('<form class="card"')[1:] if "web.jpg" in c)
+    action = re.search(r'action="([^"]+)"', card)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', card)
+    if action is None or csrf is None:
+        raise Failure(f"no form action or CSRF token on the card of web.jpg: {card[:300]!r}")
+    origin = {"Origin": f"http://{PAGE[0]}:{PAGE[1]}", "Sec-Fetch-Site": "same-origin"}
+    status, headers, body = request("POST", action.group(1), origin,
+                                 {"correction": "90", "csrf": csrf.group(1)})
+    if status != 303:
+        raise Failure(f"POST {action.group(1)} (turn right): {status} {body.strip()}")
+    output = OUTBOX / "web.jpg"
+    wait_for(f"{output}", output.exists, 30)
+    with Image.open(output) as image:
+        if image.size != (480, 640):
+            raise Failure(f"{output} is {image.size}, want (480, 640): not turned")
+    say(f"review item settled with a POST as the page sends it (CSRF token, Origin): upright "
+        f"copy {output}")
+    return output
+
+
+def readme_blocks(heading: str) -> list[tuple[str, str]]:
+    """The fenced code blocks (language, text) of one section of systemd/README.md."""
+    section = README.read_text().split(f"\n{heading}\n", 1)[1]
+    section = re.split(r"\n#{1,3} ", section, maxsplit=1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+
+
+def run_shell(script: str) -> None:
+    done = subprocess.run(["sh", "-euc", script], capture_output=True, text=True, timeout=120,
+                          check=False)
+    if done.returncode != 0:
+        raise Failure(f"`{script.strip()}` exited {done.returncode}: {done.stderr.strip()}")
+
+
+def check_web_page_beyond_loopback() -> None:
+    """systemd/README.md's "Open the page to your network", its commands run as written (the
+    drop-ins `systemctl edit` would save written to the paths it names): first only the
+    socket moved to 0.0.0.0 (the daemon must refuse it without a token), then with the
+    token passed by LoadCredential=. Undone at the end: loopback again, no token."""
+    blocks = readme_blocks("### Open the page to your network")
+    kinds = [kind for kind, _ in blocks]
+    if kinds != ["sh", "ini", "ini", "yaml", "sh"]:
+        raise Failure(f"systemd/README.md, 'Open the page to your network': blocks {kinds}")
+    (_, commands), (_, socket_ini), (_, service_ini), (_, web_yaml), (_, restart) = blocks
+    journal = Journal()
+    socket_dropin = Path("/etc/systemd/system/rotwatchd.socket.d/override.conf")
+    service_dropin = Path("/etc/systemd/system/rotwatchd.service.d/override.conf")
+    socket_dropin.parent.mkdir(exist_ok=True)
+    socket_dropin.write_text(socket_ini)
+    run("systemctl", "daemon-reload")
+    run_shell(restart)
+    line = journal.wait_for("web page off")
+    if "listens on 0.0.0.0:8750, not a loopback address: set web.token" not in line:
+        raise Failure(f"socket on 0.0.0.0 without a token: {line}")
+    say(f"{SOCKET_UNIT} on 0.0.0.0:8750 and no token: no page; the log says: {line}")
+
+    run_shell("\n".join(c for c in commands.splitlines() if not c.startswith("systemctl edit")))
+    service_dropin.parent.mkdir(exist_ok=True)
+    service_dropin.write_text(service_ini)
+    run("systemctl", "daemon-reload")
+    write_config(yaml.safe_load(web_yaml))
+    run_shell(restart)
+    journal.wait_for("web page on http://0.0.0.0:8750/ (socket from systemd) (token required)")
+    token = Path("/etc/rotwatchd/web-token").read_text().strip()
+    mode = Path("/etc/rotwatchd/web-token").stat().st_mode & 0o777
+    without = request("GET", "/review")[0]
+    status, _, page = request("GET", "/review", {"Authorization": f"Bearer {token}"})
+    if mode != 0o600 or without != 401 or status != 200 or "<h1>Review" not in page:
+        raise Failure(f"token file mode {oct(mode)}; GET /review without the token: {without}, "
+                      f"with it: {status}; want 0o600, 401 and 200")
+    say("the README's LAN setup (socket on 0.0.0.0:8750, token from a root-only file by "
+        "LoadCredential=): 401 without the token, the review page with it")
+
+    # IPAddressDeny= on the socket unit filters the connections to the passed socket (an
+    # allowed range that leaves loopback out: this machine's own connection is dropped).
+    socket_dropin.write_text(socket_ini + "IPAddressAllow=192.0.2.0/24\nIPAddressDeny=any\n")
+    run("systemctl", "daemon-reload")
+    run_shell(restart)
+    try:
+        socket.create_connection(PAGE, timeout=3).close()
+        raise Failure(f"{SOCKET_UNIT} with IPAddressAllow=192.0.2.0/24, IPAddressDeny=any: "
+                      "a connection from 127.0.0.1 was accepted")
+    except OSError as exc:
+        dropped = type(exc).__name__
+    say(f"IPAddressAllow=192.0.2.0/24 + IPAddressDeny=any on {SOCKET_UNIT}: a connection from "
+        f"127.0.0.1 is dropped ({dropped})")
+
+    socket_dropin.unlink()
+    service_dropin.unlink()
+    run("systemctl", "daemon-reload")
+    shutil.copy(SHIPPED_CONFIG, CONFIG)
+    run_shell(restart)
+    if request("GET", "/review")[0] != 200:
+        raise Failure("back on loopback without a token, GET /review is not 200")
+
+
+def check_connection_starts_the_service() -> None:
+    """With the service stopped, a connection to the socket starts it and gets its answer."""
+    if show("ActiveState") != "inactive":
+        raise Failure(f"{UNIT} is {show('ActiveState')} before the connection, want inactive")
+    status = request("GET", "/review")[0]
+    if status != 200 or show("ActiveState") != "active":
+        raise Failure(f"GET /review with the service stopped: {status}, then "
+                      f"{show('ActiveState')}; want 200 and active")
+    say(f"a connection to {SOCKET_UNIT} with the service stopped started it (pid {main_pid()}) "
+        "and was answered")
+    run("systemctl", "stop", UNIT)
 
 
 def check_group_member_can_manage_outputs(outputs: list[Path]) -> None:
@@ -381,12 +558,15 @@ def main() -> int:
         outputs = [check_photo("turned.jpg"), check_photo("alice/turned.jpg")]
         say(f"EXIF orientation 6 photos written upright: {', '.join(map(str, outputs))}")
         check_reload(journal)
-        outputs += [REVIEW / "flat.jpg", OUTBOX / "after-rejected-reload.jpg"]
+        outputs += [REVIEW / "flat.jpg", OUTBOX / "after-rejected-reload.jpg",
+                    check_web_page()]
         check_group_member_can_manage_outputs(outputs)
         shutil.copy(SHIPPED_CONFIG, CONFIG)
+        check_web_page_beyond_loopback()
         check_stop()
         check_watchdog()
         check_stop()  # the governors found before the watchdog restart come back
+        check_connection_starts_the_service()
     except Failure as exc:
         print(f"test-boot: FAIL {exc}", flush=True)
         print(f"--- journalctl -u {UNIT} (this run) ---\n{journal.text()}", flush=True)

@@ -3,8 +3,10 @@
 # bookworm, booted with systemd-nspawn): READY=1 only once the inbox is watched, an EXIF-turned
 # photo written upright, `systemctl reload` with a valid and an invalid YAML, the watchdog
 # restarting a SIGSTOPped daemon, the sandbox (writes, network, syscalls) against an unsandboxed
-# control, governors switched through the tmpfiles rule and restored at stop, and a member of the
-# rotwatchd group managing the outputs. The checks themselves are systemd/boot_checks.py.
+# control, governors switched through the tmpfiles rule and restored at stop, a member of the
+# rotwatchd group managing the outputs, and the web page through rotwatchd.socket (review page,
+# /metrics, a review item settled, the README's LAN setup with a token). The checks themselves
+# are systemd/boot_checks.py.
 #
 #   sh systemd/test-boot.sh
 #

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Check the systemd files the way CI does; exits nonzero on any failure.
-#   sh systemd/verify.sh [UNIT_FILE]     (default: systemd/rotwatchd.service)
-# 1. `systemd-analyze verify` on the unit, byte for byte, inside a throwaway root that mirrors an
-#    installed system: the host's unit directory, /bin/kill, and a placeholder at the ExecStart
-#    path (verify only checks that the binary exists and is executable; it never runs it).
-#    Any message (even a warning such as an unknown key) counts as a failure.
+#   sh systemd/verify.sh [UNIT_FILE [SOCKET_FILE]]
+#   (defaults: systemd/rotwatchd.service, systemd/rotwatchd.socket)
+# 1. `systemd-analyze verify` on the service and its socket, byte for byte, inside a throwaway
+#    root that mirrors an installed system: the host's unit directory, /bin/kill, and a
+#    placeholder at the ExecStart path (verify only checks that the binary exists and is
+#    executable; it never runs it). Any message (even a warning such as an unknown key) counts
+#    as a failure.
 # 2. `systemd-analyze security --offline=true --threshold=30`: overall exposure must be <= 3.0.
 # 3. sysusers.d + tmpfiles.d applied to the same throwaway root with a fake cpufreq tree: the
 #    rotwatchd group must end up with write access to scaling_governor (needs root; skipped
@@ -12,6 +14,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 unit=${1:-$here/rotwatchd.service}
+socket=${2:-$here/rotwatchd.socket}
 name=rotwatchd.service
 for tool in systemd-analyze systemd-tmpfiles systemd-sysusers; do
   command -v "$tool" >/dev/null 2>&1 || {
@@ -23,6 +26,7 @@ trap 'rm -rf "$root"' EXIT INT TERM
 mkdir -p "$root/etc/systemd/system" "$root/usr/lib/systemd" "$root/bin"
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
 cp "$unit" "$root/etc/systemd/system/$name"
+cp "$socket" "$root/etc/systemd/system/rotwatchd.socket"
 for cmd in $(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^ ]*\).*/\1/p' "$unit"); do
   mkdir -p "$root$(dirname "$cmd")"
   if [ -x "$cmd" ] && [ "$cmd" != "${cmd#/bin/}" ]; then cp "$cmd" "$root$cmd"
@@ -30,12 +34,12 @@ for cmd in $(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^ ]*\).*/\1/p' "$unit"); do
   chmod 755 "$root$cmd"
 done
 status=0
-out=$(systemd-analyze verify --root="$root" "$name" 2>&1) || status=$?
+out=$(systemd-analyze verify --root="$root" "$name" rotwatchd.socket 2>&1) || status=$?
 if [ "$status" -ne 0 ] || [ -n "$out" ]; then
   printf '%s\n' "$out" >&2
   echo "verify.sh: FAIL systemd-analyze verify (exit $status)" >&2; exit 1
 fi
-echo "verify.sh: ok   systemd-analyze verify $name"
+echo "verify.sh: ok   systemd-analyze verify $name rotwatchd.socket"
 
 status=0
 out=$(systemd-analyze security --offline=true --threshold=30 "$unit" 2>&1) || status=$?

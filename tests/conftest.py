@@ -19,8 +19,13 @@ import pytest
 from PIL import Image
 
 from rotwatchd.config import Config, ModelConfig, config_from_data
+from rotwatchd.imagefile import register_heif
 from rotwatchd.model.base import Prediction
 from rotwatchd.processor import Result
+
+# rotwatchd registers pillow-heif's opener when the first HEIF arrives; tests also make and
+# read HEIF files with Pillow directly
+register_heif()
 
 # --- leaked threads ----------------------------------------------------------------------
 

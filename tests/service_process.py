@@ -68,15 +68,34 @@ class NotifySocket:
         self.sock.close()
 
 
+#: What systemd does between fork and exec for socket activation (sd_listen_fds(3)): the socket
+#: at descriptor 3, LISTEN_FDS=1 and LISTEN_PID set to the process that will run the daemon
+#: (exec keeps the PID); a LISTEN_PID already in the environment is kept, to test a wrong one.
+_SOCKET_ACTIVATION = """
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ["LISTEN_FDS"] = "1"
+os.environ.setdefault("LISTEN_PID", str(os.getpid()))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class ServiceProcess:
-    """The daemon under test; stderr goes to a log file the test can read."""
+    """The daemon under test; stderr goes to a log file the test can read. With ``listening``
+    it gets that socket as systemd passes one (socket activation); ``env`` adds variables."""
 
     def __init__(self, config: Path, log: Path, notify: NotifySocket | None,
-                 watchdog_usec: int | None = None, *, unprivileged: bool = False) -> None:
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("WATCHDOG_USEC", None)
-        env.pop("WATCHDOG_PID", None)
+                 watchdog_usec: int | None = None, *, unprivileged: bool = False,
+                 listening: socket.socket | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        extra, env = env or {}, dict(os.environ)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS",
+                     "LISTEN_PID", "LISTEN_FDNAMES"):
+            env.pop(name, None)
+        env.update(extra)
         if notify is not None:
             env["NOTIFY_SOCKET"] = notify.env_value
         if watchdog_usec is not None:
@@ -84,9 +103,14 @@ class ServiceProcess:
         self.log = log
         self._handle = open(log, "ab")  # noqa: SIM115 - closed in stop()
         prefix = unprivileged_prefix() if unprivileged else []
-        self.proc = subprocess.Popen([*prefix, *rotwatchd_command(), "run", "-c", str(config)],
-                                     stderr=self._handle, stdout=subprocess.DEVNULL,
-                                     cwd=config.parent, env=env)
+        command = [*rotwatchd_command(), "run", "-c", str(config)]
+        passed: tuple[int, ...] = ()
+        if listening is not None:
+            passed = (listening.fileno(),)
+            command = [sys.executable, "-c", _SOCKET_ACTIVATION, str(passed[0]), *command]
+        self.proc = subprocess.Popen([*prefix, *command], stderr=self._handle,
+                                     stdout=subprocess.DEVNULL, cwd=config.parent, env=env,
+                                     pass_fds=passed)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

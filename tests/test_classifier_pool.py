@@ -49,3 +49,52 @@ def test_release_closes_everything_and_reload_loads_one() -> None:
     assert pool.loaded and pool.loads == 2
     pool.reload()
     assert pool.loads == 2
+
+
+def test_a_limited_pool_makes_the_next_worker_wait_for_the_one_instance() -> None:
+    """limit=1 (the daemon's): a second worker waits until the first gives the classifier
+    back, then uses that same instance; a factory that fails frees its slot."""
+    pool = ClassifierPool(MarkerClassifier, limit=1)
+    holding, second_waiting = threading.Event(), threading.Event()
+    release_first = threading.Event()
+    used: list[int] = []
+
+    def first() -> None:
+        with pool.lease() as classifier:
+            used.append(id(classifier))
+            holding.set()
+            release_first.wait(10)
+
+    def second() -> None:
+        holding.wait(10)
+        second_waiting.set()
+        with pool.lease() as classifier:
+            used.append(id(classifier))
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    second_waiting.wait(10)
+    threads[1].join(0.2)  # still blocked while the first holds the only instance
+    assert threads[1].is_alive() and len(used) == 1
+    release_first.set()
+    for t in threads:
+        t.join(10)
+    assert pool.loads == 1 and len(set(used)) == 1 and len(used) == 2
+
+    calls: list[int] = []
+
+    def failing() -> MarkerClassifier:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("model missing")
+        return MarkerClassifier()
+
+    broken = ClassifierPool(failing, limit=1)
+    try:
+        with broken.lease():
+            pass
+    except RuntimeError:
+        pass
+    with broken.lease() as classifier:  # the failed build did not keep the one slot
+        assert isinstance(classifier, MarkerClassifier)

@@ -101,6 +101,18 @@ def test_slow_partial_write_is_processed_once_complete(
     assert _upright_edge(config.inboxes[0].output / "slow.jpg") == "top"
 
 
+def test_closed_file_is_processed_long_before_the_quiet_period_ends(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    """close-after-write proves the file complete: it is taken at once (the 60 s quiet period
+    is for files no event vouches for), so it is done within a wait far shorter than that."""
+    config = fast_config(tmp_path, watch={"quiet_period": 60})
+    daemon, results = daemon_factory(config)
+    make_photo(config.inboxes[0].path / "closed.jpg", correction=90)
+    (result,) = results.wait_count(1, timeout=20)
+    assert result.outcome == "done"
+    assert _upright_edge(config.inboxes[0].output / "closed.jpg") == "top"
+
+
 def test_temporary_names_are_ignored_until_renamed(tmp_path: Path, daemon_factory: Any) -> None:
     config = fast_config(tmp_path)
     daemon, results = daemon_factory(config)

@@ -13,7 +13,7 @@ from PIL import Image
 from rotwatchd.evaluate import Case, resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
 from rotwatchd.model.fusion import AdaptiveClassifier
-from rotwatchd.model.litert import MODEL_FILE
+from rotwatchd.model.scene import MODEL_FILE
 from training.calibrate import cascade, pick_escalation, pick_threshold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"

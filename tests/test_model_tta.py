@@ -14,7 +14,7 @@ from rotwatchd.cli import main
 from rotwatchd.config import ModelConfig
 from rotwatchd.evaluate import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
-from rotwatchd.model.litert import MODEL_FILE, ModelMeta, tta_average
+from rotwatchd.model.scene import MODEL_FILE, ModelMeta, tta_average
 from rotwatchd.processor import review_threshold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"

@@ -18,6 +18,7 @@ from rotwatchd.cli import main
 from rotwatchd.config import ConfigError, load_config
 from rotwatchd.config_schema import SCHEMA, Field
 from rotwatchd.model import OrientationClassifier, available_backends, registry
+from rotwatchd.model.network import Runtime
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -57,7 +58,7 @@ def test_backend_choices_follow_what_the_registry_holds(
     with pytest.raises(ConfigError):
         load_config(config)
 
-    def factory(model_path: Path | None, threads: int) -> OrientationClassifier:
+    def factory(model_path: Path | None, threads: int, runtime: Runtime) -> OrientationClassifier:
         raise AssertionError("validation must not load a backend")
 
     monkeypatch.setitem(registry._BACKENDS, "probe-backend", factory)

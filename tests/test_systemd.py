@@ -19,6 +19,7 @@ from fake_sysfs import make_cpufreq_tree, read_governors
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "rotwatchd.service"
+SOCKET = SYSTEMD / "rotwatchd.socket"
 
 needs_systemd = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
@@ -58,11 +59,30 @@ def test_unit_states_the_service_contract() -> None:
     assert s["StateDirectory"] == ["rotwatchd"]
 
 
+def test_the_page_comes_through_a_socket_systemd_holds_not_through_the_network() -> None:
+    """The service keeps every network restriction; the socket unit (same name, so systemd
+    passes its socket to the service) listens on loopback, and the service config serves it."""
+    service, sock = unit_settings(UNIT.read_text()), unit_settings(SOCKET.read_text())
+    assert service["PrivateNetwork"] == ["yes"] and service["IPAddressDeny"] == ["any"]
+    assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
+    assert "Sockets" not in service and "Service" not in sock  # paired by name
+    assert sock["ListenStream"] == ["127.0.0.1:8750"] and sock["Accept"] == ["no"]
+    assert sock["WantedBy"] == ["sockets.target"]
+    import yaml
+
+    web = yaml.safe_load((SYSTEMD / "rotwatchd.yaml").read_text())["web"]
+    assert web == {"listen": "systemd", "token_file": None}
+    readme = (SYSTEMD / "README.md").read_text()
+    assert "install -Dm644 systemd/rotwatchd.socket   /etc/systemd/system/rotwatchd.socket" \
+        in readme
+    assert "systemctl enable --now rotwatchd.socket rotwatchd\n" in readme
+
+
 @needs_systemd
 def test_verify_script_passes_on_the_shipped_unit() -> None:
     result = run_verify(UNIT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok   systemd-analyze verify" in result.stdout
+    assert "ok   systemd-analyze verify rotwatchd.service rotwatchd.socket" in result.stdout
     level = result.stdout.split("exposure ")[1].split()[0]
     assert float(level) <= 3.0
 
@@ -74,6 +94,17 @@ def test_verify_script_fails_on_a_unit_systemd_would_complain_about(tmp_path: Pa
     result = run_verify(broken)
     assert result.returncode == 1 and "FAIL systemd-analyze verify" in result.stderr
     assert "notfiy" in result.stderr
+
+
+@needs_systemd
+def test_verify_script_fails_on_a_socket_systemd_would_complain_about(tmp_path: Path) -> None:
+    broken = tmp_path / "rotwatchd.socket"
+    broken.write_text(SOCKET.read_text().replace("ListenStream=127.0.0.1:8750",
+                                                 "ListenStram=127.0.0.1:8750"))
+    result = subprocess.run(["sh", str(SYSTEMD / "verify.sh"), str(UNIT), str(broken)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1 and "FAIL systemd-analyze verify" in result.stderr
+    assert "ListenStram" in result.stderr
 
 
 @needs_systemd
@@ -156,6 +187,7 @@ def test_service_config_is_valid_for_the_daemon(tmp_path: Path) -> None:
     assert config.state_dir == tmp_path / "var/lib/rotwatchd"
     assert config.power.idle_timeout == 60.0 and config.power.idle_governor == "powersave"
     assert config.power.cpufreq_path == tmp_path / "sys/devices/system/cpu"
+    assert config.web.listen == "systemd" and config.web.token is None
 
 
 def test_governors_found_before_a_watchdog_kill_are_restored_after_the_restart(

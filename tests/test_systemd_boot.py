@@ -1,12 +1,13 @@
 """The service under a booted systemd: systemd/test-boot.sh, run both ways.
 
 The script boots a Debian bookworm root with systemd-nspawn, installs rotwatchd as
-systemd/README.md says and checks start, a turned photo, reload, the watchdog, the sandbox and
-stop (systemd/boot_checks.py). With ``ROTWATCHD_BOOT_BREAK=readwrite`` a drop-in takes the
-photo folders out of ``ReadWritePaths=`` and the same checks must fail. It needs root,
-systemd-nspawn and debootstrap (``.ci/run`` installs them) and the network for debootstrap and
-pip; without them the tests skip with the reason. A cached root makes a run take about a
-minute and a half; the first build adds one to two minutes.
+systemd/README.md says and checks start, a turned photo, reload, the watchdog, the sandbox,
+the web page through rotwatchd.socket and stop (systemd/boot_checks.py). With
+``ROTWATCHD_BOOT_BREAK=readwrite`` a drop-in takes the photo folders out of ``ReadWritePaths=``
+and the same checks must fail. It needs root, systemd-nspawn and debootstrap (``.ci/run``
+installs them) and the network for debootstrap and pip; without them the tests skip with the
+reason. A cached root makes a run take about two minutes; the first build adds one to two
+minutes.
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def test_the_service_passes_every_check_under_a_booted_systemd() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     for check in ("systemctl start: active (READY=1)", "EXIF orientation 6 photos written upright",
                   "sandbox refuses", "systemctl reload (invalid)", "watchdog:",
-                  "systemctl stop: Result=success"):
+                  "systemctl stop: Result=success", "GET http://127.0.0.1:8750/ from outside",
+                  "/metrics parses as Prometheus text", "review item settled with a POST",
+                  "rotwatchd.socket on 0.0.0.0:8750 and no token: no page",
+                  "the README's LAN setup", "IPAddressAllow=192.0.2.0/24 + IPAddressDeny=any",
+                  "a connection to rotwatchd.socket"):
         assert f"test-boot: ok   {check}" in result.stdout
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from rotwatchd.config import InboxConfig
 from rotwatchd.config_schema import DEFAULT_IGNORE
-from rotwatchd.settle import WRITING_TIMEOUT, Settler
+from rotwatchd.settle import CLOSED_SETTLE, WRITING_TIMEOUT, Settler
 from rotwatchd.watcher import InboxWatcher, is_ignored
 from rotwatchd.workqueue import WorkItem, WorkQueue
 
@@ -198,3 +198,35 @@ def test_queue_defers_a_path_that_is_running(tmp_path: Path) -> None:
     assert again is not None and again.path == first.path
     queue.done(again)
     assert queue.is_idle()
+
+
+def test_closed_file_settles_at_once_not_after_the_quiet_period(
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    """A close-after-write (or rename in) proves the file complete: it is queued after
+    CLOSED_SETTLE; a file only found by a scan still waits the whole quiet period."""
+    settler, queue, clock = clocked
+    inbox = _inbox(tmp_path)
+    closed, found = inbox.path / "closed.jpg", inbox.path / "found.jpg"
+    closed.write_bytes(b"done")
+    found.write_bytes(b"done")
+    settler.note(closed, inbox, armed=True, confirmed=True)
+    settler.note(found, inbox, armed=True, scan=True)
+    clock.now += CLOSED_SETTLE
+    settler.settle_due()
+    assert queue.depth == 1 and not settler.is_pending(closed) and settler.is_pending(found)
+
+
+def test_closed_file_that_changes_meanwhile_waits_a_quiet_period(
+        tmp_path: Path, clocked: tuple[Settler, WorkQueue, FakeClock]) -> None:
+    settler, queue, clock = clocked
+    inbox = _inbox(tmp_path)
+    path = inbox.path / "reopened.jpg"
+    path.write_bytes(b"first")
+    settler.note(path, inbox, armed=True, confirmed=True)
+    path.write_bytes(b"first and more")  # reopened by its writer, no new close seen yet
+    clock.now += CLOSED_SETTLE
+    settler.settle_due()
+    assert queue.depth == 0 and settler.is_pending(path)
+    clock.now += settler.quiet_period
+    settler.settle_due()
+    assert queue.depth == 1

@@ -40,7 +40,7 @@ from PIL import Image, ImageOps
 from rotwatchd.evaluate import Case, resave, risk_coverage, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusionParams, _faces_for, _text_for, escalates, fuse
-from rotwatchd.model.litert import LiteRTClassifier, as_probs, belief, preprocess, softmax
+from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, softmax
 from rotwatchd.model.text import text_input
 from rotwatchd.processor import MODEL_INPUT_SIDE
 from training.augment import SERVE_SIZE
@@ -96,7 +96,7 @@ class CueTable:
 def cue_table(model: Path, images: list[tuple[str, Path]], draws: int, seed: int = 3,
               max_side: int = MODEL_INPUT_SIDE) -> CueTable:
     """Run every cue on every case (see the module docstring)."""
-    scene = LiteRTClassifier(model, threads=1)
+    scene = SceneClassifier(model, threads=1)
     faces = _faces_for(model, 1)
     text = _text_for(model, 1)
     rows: dict[str, list[object]] = {k: [] for k in CueTable.__dataclass_fields__}

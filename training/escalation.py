@@ -27,7 +27,7 @@ from PIL import Image
 from rotwatchd.evaluate import Case, resave, run_cases, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, Prediction
 from rotwatchd.model.fusion import FusedClassifier, escalates, fuse, load_fused
-from rotwatchd.model.litert import LiteRTClassifier, as_probs, preprocess
+from rotwatchd.model.scene import SceneClassifier, as_probs, preprocess
 from training.calibrate import pick_escalation, pick_threshold
 from training.sources import ROOT
 
@@ -99,7 +99,7 @@ def train_mirror_table(model: Path, sample: int, seed: int = 0) -> list[str]:
     rows = [json.loads(line) for line in (ROOT / "data" / "manifest.jsonl").open()]
     chosen = [r for r in rows if r["split"] == "train" and r["kind"] in PHOTO_KINDS]
     random.Random(seed).shuffle(chosen)
-    clf = LiteRTClassifier(model, 1)
+    clf = SceneClassifier(model, 1)
     rng = random.Random(seed + 1)
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in chosen[:sample]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rotwatchd.evaluate import accuracy, as_json, report, run_cases, upright_images
 from rotwatchd.model.fusion import load_adaptive, load_fused, load_fused_tta, load_scene_only
-from rotwatchd.model.litert import ModelMeta
+from rotwatchd.model.scene import ModelMeta
 from training.export import VARIANTS
 from training.sources import ROOT
 

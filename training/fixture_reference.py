@@ -20,7 +20,7 @@ from PIL import Image
 
 from rotwatchd.evaluate import turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
-from rotwatchd.model.litert import preprocess
+from rotwatchd.model.scene import preprocess
 from training.augment import SERVE_SIZE
 from training.export import load_net
 from training.sources import ROOT

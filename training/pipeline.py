@@ -15,7 +15,8 @@ second half -> export the text network (training.text_export) -> release
 training runs at 112-128 px: training.augment.SERVE_SIZE; calibrate temperature and the
 one-pass, 4-pass and adaptive thresholds on
 validation sources, install models/orientation.tflite + .json, fixture reference) ->
-evaluate_all (held-out tables in runs/eval/).
+onnx_export (the same three networks as .onnx files for ONNX Runtime, each checked against
+PyTorch or its source and the .tflite file) -> evaluate_all (held-out tables in runs/eval/).
 ``--val`` is the realistic validation set (images and MANIFEST.json, or a folder per kind) that
 calibration uses. Needs the ``[train]`` extra and Debian's apt-get/dpkg-deb.
 """
@@ -30,6 +31,7 @@ from training import (
     build_dataset,
     evaluate_all,
     export,
+    onnx_export,
     release,
     text_export,
     train,
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: average.main([*_second_half(run6), "--out", str(run6 / "swa.pt")]),
         lambda: text_export.main(["--out", str(ROOT / "models")]),
         lambda: release.main([str(run6 / "swa.pt"), "--variant", a.variant, "--val", str(a.val)]),
+        lambda: onnx_export.main([str(run6 / "swa.pt"), "--out", str(ROOT / "models")]),
         lambda: evaluate_all.main([]),
     ]
     for step in steps:

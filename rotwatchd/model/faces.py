@@ -25,7 +25,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, default_model_dir
-from rotwatchd.model.litert import open_interpreter
+from rotwatchd.model.network import LITERT, Runtime
 
 FloatArray = npt.NDArray[np.float32]
 RAW_SCORE_CLIP = 100.0  # MediaPipe clips logits before the sigmoid (score_clipping_thresh)
@@ -186,21 +186,22 @@ def rotate_clockwise(square: FloatArray, correction: int) -> FloatArray:
 class _Detector:
     """One loaded model with its anchors; runs one letterboxed square at a time."""
 
-    def __init__(self, spec: DetectorSpec, path: Path, threads: int) -> None:
-        if not path.is_file():
+    def __init__(self, spec: DetectorSpec, path: Path, threads: int, runtime: Runtime) -> None:
+        if not runtime.file(path).is_file():
             raise ModelError(
-                f"face model {path} is missing; run `python training/fetch_face_models.py` "
-                "to extract it from the mediapipe wheel"
+                f"face model {runtime.file(path)} is missing; run `python "
+                "training/fetch_face_models.py` to extract it from the mediapipe wheel"
+                + (" and `python -m training.onnx_export` to convert it"
+                   if runtime.name == "onnxruntime" else "")
             )
-        self._interp = open_interpreter(path, threads, "face model")
+        self._net = runtime.open(path, threads, "face model")
         self.spec = spec
         self.anchors = ssd_anchor_centres(spec)
-        self._input_index = self._interp.get_input_details()[0]["index"]
-        outputs = self._interp.get_output_details()
+        shapes = self._net.output_shapes
         # The regressor output is the wide one ([.., N, 4+2K]), the score output is [.., N, 1].
-        outputs = sorted(outputs, key=lambda d: int(d["shape"][-1]), reverse=True)
-        self._reg_index, self._score_index = outputs[0]["index"], outputs[1]["index"]
-        n_out = int(outputs[0]["shape"][-2])
+        order = sorted(range(len(shapes)), key=lambda i: shapes[i][-1], reverse=True)
+        self._reg_index, self._score_index = order[0], order[1]
+        n_out = shapes[self._reg_index][-2]
         if n_out != len(self.anchors):
             raise ModelError(
                 f"{path.name}: model emits {n_out} boxes but the {spec.name} anchor layout "
@@ -209,16 +210,15 @@ class _Detector:
 
     def run(self, square: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Raw (regressors[N, C], logits[N]) for one ``[S, S, 3]`` input."""
-        # One invoke per input: resizing the batch dimension is no faster on one thread, and
+        # One run per input: resizing the batch dimension is no faster on one thread, and
         # the short-range graph then interleaves its outputs by layer, not by batch item.
-        try:
-            self._interp.set_tensor(self._input_index, square[np.newaxis])
-            self._interp.invoke()
-            reg = np.asarray(self._interp.get_tensor(self._reg_index), dtype=np.float32)
-            logits = np.asarray(self._interp.get_tensor(self._score_index), dtype=np.float32)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"face detector {self.spec.name} failed: {exc}") from exc
+        outs = self._net.run(square[np.newaxis])
+        reg = np.asarray(outs[self._reg_index], dtype=np.float32)
+        logits = np.asarray(outs[self._score_index], dtype=np.float32)
         return reg[0], logits.reshape(-1)
+
+    def close(self) -> None:
+        self._net.close()
 
 
 class FaceCue:
@@ -226,8 +226,9 @@ class FaceCue:
 
     ``FaceCue(model_dir=None, detectors=("short",), threads=1, layout="pairs",
     max_tilt=35.0)`` loads the named detectors (``"short"``, ``"full"``, ``"pose"``) from
-    ``model_dir`` (default: ``default_model_dir() / "faces"``) with the LiteRT interpreter
-    (XNNPACK), falling back to tflite-runtime.
+    ``model_dir`` (default: ``default_model_dir() / "faces"``) on ``runtime`` (default: the
+    LiteRT interpreter, XNNPACK, falling back to tflite-runtime; or ONNX Runtime, which loads
+    the ``.onnx`` file of the same name).
 
     ``layout="separate"`` letterboxes the image into the detector's square and runs it once
     per rotation (4 runs). ``layout="pairs"`` packs two rotations into one input, turned
@@ -248,6 +249,7 @@ class FaceCue:
         threads: int = 1,
         layout: str = "pairs",
         max_tilt: float | None = 35.0,
+        runtime: Runtime = LITERT,
     ) -> None:
         folder = model_dir if model_dir is not None else default_model_dir() / "faces"
         unknown = [d for d in detectors if d not in DETECTORS]
@@ -261,7 +263,7 @@ class FaceCue:
         self.layout = layout
         self.max_tilt = max_tilt
         self._detectors = [
-            _Detector(DETECTORS[name], folder / DETECTORS[name].filename, threads)
+            _Detector(DETECTORS[name], folder / DETECTORS[name].filename, threads, runtime)
             for name in detectors
         ]
 
@@ -342,7 +344,9 @@ class FaceCue:
         return sorted(found, key=lambda d: d.score, reverse=True)
 
     def close(self) -> None:
-        """Release the interpreters (they hold the model buffers)."""
+        """Release the networks (they hold the model buffers)."""
+        for det in self._detectors:
+            det.close()
         self._detectors = []
 
 

@@ -35,9 +35,10 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
-from rotwatchd.model.litert import (
-    LiteRTClassifier,
+from rotwatchd.model.network import LITERT, Runtime
+from rotwatchd.model.scene import (
     ModelMeta,
+    SceneClassifier,
     as_probs,
     belief,
     preprocess,
@@ -157,7 +158,7 @@ class FusedClassifier:
     weight in the fusion comes from the scene model's sidecar for that number of passes.
     """
 
-    def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
+    def __init__(self, scene: SceneClassifier, faces: FaceScores | None,
                  params: FusionParams = FusionParams(), text: TextScores | None = None) -> None:
         self.scene = scene
         self.faces = faces
@@ -211,7 +212,7 @@ class AdaptiveClassifier(FusedClassifier):
     ``passes`` cue says which happened.
     """
 
-    def __init__(self, scene: LiteRTClassifier, faces: FaceScores | None,
+    def __init__(self, scene: SceneClassifier, faces: FaceScores | None,
                  params: FusionParams = FusionParams(), text: TextScores | None = None) -> None:
         if scene.passes != 1:
             raise ModelError("the adaptive backend needs the one-pass scene classifier")
@@ -251,49 +252,54 @@ def _cue_dir(model_path: Path | None) -> Path:
     return Path(model_path).parent if model_path else default_model_dir()
 
 
-def _faces_for(model_path: Path | None, threads: int) -> FaceScores | None:
+def _faces_for(model_path: Path | None, threads: int, runtime: Runtime) -> FaceScores | None:
     face_dir = _cue_dir(model_path) / "faces"
     if face_dir.is_dir():
         try:
             from rotwatchd.model.faces import FaceCue
 
-            return FaceCue(face_dir, threads=threads)
+            return FaceCue(face_dir, threads=threads, runtime=runtime)
         except ModelError:
             return None
     return None
 
 
-def _text_for(model_path: Path | None, threads: int) -> TextCue | None:
-    """The text cue when ``<model dir>/text/text.tflite`` exists and loads, else None."""
+def _text_for(model_path: Path | None, threads: int, runtime: Runtime) -> TextCue | None:
+    """The text cue when ``<model dir>/text/text.tflite`` (``.onnx`` for ONNX Runtime) exists
+    and loads, else None."""
     path = _cue_dir(model_path) / TEXT_MODEL
-    return TextCue(path, threads) if path.is_file() else None
+    return TextCue(path, threads, runtime=runtime) if runtime.file(path).is_file() else None
 
 
-def load_fused(model_path: Path | None, threads: int, passes: int = 1) -> FusedClassifier:
+def load_fused(model_path: Path | None, threads: int, runtime: Runtime = LITERT,
+               passes: int = 1) -> FusedClassifier:
     """Scene model plus the text and face cues found next to it (``text/``, ``faces/``).
 
     Raises ModelError when the scene model (or a present text model) is unusable; a missing
     cue model only removes that cue (the weights for the others stay as calibrated).
     """
-    scene = LiteRTClassifier(model_path, threads, passes)
-    return FusedClassifier(scene, _faces_for(model_path, threads),
-                           text=_text_for(model_path, threads))
+    scene = SceneClassifier(model_path, threads, passes, runtime)
+    return FusedClassifier(scene, _faces_for(model_path, threads, runtime),
+                           text=_text_for(model_path, threads, runtime))
 
 
-def load_adaptive(model_path: Path | None, threads: int) -> AdaptiveClassifier:
+def load_adaptive(model_path: Path | None, threads: int,
+                  runtime: Runtime = LITERT) -> AdaptiveClassifier:
     """Every cue; the 4-pass ensembles only for images one pass is unsure of."""
-    scene = LiteRTClassifier(model_path, threads)
-    return AdaptiveClassifier(scene, _faces_for(model_path, threads),
-                              text=_text_for(model_path, threads))
+    scene = SceneClassifier(model_path, threads, runtime=runtime)
+    return AdaptiveClassifier(scene, _faces_for(model_path, threads, runtime),
+                              text=_text_for(model_path, threads, runtime))
 
 
-def load_scene_only(model_path: Path | None, threads: int) -> LiteRTClassifier:
-    return LiteRTClassifier(model_path, threads)
+def load_scene_only(model_path: Path | None, threads: int,
+                    runtime: Runtime = LITERT) -> SceneClassifier:
+    return SceneClassifier(model_path, threads, runtime=runtime)
 
 
-def load_fused_tta(model_path: Path | None, threads: int) -> FusedClassifier:
+def load_fused_tta(model_path: Path | None, threads: int,
+                   runtime: Runtime = LITERT) -> FusedClassifier:
     """Every cue, the scene and text networks run on all 4 turns (~4x the time)."""
-    return load_fused(model_path, threads, passes=4)
+    return load_fused(model_path, threads, runtime, passes=4)
 
 
 __all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "escalates", "fuse",

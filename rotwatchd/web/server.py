@@ -5,6 +5,10 @@ loop instead blocks in one ``select`` on the listening socket and a wake-up pipe
 timeout, and is stopped by a byte on that pipe. Each connection gets a thread (a browser keeps
 idle connections open; one of them must not hold up the page); :meth:`WebServer.stop` shuts
 those connections down and joins every thread, so nothing outlives the daemon.
+
+The server binds its own socket (``WebServer(app, host, port)``) or serves sockets made by
+someone else (:meth:`WebServer.on_sockets`: the ones systemd passes, see ``activation``); it
+never creates a network socket in that case, which a service restricted to AF_UNIX could not.
 """
 
 from __future__ import annotations
@@ -31,20 +35,33 @@ class _Handler(WSGIRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, as socketserver.TCPServer would make it."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(socketserver.TCPServer.request_queue_size)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins the connection threads
 
-    def __init__(self, host: str, port: int) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    def __init__(self, listening: socket.socket) -> None:
+        """Serve on ``listening`` (bound and listening already; closed by server_close)."""
+        self.address_family = listening.family
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__((host, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind asks DNS for this host's name (getfqdn): slow or hanging
-        # without a network, and only used in CGI variables.
-        socketserver.TCPServer.server_bind(self)
+        # Not TCPServer.__init__: it would create a socket of its own.
+        socketserver.BaseServer.__init__(self, listening.getsockname(), _Handler)
+        self.socket = listening
+        # Not HTTPServer.server_bind: it asks DNS for this host's name (getfqdn), slow or
+        # hanging without a network, and only used in CGI variables.
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
         self.setup_environ()
@@ -79,11 +96,26 @@ class WebServer:
     connection thread."""
 
     def __init__(self, app: WSGIApplication, host: str, port: int) -> None:
-        self._server = _Server(host, port)
-        self._server.set_app(app)
-        self._server.timeout = 0  # handle_request() after select(): never blocks again
-        self.host = host
-        self.port = int(self._server.server_address[1])
+        self._setup(app, [_bind(host, port)])
+
+    @classmethod
+    def on_sockets(cls, app: WSGIApplication, sockets: list[socket.socket]) -> WebServer:
+        """``app`` served on every one of ``sockets`` (listening TCP sockets, at least one),
+        which the server owns from now on: :meth:`stop` closes them. Pass ``dup()`` copies
+        to keep the originals listening for a later server."""
+        if not sockets:
+            raise ValueError("no socket to serve on")
+        server = cls.__new__(cls)
+        server._setup(app, sockets)
+        return server
+
+    def _setup(self, app: WSGIApplication, sockets: list[socket.socket]) -> None:
+        self._servers = [_Server(sock) for sock in sockets]
+        for server in self._servers:
+            server.set_app(app)
+            server.timeout = 0  # handle_request() after select(): never blocks again
+        host, port = self._servers[0].server_address[:2]
+        self.host, self.port = str(host), int(port)
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="rotwatchd-web", daemon=True)
 
@@ -97,13 +129,15 @@ class WebServer:
 
     def _serve(self) -> None:
         with selectors.DefaultSelector() as selector:
-            selector.register(self._server, selectors.EVENT_READ)
+            for server in self._servers:
+                selector.register(server, selectors.EVENT_READ, server)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while True:
-                ready = {key.fileobj for key, _ in selector.select()}  # no timeout: no polling
-                if self._wake_r in ready:
+                ready = selector.select()  # no timeout: no polling
+                if any(key.fileobj == self._wake_r for key, _ in ready):
                     return
-                self._server.handle_request()
+                for key, _ in ready:
+                    key.data.handle_request()
 
     def stop(self) -> None:
         """Stop accepting, close open connections, join every thread. Idempotent."""
@@ -112,8 +146,9 @@ class WebServer:
         if self._thread.is_alive():
             os.write(self._wake_w, b"s")
             self._thread.join()
-        self._server.close_connections()
-        self._server.server_close()
+        for server in self._servers:
+            server.close_connections()
+            server.server_close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         self._wake_r = self._wake_w = -1
