@@ -13,7 +13,7 @@ from PIL import Image
 from rotwatchd.decision import Facts, decide
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusedClassifier, FusionParams, escalates, fuse
-from rotwatchd.model.litert import LiteRTClassifier
+from rotwatchd.model.scene import SceneClassifier
 
 DOCUMENT = (Path(__file__).parent / "fixtures" / "orientation" / "documents"
             / "synthetic-00013.jpg")  # the scene network is sure it is upright
@@ -43,7 +43,7 @@ def document() -> Image.Image:
 def test_a_face_contradicting_a_sure_scene_sends_the_photo_to_review(
         document: Image.Image) -> None:
     face = FaceAt(180)
-    clf = FusedClassifier(LiteRTClassifier(None, 1), face)
+    clf = FusedClassifier(SceneClassifier(threads=1), face)
     try:
         scene = clf.scene.probabilities(document)
         assert max(scene) > 0.9 and scene.index(max(scene)) == 0
@@ -59,7 +59,7 @@ def test_a_face_contradicting_a_sure_scene_sends_the_photo_to_review(
 
 
 def test_an_agreeing_face_keeps_the_photo_decided(document: Image.Image) -> None:
-    clf = FusedClassifier(LiteRTClassifier(None, 1), FaceAt(0))
+    clf = FusedClassifier(SceneClassifier(threads=1), FaceAt(0))
     try:
         pred = clf.predict(document)
     finally:
@@ -140,7 +140,7 @@ def test_a_sure_first_pass_uses_every_cue_once() -> None:
     assert names == ["scene", "face", "face_correction", "text", "text_correction", "passes"]
     assert dict(pred.cues)["passes"] == 1.0 and pred.correction == 0
 
-    bare = AdaptiveClassifier(LiteRTClassifier(None, 1), None)  # no face or text model
+    bare = AdaptiveClassifier(SceneClassifier(threads=1), None)  # no face or text model
     try:
         alone = bare.predict(sure)
     finally:
