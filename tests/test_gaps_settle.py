@@ -121,3 +121,39 @@ def test_a_removed_folder_s_files_stop_counting_as_pending(tmp_path: Path) -> No
         settler.note(path, inbox, armed=False)
     settler.forget_under(inbox.path / "trip")
     assert settler.pending() == 1 and settler.is_pending(inbox.path / "tripod.jpg")
+
+
+def test_a_file_event_wakes_a_sleeping_daemon_at_once(tmp_path: Path) -> None:
+    """The power manager learns of a new photo from the first event, not after the quiet
+    period: an asleep daemon starts waking while the file is still being written."""
+    clock, seen = Clock(), []
+    settler = Settler(WorkQueue(maxsize=4), quiet_period=2.0, clock=clock,
+                      on_activity=seen.append)
+    inbox = _inbox(tmp_path)
+    (inbox.path / "a.jpg").write_bytes(b"x")
+    settler.note(inbox.path / "a.jpg", inbox, armed=False)
+    assert seen == [1000.0]
+
+
+def test_a_worker_making_room_wakes_the_settler(tmp_path: Path) -> None:
+    """With the queue full the settler sleeps without a timeout; a worker taking a file must
+    wake it, or the remaining files wait for the next event (maybe hours)."""
+    queue = WorkQueue(maxsize=1)
+    settler = Settler(queue, quiet_period=0.0)
+    inbox = _inbox(tmp_path)
+    for name in ("a.jpg", "b.jpg"):
+        (inbox.path / name).write_bytes(name.encode())
+        settler.note(inbox.path / name, inbox, armed=True)
+    settler.settle_due()  # one queued, the other refused: the queue is full
+    assert queue.depth == 1 and settler.pending() == 1
+    settler.start()
+    try:
+        first = queue.take(timeout=5)
+        assert first is not None
+        queue.done(first)
+        second = queue.take(timeout=5)  # handed over without any new event
+        assert second is not None and {first.path.name, second.path.name} == {"a.jpg", "b.jpg"}
+        queue.done(second)
+    finally:
+        settler.stop()
+        settler.join()
