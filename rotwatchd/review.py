@@ -168,7 +168,9 @@ class ReviewQueue:
             raise CannotSettle(f"review item {item.id}: rotwatchd cannot turn {exc.format} "
                                "files; settle it as it is (0) and turn it elsewhere") from None
         except ImageProblem as exc:
-            raise CannotSettle(f"review item {item.id}: {exc}") from None
+            text = str(exc).removeprefix(f"{exc.path}: " if exc.path is not None else "")
+            raise CannotSettle(f"review item {item.id}: {source.path} cannot be turned, it is "
+                               f"damaged ({exc.reason}: {text})") from None
         note = ", ".join((written.action, *written.notes))
         return written.path, note
 

@@ -252,3 +252,70 @@ def test_review_rows_from_before_the_queue_are_adopted(tmp_path: Path) -> None:
         assert ReviewQueue(config, journal).waiting() == []  # adopted once
     with Image.open(settled.output) as image:
         assert red_edge(image)[0] == "top"
+
+
+def test_the_journal_says_who_decided_and_what_the_model_had_guessed(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    config, _ = _queue_one(tmp_path, daemon_factory)
+    with Journal(config.state_dir) as journal:
+        queue = ReviewQueue(config, journal)
+        (item,) = queue.waiting()
+        queue.settle(item.id, 270)
+        record = journal.lookup(item.path, item.sha256)
+    assert record is not None and record.detail is not None
+    assert record.detail.startswith(
+        f"a person said 270 deg (model guessed 90 deg at {item.confidence:.2f}), ")
+
+
+def test_an_image_without_a_guess_is_settled_and_journaled_as_such(tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    inbox = config.inboxes[0]
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
+    original = inbox.path / "anim.gif"
+    frames[0].save(original, save_all=True, append_images=frames[1:], duration=100)
+    copy = inbox.review / "anim.gif"
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(original, copy)
+    import hashlib
+
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    with Journal(config.state_dir) as journal:
+        journal.finish(str(original), digest, "review", output=str(copy), detail="animated")
+        journal.add_review(str(original), digest, review_copy=str(copy), inbox=str(inbox.path),
+                           guess=None, confidence=None, probabilities=None, reason="animated")
+        queue = ReviewQueue(config, journal)
+        (item,) = queue.waiting()
+        with pytest.raises(CannotSettle, match="cannot turn animated GIF"):
+            queue.settle(item.id, 90)
+        settled = queue.settle(item.id, 0)
+        record = journal.lookup(str(original), digest)
+    assert settled.output.read_bytes() == original.read_bytes()
+    assert record is not None and record.outcome == "done" and record.source == "human"
+    assert record.detail is not None
+    assert record.detail.startswith("a person said 0 deg (no guess), ")
+
+
+def test_a_broken_image_in_the_queue_cannot_be_settled_and_says_why(tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    inbox = config.inboxes[0]
+    good = make_photo(tmp_path / "good.jpg", correction=90).read_bytes()
+    original = inbox.path / "broken.jpg"
+    original.write_bytes(good[: len(good) // 2])  # queued by an older daemon, now truncated
+    copy = inbox.review / "broken.jpg"
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(original, copy)
+    import hashlib
+
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    with Journal(config.state_dir) as journal:
+        journal.add_review(str(original), digest, review_copy=str(copy), inbox=str(inbox.path),
+                           guess=90, confidence=0.5, probabilities=None, reason="old")
+        queue = ReviewQueue(config, journal)
+        (item,) = queue.waiting()
+        with pytest.raises(CannotSettle) as caught:
+            queue.settle(item.id, 90)
+        assert queue.waiting() == [item]  # nothing journaled
+    assert str(caught.value) == (
+        f"review item {item.id}: {copy} cannot be turned, it is damaged (truncated: data ends "
+        "inside a scan (no EOI))")
+    assert copy.exists() and not (inbox.output / "broken.jpg").exists()
