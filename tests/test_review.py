@@ -319,3 +319,52 @@ def test_a_broken_image_in_the_queue_cannot_be_settled_and_says_why(tmp_path: Pa
         f"review item {item.id}: {copy} cannot be turned, it is damaged (truncated: data ends "
         "inside a scan (no EOI))")
     assert copy.exists() and not (inbox.output / "broken.jpg").exists()
+
+
+def test_settling_waits_for_another_process_settling_at_the_same_moment(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    """The lock file in state_dir serialises settling across processes (the daemon's page and
+    the CLI): while another holds it, a settle waits (seen in /proc/locks) and writes nothing."""
+    import fcntl
+    import threading
+
+    from conftest import wait_until
+
+    config, _ = _queue_one(tmp_path, daemon_factory)
+    lock_path = config.state_dir / "review.lock"
+    with Journal(config.state_dir) as journal:
+        queue = ReviewQueue(config, journal)
+        (item,) = queue.waiting()
+        outcome: list[object] = []
+        with open(lock_path, "a+") as other_process:
+            fcntl.flock(other_process, fcntl.LOCK_EX)
+            thread = threading.Thread(target=lambda: outcome.append(queue.settle(item.id, 90)))
+            thread.start()
+            inode = os.stat(lock_path).st_ino
+
+            def waiting_for_the_lock() -> bool:
+                with open("/proc/locks") as locks:
+                    return any("->" in line and f":{inode} " in line for line in locks)
+
+            wait_until(waiting_for_the_lock, timeout=10)
+            assert not outcome and not (config.inboxes[0].output / "sub" / "a.jpg").exists()
+        thread.join(timeout=30)
+    assert len(outcome) == 1 and (config.inboxes[0].output / "sub" / "a.jpg").exists()
+
+
+def test_adopted_rows_keep_their_reason_or_say_where_they_came_from(tmp_path: Path) -> None:
+    import hashlib
+
+    config = fast_config(tmp_path)
+    inbox = config.inboxes[0]
+    with Journal(config.state_dir) as journal:
+        for name, detail in (("a.jpg", "confidence 0.500 < 0.9"), ("b.jpg", None)):
+            original = make_photo(inbox.path / name, correction=90, seed=len(name) + ord(name[0]))
+            copy = inbox.review / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(original, copy)
+            digest = hashlib.sha256(original.read_bytes()).hexdigest()
+            journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
+                           source="model", output=str(copy), detail=detail)
+        reasons = [item.reason for item in ReviewQueue(config, journal).waiting()]
+    assert reasons == ["confidence 0.500 < 0.9", "queued before the review queue existed"]
