@@ -181,48 +181,15 @@ fi
 # read the host's x86 /proc/cpuinfo; a real ARM cpuinfo avoids it.
 phase "mounts"
 CPUINFO="$CACHE/cpuinfo-rpi4"
-cat >"$CPUINFO" <<'EOF'
-processor	: 0
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-processor	: 1
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-processor	: 2
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-processor	: 3
-BogoMIPS	: 108.00
-Features	: fp asimd evtstrm crc32 cpuid
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x0
-CPU part	: 0xd08
-CPU revision	: 3
-
-Hardware	: BCM2835
-Revision	: c03114
-Serial		: 10000000a1b2c3d4
-Model		: Raspberry Pi 4 Model B Rev 1.4
-EOF
+{
+  for cpu in 0 1 2 3; do  # four Cortex-A72 cores, as /proc/cpuinfo lists them on a Pi 4
+    printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$cpu"
+    printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n'
+    printf 'CPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+  done
+  printf 'Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 10000000a1b2c3d4\n'
+  printf 'Model\t\t: Raspberry Pi 4 Model B Rev 1.4\n'
+} >"$CPUINFO"
 guest_mount "$ROOT/proc" -t proc proc
 guest_mount "$ROOT/proc/cpuinfo" --bind "$CPUINFO"
 guest_mount "$ROOT/dev" --bind /dev

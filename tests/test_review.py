@@ -3,16 +3,19 @@ person (rotwatchd.review), through a real daemon, real files and the real writer
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MarkerClassifier, fast_config, make_photo, red_edge
+from conftest import MarkerClassifier, fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
-from rotwatchd.config import Config
+from rotwatchd.config import Config, InboxConfig
 from rotwatchd.journal import Journal
 from rotwatchd.review import (
     AlreadySettled,
@@ -25,6 +28,15 @@ from rotwatchd.review import (
 def _reviewing(tmp_path: Path, **overrides: Any) -> Config:
     """A config whose threshold sends every model decision to review."""
     return fast_config(tmp_path, model={"min_confidence": 1.0}, **overrides)
+
+
+def _with_review_copy(inbox: InboxConfig, original: Path) -> tuple[Path, str]:
+    """Copy ``original`` (an inbox file) into the review folder as the daemon would; returns
+    the copy and the content's SHA-256 (for rows written by hand: older journals)."""
+    copy = inbox.review / original.relative_to(inbox.path)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(original, copy)
+    return copy, hashlib.sha256(original.read_bytes()).hexdigest()
 
 
 def _queue_one(tmp_path: Path, daemon_factory: Any, name: str = "a.jpg", correction: int = 90,
@@ -235,12 +247,7 @@ def test_review_rows_from_before_the_queue_are_adopted(tmp_path: Path) -> None:
     config = fast_config(tmp_path)
     inbox = config.inboxes[0]
     original = make_photo(inbox.path / "old.jpg", correction=90)
-    copy = inbox.review / "old.jpg"
-    copy.parent.mkdir(parents=True)
-    shutil.copyfile(original, copy)
-    import hashlib
-
-    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    copy, digest = _with_review_copy(inbox, original)
     with Journal(config.state_dir) as journal:
         journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
                        source="model", output=str(copy), detail="confidence 0.500 < 0.9")
@@ -273,12 +280,7 @@ def test_an_image_without_a_guess_is_settled_and_journaled_as_such(tmp_path: Pat
     frames = [Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")]
     original = inbox.path / "anim.gif"
     frames[0].save(original, save_all=True, append_images=frames[1:], duration=100)
-    copy = inbox.review / "anim.gif"
-    copy.parent.mkdir(parents=True)
-    shutil.copyfile(original, copy)
-    import hashlib
-
-    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    copy, digest = _with_review_copy(inbox, original)
     with Journal(config.state_dir) as journal:
         journal.finish(str(original), digest, "review", output=str(copy), detail="animated")
         journal.add_review(str(original), digest, review_copy=str(copy), inbox=str(inbox.path),
@@ -301,12 +303,7 @@ def test_a_broken_image_in_the_queue_cannot_be_settled_and_says_why(tmp_path: Pa
     good = make_photo(tmp_path / "good.jpg", correction=90).read_bytes()
     original = inbox.path / "broken.jpg"
     original.write_bytes(good[: len(good) // 2])  # queued by an older daemon, now truncated
-    copy = inbox.review / "broken.jpg"
-    copy.parent.mkdir(parents=True)
-    shutil.copyfile(original, copy)
-    import hashlib
-
-    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    copy, digest = _with_review_copy(inbox, original)
     with Journal(config.state_dir) as journal:
         journal.add_review(str(original), digest, review_copy=str(copy), inbox=str(inbox.path),
                            guess=90, confidence=0.5, probabilities=None, reason="old")
@@ -325,11 +322,6 @@ def test_settling_waits_for_another_process_settling_at_the_same_moment(
         tmp_path: Path, daemon_factory: Any) -> None:
     """The lock file in state_dir serialises settling across processes (the daemon's page and
     the CLI): while another holds it, a settle waits (seen in /proc/locks) and writes nothing."""
-    import fcntl
-    import threading
-
-    from conftest import wait_until
-
     config, _ = _queue_one(tmp_path, daemon_factory)
     lock_path = config.state_dir / "review.lock"
     with Journal(config.state_dir) as journal:
@@ -353,17 +345,12 @@ def test_settling_waits_for_another_process_settling_at_the_same_moment(
 
 
 def test_adopted_rows_keep_their_reason_or_say_where_they_came_from(tmp_path: Path) -> None:
-    import hashlib
-
     config = fast_config(tmp_path)
     inbox = config.inboxes[0]
     with Journal(config.state_dir) as journal:
         for name, detail in (("a.jpg", "confidence 0.500 < 0.9"), ("b.jpg", None)):
             original = make_photo(inbox.path / name, correction=90, seed=len(name) + ord(name[0]))
-            copy = inbox.review / name
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(original, copy)
-            digest = hashlib.sha256(original.read_bytes()).hexdigest()
+            copy, digest = _with_review_copy(inbox, original)
             journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
                            source="model", output=str(copy), detail=detail)
         reasons = [item.reason for item in ReviewQueue(config, journal).waiting()]
