@@ -1,4 +1,4 @@
-"""Benchmark on-device adaptation on simulated users (rotwatchd.adapt).
+"""Benchmark on-device adaptation on simulated users (rotwatchd.adapt.fit).
 
 Each simulated user is a library of pictures from one source: the first ``--labels`` of it
 (seeded order) are the photos whose EXIF orientation told the daemon how they stand (stored as
@@ -43,9 +43,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rotwatchd.adapt import FitSettings, adapt  # noqa: E402
-from rotwatchd.evaluate import Case, accuracy, risk_coverage, run_cases  # noqa: E402
-from rotwatchd.labels import LabelSet  # noqa: E402
+from rotwatchd.adapt.fit import FitSettings, adapt  # noqa: E402
+from rotwatchd.adapt.labels import LabelSet  # noqa: E402
+from rotwatchd.evaluation.accuracy import Case, accuracy, risk_coverage, run_cases  # noqa: E402
 from rotwatchd.model.fusion import load_adaptive  # noqa: E402
 from rotwatchd.model.personal import (  # noqa: E402
     LabelCues,
@@ -55,8 +55,8 @@ from rotwatchd.model.personal import (  # noqa: E402
     model_path_or_default,
     shipped_head,
 )
-from rotwatchd.model.scene import ModelMeta  # noqa: E402
-from rotwatchd.processor import MODEL_INPUT_SIDE  # noqa: E402
+from rotwatchd.model.sidecar import ModelMeta
+from rotwatchd.service.processor import MODEL_INPUT_SIDE  # noqa: E402
 
 CLOTHING_COMMIT = "7ed86a9c"
 Loader = Callable[[], Image.Image]
@@ -146,7 +146,7 @@ def label_set(items: list[tuple[str, Loader]], cues: LabelCues, cache: Path) -> 
 
 def judged(classifier: object, items: list[tuple[str, Path]] | list[tuple[str, Loader]],
            tmp: Path) -> list[Case]:
-    """Cases of ``items`` turned 4 ways and re-saved (rotwatchd.evaluate.run_cases)."""
+    """Cases of ``items`` turned 4 ways and re-saved (rotwatchd.evaluation.accuracy.run_cases)."""
     paths: list[tuple[str, Path]] = []
     for i, (_name, what) in enumerate(items):
         if isinstance(what, Path):

@@ -151,12 +151,12 @@ def floor_cpu(photos: list[Path], turns: dict[str, int], out: Path) -> float:
 _MODEL_COST = """
 import sys, time
 from pathlib import Path
-from rotwatchd.imagefile import load_upright
-from rotwatchd.processor import MODEL_INPUT_SIDE
+from rotwatchd.formats.image import load_upright
+from rotwatchd.service.processor import MODEL_INPUT_SIDE
 images = [load_upright(Path(p), MODEL_INPUT_SIDE) for p in sys.argv[1:]]
 start = time.process_time()
 from rotwatchd.config import ModelConfig
-from rotwatchd.daemon import load_configured_classifier
+from rotwatchd.service.daemon import load_configured_classifier
 classifier = load_configured_classifier(ModelConfig())
 loaded = time.process_time()
 for image in images:
@@ -198,7 +198,7 @@ def polling_cpu(folder: Path, files: int, passes: int = 60) -> tuple[float, floa
     its PollingObserver takes every pass), estimated from 5 passes."""
     from watchdog.utils.dirsnapshot import DirectorySnapshot
 
-    from rotwatchd.polling import PollingWatch
+    from rotwatchd.watch.polling import PollingWatch
 
     for i in range(files):
         sub = folder / f"d{i // 1000}"

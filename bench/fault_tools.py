@@ -207,7 +207,7 @@ class Workspace:
 
     def stored_key(self, item: Input) -> str | bytes:
         """``journal_key`` as the journal stores it: the raw bytes of a path that is not
-        valid UTF-8 (see rotwatchd.journal), text otherwise."""
+        valid UTF-8 (see rotwatchd.service.journal), text otherwise."""
         key = self.journal_key(item)
         try:
             key.encode("utf-8")

@@ -46,28 +46,28 @@ NO_EFFECT = ROOT / "bench" / "mutation_no_effect.toml"
 # failure): the tests written from earlier mutation runs (tests/test_gaps_*.py), the module's
 # own, then the daemon tests that go through it.
 MODULES: dict[str, tuple[str, ...]] = {
-    "decision": ("test_gaps_decision.py", "test_decision.py", "test_formats_cases.py",
+    "service/decision": ("test_gaps_decision.py", "test_decision.py", "test_formats_cases.py",
                  "test_daemon.py"),
     "power/policy": ("test_gaps_power.py", "test_power_policy.py", "test_power_manager.py"),
-    "settle": ("test_gaps_settle.py", "test_watch.py", "test_safety_unfinished.py",
+    "watch/settle": ("test_gaps_settle.py", "test_watch.py", "test_safety_unfinished.py",
                "test_safety_retry.py"),
     "output/atomic": ("test_gaps_atomic.py", "test_gaps_filing.py", "test_safety_outputs.py",
                       "test_safety_crash.py", "test_safety_symlinks.py",
                       "test_daemon_outputs.py"),
-    "journal": ("test_gaps_journal.py", "test_gaps_recovery.py", "test_journal.py",
+    "service/journal": ("test_gaps_journal.py", "test_gaps_recovery.py", "test_journal.py",
                 "test_safety_journal.py", "test_review.py", "test_safety_crash.py",
                 "test_daemon.py"),
     "model/fusion": ("test_gaps_fusion.py", "test_model_fusion.py", "test_model_text.py"),
-    "config": ("test_gaps_config.py", "test_config.py", "test_web_units.py", "test_cli.py",
+    "config/__init__": ("test_gaps_config.py", "test_config.py", "test_web_units.py", "test_cli.py",
                "test_safety_cli.py"),
-    "filing": ("test_gaps_filing.py", "test_gaps_journal.py", "test_safety_symlinks.py",
+    "output/filing": ("test_gaps_filing.py", "test_gaps_journal.py", "test_safety_symlinks.py",
                "test_safety_crash.py", "test_safety_outputs.py"),
-    "inboxfile": ("test_gaps_inboxfile.py", "test_gaps_filing.py", "test_safety_symlinks.py",
+    "output/inboxfile": ("test_gaps_inboxfile.py", "test_gaps_filing.py", "test_safety_symlinks.py",
                   "test_safety_outputs.py"),
-    "recovery": ("test_gaps_recovery.py", "test_safety_crash.py", "test_daemon.py"),
-    "retry": ("test_gaps_retry.py", "test_safety_retry.py"),
+    "service/recovery": ("test_gaps_recovery.py", "test_safety_crash.py", "test_daemon.py"),
+    "service/retry": ("test_gaps_retry.py", "test_safety_retry.py"),
     # the review queue, where the branch has it
-    "review": ("test_gaps_review.py", "test_review.py", "test_review_cli.py"),
+    "service/review": ("test_gaps_review.py", "test_review.py", "test_review_cli.py"),
 }
 
 # Operators kept: the small changes a slip of the keyboard or of thought makes. The binary

@@ -1,5 +1,5 @@
 import sys
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 
 sys.exit(main())

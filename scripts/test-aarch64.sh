@@ -292,7 +292,7 @@ EOF
     sleep 1
   done
   echo "three copies in $(( $(date +%s) - drop )) s from the drop" >&2
-  grep ' rotwatchd.processor: ' "$CACHE/daemon.log" | sed 's/^.* rotwatchd.processor: /daemon: /' >&2
+  grep ' rotwatchd.service.processor: ' "$CACHE/daemon.log" | sed 's/^.* rotwatchd.service.processor: /daemon: /' >&2
   kill -TERM "$DAEMON_PID"
   stop=$(date +%s)
   while kill -0 "$DAEMON_PID" 2>/dev/null; do

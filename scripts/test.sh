@@ -10,4 +10,5 @@ PY="${PYTHON:-python3}"
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
 "$VENV/bin/ruff" check rotwatchd tests training bench
 "$VENV/bin/mypy" rotwatchd
+"$VENV/bin/lint-imports" --no-cache  # the layers in pyproject.toml [tool.importlinter]
 "$VENV/bin/python" -m pytest -q "$@"

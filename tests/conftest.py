@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from rotwatchd.config import Config, ModelConfig, config_from_data
-from rotwatchd.imagefile import register_heif
+from rotwatchd.formats.image import register_heif
 from rotwatchd.model.base import Prediction
-from rotwatchd.processor import Result
+from rotwatchd.service.processor import Result
 
 # rotwatchd registers pillow-heif's opener when the first HEIF arrives; tests also make and
 # read HEIF files with Pillow directly
@@ -201,10 +201,16 @@ def classifier() -> MarkerClassifier:
     return MarkerClassifier()
 
 
+def _page_for(daemon: Any) -> Any:
+    from rotwatchd.web.page import page_for
+
+    return page_for(daemon)
+
+
 @pytest.fixture
 def daemon_factory(classifier: MarkerClassifier) -> Iterator[Callable[..., Any]]:
     """``daemon_factory(config, **kwargs) -> (daemon, results)``; started; stopped at teardown."""
-    from rotwatchd.daemon import Daemon
+    from rotwatchd.service.daemon import Daemon
 
     made: list[Daemon] = []
 
@@ -213,6 +219,7 @@ def daemon_factory(classifier: MarkerClassifier) -> Iterator[Callable[..., Any]]
             return classifier
 
         kwargs.setdefault("classifier_factory", build)
+        kwargs.setdefault("page", _page_for)  # as ``rotwatchd run`` builds its daemon
         daemon = Daemon(config, **kwargs)
         results = Results()
         daemon.add_result_listener(results)

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rotwatchd.adapt import FitSettings, adapt, cascade_cases, fit_head, judge
-from rotwatchd.evaluate import accuracy, upright_images
-from rotwatchd.labels import LabelSet
+from rotwatchd.adapt.fit import FitSettings, adapt, cascade_cases, fit_head, judge
+from rotwatchd.adapt.labels import LabelSet
+from rotwatchd.evaluation.accuracy import accuracy, upright_images
 from rotwatchd.model.personal import (
     Head,
     LabelCues,
     model_path_or_default,
     shipped_head,
 )
-from rotwatchd.model.scene import ModelMeta
+from rotwatchd.model.sidecar import ModelMeta
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 META = ModelMeta.for_model(model_path_or_default(None))
@@ -85,7 +85,7 @@ def test_a_head_trained_on_wrong_labels_is_kept_aside(labels: LabelSet) -> None:
 def test_each_photo_is_judged_by_a_head_that_never_saw_it(labels: LabelSet) -> None:
     """Wrong labels in one fold: the heads fitted without that fold judge it against them,
     and the heads fitted with them judge the rest; the guardrail sees both."""
-    from rotwatchd.adapt import folds_of
+    from rotwatchd.adapt.fit import folds_of
 
     fold = folds_of(labels.sha256, SETTINGS.folds)
     assert sorted(set(fold.tolist())) == [0, 1, 2]
@@ -127,7 +127,7 @@ def test_strength_holds_the_head_near_the_shipped_one(labels: LabelSet) -> None:
 
 _ONE_CORE_FIT = """
 import time, numpy as np
-from rotwatchd.adapt import FitSettings, fit_head
+from rotwatchd.adapt.fit import FitSettings, fit_head
 from rotwatchd.model.personal import shipped_head
 prior = shipped_head(None, 1.0)
 rng = np.random.default_rng(0)

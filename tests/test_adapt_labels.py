@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rotwatchd.labels import LABELS_NAME, LabelStore
+from rotwatchd.adapt.labels import LABELS_NAME, LabelStore
 
 
 def _features(seed: int, dim: int = 16) -> np.ndarray:

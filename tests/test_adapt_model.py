@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rotwatchd.evaluate import upright_images
+from rotwatchd.evaluation.accuracy import upright_images
 from rotwatchd.model.base import default_model_dir
 from rotwatchd.model.litert import LiteRTNetwork
 from rotwatchd.model.personal import FeatureScene, Head, PersonalHead, shipped_head
-from rotwatchd.model.scene import MODEL_FILE, SceneClassifier, preprocess
+from rotwatchd.model.scene import SceneClassifier, preprocess
+from rotwatchd.model.sidecar import MODEL_FILE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 IMAGES = [path for _group, path in upright_images(FIXTURES)][:8]
@@ -86,7 +87,7 @@ def test_the_personal_head_never_changes_what_the_shipped_head_is_sure_of() -> N
     images the shipped cascade would send to review."""
     from rotwatchd.model.fusion import load_adaptive
     from rotwatchd.model.personal import PersonalClassifier, model_digest
-    from rotwatchd.model.scene import ModelMeta
+    from rotwatchd.model.sidecar import ModelMeta
 
     meta = ModelMeta.for_model(default_model_dir() / MODEL_FILE)
     shipped = shipped_head(None, meta.temperature)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rotwatchd.adapt_runtime import (
+from rotwatchd.adapt.runtime import (
     HEAD_NAME,
     Adapter,
     AdaptRuntime,
@@ -21,7 +21,7 @@ from rotwatchd.adapt_runtime import (
     next_step,
     personal_factory,
 )
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import AdaptConfig, ModelConfig
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.personal import (
@@ -33,10 +33,10 @@ from rotwatchd.model.personal import (
     personal_bytes,
     shipped_head,
 )
-from rotwatchd.model.scene import ModelMeta
+from rotwatchd.model.sidecar import ModelMeta
 from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
-from rotwatchd.status import format_status
+from rotwatchd.service.status import format_status
 from tests.conftest import fast_config, make_photo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
@@ -175,7 +175,7 @@ def test_adapt_forget_deletes_the_labels_and_the_head(
     cfg.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n")
     state = tmp_path / "state"
     _accepted_head(state)
-    from rotwatchd.labels import LabelStore
+    from rotwatchd.adapt.labels import LabelStore
     with LabelStore(adapt_dir(state)) as store:
         store.add("a" * 64, "exif", np.ones((4, 1280)))
     assert main(["adapt", "-c", str(cfg), "--forget"]) == 0

@@ -6,7 +6,7 @@ import threading
 
 from conftest import MarkerClassifier
 
-from rotwatchd.classifier_pool import ClassifierPool
+from rotwatchd.service.classifier_pool import ClassifierPool
 
 
 def test_concurrent_leases_get_distinct_instances_and_reuse_them() -> None:

@@ -15,12 +15,12 @@ import pytest
 from conftest import MarkerClassifier, fast_config, make_photo, red_edge
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
-from rotwatchd.cli import OneLineFormatter, main
+from rotwatchd.cli.main import OneLineFormatter, main
 from rotwatchd.config import ensure_dirs
-from rotwatchd.journal import Journal
 from rotwatchd.model import ModelError, load_classifier
-from rotwatchd.processor import Processor
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.processor import Processor
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "rotwatchd.yaml"
 
@@ -129,7 +129,7 @@ def test_a_file_name_cannot_split_or_forge_a_log_line(tmp_path: Path) -> None:
     config = fast_config(tmp_path)
     ensure_dirs(config)
     inbox = config.inboxes[0]
-    name = "junk.jpg\n2026-01-01 00:00:00,000 ERROR rotwatchd.journal: forged\r.jpg"
+    name = "junk.jpg\n2026-01-01 00:00:00,000 ERROR rotwatchd.service.journal: forged\r.jpg"
     (inbox.path / name).write_bytes(b"not a picture at all\n" * 10)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -144,5 +144,7 @@ def test_a_file_name_cannot_split_or_forge_a_log_line(tmp_path: Path) -> None:
         logger.removeHandler(handler)
     assert result.outcome == "quarantined"
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("WARNING rotwatchd.processor: quarantined")
-    assert "junk.jpg\\n2026-01-01 00:00:00,000 ERROR rotwatchd.journal: forged\\r.jpg" in lines[0]
+    assert len(lines) == 1
+    assert lines[0].startswith("WARNING rotwatchd.service.processor: quarantined")
+    assert ("junk.jpg\\n2026-01-01 00:00:00,000 ERROR rotwatchd.service.journal: forged\\r.jpg"
+            in lines[0])

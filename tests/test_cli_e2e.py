@@ -24,7 +24,7 @@ import pytest
 from conftest import make_photo, red_edge, wait_until
 from PIL import Image
 
-from rotwatchd.journal import Journal
+from rotwatchd.service.journal import Journal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -111,7 +111,8 @@ def _slow_copy(data: bytes, target: Path, pause: float = 0.45) -> None:
 
 
 def _done_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if " -> " in line and "rotwatchd.processor" in line]
+    return [line for line in log.splitlines()
+            if " -> " in line and "rotwatchd.service.processor" in line]
 
 
 def _assert_rotated_copy(source: Path, output: Path, correction: int) -> None:
@@ -308,7 +309,7 @@ def test_fix_on_a_terminal_shows_a_progress_bar_and_the_summary(tmp_path: Path) 
         os.close(master)
     screen = b"".join(chunks).decode()
     assert "4/4" in screen and "file" in screen  # the bar reached the end
-    assert screen.count("ERROR rotwatchd.oneshot: in/broken.jpg") == 1  # above the bar
+    assert screen.count("ERROR rotwatchd.fix.oneshot: in/broken.jpg") == 1  # above the bar
     assert screen.rstrip().endswith("3 written, 0 to review, 1 failed, 0 skipped (not images)")
     for i in range(3):
         with Image.open(tmp_path / "out" / f"{i}.jpg") as image:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rotwatchd.config import ConfigError, default_config, load_config
-from rotwatchd.config_schema import SCHEMA, describe, parse_duration, parse_size
+from rotwatchd.config.schema import SCHEMA, describe, parse_duration, parse_size
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "rotwatchd.yaml"
 

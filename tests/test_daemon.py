@@ -12,7 +12,7 @@ import numpy as np
 from conftest import RED, fast_config, make_photo, red_edge
 from PIL import Image
 
-from rotwatchd.journal import Journal
+from rotwatchd.service.journal import Journal
 
 
 def _upright_edge(path: Path) -> str:

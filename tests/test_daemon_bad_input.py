@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import fast_config, make_photo, wait_until
 
-from rotwatchd.journal import Journal
+from rotwatchd.service.journal import Journal
 
 
 def _quarantine_lines(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 from conftest import fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
-from rotwatchd.journal import Journal
+from rotwatchd.service.journal import Journal
 
 
 def test_original_move_puts_it_in_done_dir_after_the_copy(tmp_path: Path,

@@ -14,10 +14,10 @@ from conftest import MarkerClassifier, fast_config, make_photo, red_edge, wait_u
 from PIL import Image
 
 from rotwatchd.config import ConfigError, ModelConfig
-from rotwatchd.daemon import Lifecycle
 from rotwatchd.model.base import Prediction
-from rotwatchd.status import read_status
-from rotwatchd.watcher import make_observer
+from rotwatchd.service.daemon import Lifecycle
+from rotwatchd.service.status import read_status
+from rotwatchd.watch.watcher import make_observer
 
 
 class GatedClassifier(MarkerClassifier):

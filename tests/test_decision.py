@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from rotwatchd.decision import (
+from rotwatchd.model.base import Prediction
+from rotwatchd.service.decision import (
     ORIENTATION_FOR_CORRECTION,
     Facts,
     decide,
     needs_model,
     trusted_exif,
 )
-from rotwatchd.model.base import Prediction
 
 LIMIT = 1_000_000
 

@@ -20,15 +20,15 @@ from conftest import make_photo
 from PIL import Image
 from writer_images import camera_jpeg, upright_array
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
-from rotwatchd.config_schema import DEFAULT_IGNORE
-from rotwatchd.imagefile import ImageProblem, inspect, load_upright, model_input
+from rotwatchd.config.schema import DEFAULT_IGNORE
+from rotwatchd.fix.oneshot import assess, fix
+from rotwatchd.formats.image import ImageProblem, inspect, load_upright, model_input
+from rotwatchd.formats.jpeg_markers import has_optimized_huffman, parse_jpeg
 from rotwatchd.model.base import OrientationClassifier
-from rotwatchd.oneshot import assess, fix
-from rotwatchd.output.jpeg_markers import has_optimized_huffman, parse_jpeg
 from rotwatchd.output.writer import write_corrected
-from rotwatchd.processor import MODEL_INPUT_SIDE, examine
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.processor import MODEL_INPUT_SIDE, examine
 
 needs_jpegtran = pytest.mark.skipif(shutil.which("jpegtran") is None, reason="needs jpegtran")
 
@@ -67,7 +67,7 @@ def test_fix_command_on_tagged_photos_does_not_import_the_model(tmp_path: Path) 
     inbox = tmp_path / "in"
     inbox.mkdir()
     camera_jpeg(inbox / "p.jpg", upright_array(160, 112), 6)
-    probe = ("import sys; from rotwatchd.cli import main; "
+    probe = ("import sys; from rotwatchd.cli.main import main; "
              f"status = main(['fix', {str(inbox)!r}, '-o', {str(tmp_path / 'out')!r}]); "
              "print(status, sorted(m for m in ('rotwatchd.model', 'numpy', 'pillow_heif') "
              "if m in sys.modules))")
@@ -146,7 +146,7 @@ _FLAT = """
 import gc, io, threading
 import psutil
 from PIL import Image
-from rotwatchd.imagefile import bound_heap
+from rotwatchd.formats.image import bound_heap
 assert bound_heap()
 buf = io.BytesIO()
 Image.effect_noise((4000, 3000), 40).convert("RGB").save(buf, "JPEG", quality=90)

@@ -25,7 +25,7 @@ pytest.importorskip("ray", reason="Ray is not installed (the rotwatchd[ray] extr
 
 from ray_cluster import LocalRayCluster  # noqa: E402
 
-from rotwatchd.fix_record import RECORD_NAME  # noqa: E402
+from rotwatchd.fix.record import RECORD_NAME  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -16,9 +16,12 @@ import numpy as np
 import pytest
 from conftest import MarkerClassifier, make_photo
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
-from rotwatchd.fix_record import (
+from rotwatchd.fix.oneshot import fix
+from rotwatchd.fix.ray_engine import colliding
+from rotwatchd.fix.ray_stages import ClassifyBatch, look_batch, write_batch
+from rotwatchd.fix.record import (
     FileRecord,
     FixRecord,
     FixRunning,
@@ -27,9 +30,6 @@ from rotwatchd.fix_record import (
     run_in_progress,
     status_document,
 )
-from rotwatchd.oneshot import fix
-from rotwatchd.ray_fix import colliding
-from rotwatchd.ray_stages import ClassifyBatch, look_batch, write_batch
 
 
 def _row(source: Path, outcome: str = "written") -> FileRecord:
@@ -124,8 +124,8 @@ def test_the_stages_in_this_process_make_the_local_fix_outputs(tmp_path: Path) -
 def test_neither_the_daemon_nor_the_local_fix_imports_ray(tmp_path: Path) -> None:
     make_photo(tmp_path / "src" / "t.jpg", exif_orientation=3)
     code = ("import sys\n"
-            "from rotwatchd.cli import main\n"
-            "import rotwatchd.daemon, rotwatchd.oneshot\n"
+            "from rotwatchd.cli.main import main\n"
+            "import rotwatchd.service.daemon, rotwatchd.fix.oneshot\n"
             f"status = main(['fix', {str(tmp_path / 'src')!r}, '-o', {str(tmp_path / 'out')!r}])\n"
             "assert status == 0, status\n"
             "assert 'ray' not in sys.modules, 'ray imported'\n")

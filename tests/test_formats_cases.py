@@ -25,14 +25,14 @@ from conftest import fast_config
 from PIL import Image, PngImagePlugin
 from writer_images import needs_jpegtran, stored_from_upright, upright_array
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
-from rotwatchd.decision import CORRECTION_FOR_ORIENTATION
-from rotwatchd.imagefile import UPRIGHT_TRANSPOSE
+from rotwatchd.fix.oneshot import assess, fix
+from rotwatchd.formats.exif import read_orientation, set_orientation
+from rotwatchd.formats.image import UPRIGHT_TRANSPOSE
+from rotwatchd.formats.jpeg_markers import parse_jpeg
 from rotwatchd.model.base import OrientationClassifier
-from rotwatchd.oneshot import assess, fix
-from rotwatchd.output.exif_edit import read_orientation, set_orientation
-from rotwatchd.output.jpeg_markers import parse_jpeg
+from rotwatchd.service.decision import CORRECTION_FOR_ORIENTATION
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TIFF_CASE = FIXTURES / "c06_tiff_orient6.tif"

@@ -24,11 +24,11 @@ import pytest
 from conftest import fast_config
 from PIL import Image
 
-from rotwatchd import imagefile
 from rotwatchd.config import LimitsConfig
-from rotwatchd.config_schema import describe
+from rotwatchd.config.schema import describe
+from rotwatchd.fix.oneshot import assess
+from rotwatchd.formats import image as imagefile
 from rotwatchd.model.base import OrientationClassifier
-from rotwatchd.oneshot import assess
 from rotwatchd.output.writer import write_corrected
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -84,7 +84,7 @@ def test_lowered_limit_quarantines_with_one_clear_log_line(
     daemon, results = daemon_factory(config)
     staging = tmp_path / "staging.tif"
     shutil.copyfile(FIXTURES / "c06_tiff_orient6.tif", staging)
-    with caplog.at_level(logging.WARNING, logger="rotwatchd.processor"):
+    with caplog.at_level(logging.WARNING, logger="rotwatchd.service.processor"):
         os.rename(staging, config.inboxes[0].path / "scan.tif")
         (result,) = results.wait_count(1)
     assert result.outcome == "quarantined"
@@ -98,7 +98,7 @@ def test_lowered_limit_quarantines_with_one_clear_log_line(
 _CHILD = """
 import json, sys, threading
 from pathlib import Path
-from rotwatchd.imagefile import inspect, load_upright
+from rotwatchd.formats.image import inspect, load_upright
 
 def status_mib(key):  # VmHWM is this program's own peak (ru_maxrss can be the parent's)
     with open("/proc/self/status") as status:

@@ -3,8 +3,8 @@ other (the model decides), one pixel more is quarantined."""
 
 from __future__ import annotations
 
-from rotwatchd.decision import Facts, decide, needs_model
 from rotwatchd.model.base import Prediction
+from rotwatchd.service.decision import Facts, decide, needs_model
 
 LIMIT = 12_000_000
 SURE_90 = Prediction.from_probabilities((0.02, 0.94, 0.02, 0.02))

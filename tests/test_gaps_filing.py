@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rotwatchd.filing import CannotMove, dispose_original, move_into, relative_to_inbox
-from rotwatchd.inboxfile import open_inbox_file
+from rotwatchd.output.filing import CannotMove, dispose_original, move_into, relative_to_inbox
+from rotwatchd.output.inboxfile import open_inbox_file
 
 
 @pytest.fixture

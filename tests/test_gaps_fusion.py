@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rotwatchd.decision import Facts, decide
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusedClassifier, FusionParams, escalates, fuse
 from rotwatchd.model.scene import SceneClassifier
+from rotwatchd.service.decision import Facts, decide
 
 DOCUMENT = (Path(__file__).parent / "fixtures" / "orientation" / "documents"
             / "synthetic-00013.jpg")  # the scene network is sure it is upright
@@ -102,7 +102,7 @@ def test_without_a_face_nothing_is_called_a_disagreement() -> None:
 
 
 def _photo(name: str, turn: int) -> Image.Image:
-    from rotwatchd.evaluate import turned
+    from rotwatchd.evaluation.accuracy import turned
 
     with Image.open(DOCUMENT.parent / name) as raw:
         return turned(raw.convert("RGB"), turn)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.output.atomic import UnsafeFolder
+from rotwatchd.output.inboxfile import InboxFile, Replaced, open_inbox_file
 
 
 def _open_fds() -> int:

@@ -12,10 +12,10 @@ import pytest
 from conftest import MarkerClassifier, fast_config
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, ensure_dirs
-from rotwatchd.journal import Journal
-from rotwatchd.processor import Processor
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.processor import Processor
 
 
 def _setup(tmp_path: Path) -> tuple[Config, Journal, Processor]:

@@ -13,9 +13,9 @@ import pytest
 from conftest import fast_config
 
 from rotwatchd.config import Config, ensure_dirs
-from rotwatchd.journal import Journal
 from rotwatchd.output.atomic import temp_name
-from rotwatchd.recovery import clean_temporaries, complete_interrupted, written_folders
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.recovery import clean_temporaries, complete_interrupted, written_folders
 
 
 def _setup(tmp_path: Path, **overrides: object) -> tuple[Config, Journal]:
@@ -186,6 +186,6 @@ def test_the_start_says_how_many_temporary_files_it_removed(
     journal.close()
     for _ in range(3):
         (config.inboxes[0].output / temp_name()).write_bytes(b"half")
-    with caplog.at_level(logging.INFO, logger="rotwatchd.recovery"):
+    with caplog.at_level(logging.INFO, logger="rotwatchd.service.recovery"):
         assert clean_temporaries(config) == 3
     assert "removed 3 temporary file(s) left by an interrupted run" in caplog.messages

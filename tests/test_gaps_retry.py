@@ -7,7 +7,7 @@ import errno
 import os
 from pathlib import Path
 
-from rotwatchd.retry import failed_folder, output_ready, room_needed
+from rotwatchd.service.retry import failed_folder, output_ready, room_needed
 
 
 def test_the_folder_watched_is_the_one_the_failed_write_went_to(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ import pytest
 from conftest import MarkerClassifier, fast_config, make_photo
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import ensure_dirs
-from rotwatchd.journal import Journal
-from rotwatchd.processor import Processor
-from rotwatchd.review import CannotSettle, ReviewQueue
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.processor import Processor
+from rotwatchd.service.review import CannotSettle, ReviewQueue
 
 
 def _animated_gif(path: Path) -> bytes:

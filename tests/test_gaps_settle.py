@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from rotwatchd.config import InboxConfig
-from rotwatchd.settle import Settler
-from rotwatchd.workqueue import WorkQueue
+from rotwatchd.watch.settle import Settler
+from rotwatchd.watch.workqueue import WorkQueue
 
 
 def _inbox(tmp_path: Path) -> InboxConfig:

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 from writer_images import NO_TAG, assert_upright, camera_jpeg, upright_array
 
-from rotwatchd.imagefile import (
+from rotwatchd.formats.image import (
     ImageProblem,
     UnsupportedFormat,
     inspect,
     load_upright,
 )
-from rotwatchd.output.jpeg_markers import parse_jpeg
+from rotwatchd.formats.jpeg_markers import parse_jpeg
 
 
 def _problem(path: Path, **kwargs: int) -> str:

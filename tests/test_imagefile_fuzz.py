@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from writer_images import camera_jpeg, upright_array
 
-from rotwatchd.imagefile import ImageProblem, UnsupportedFormat, inspect, load_upright
+from rotwatchd.formats.image import ImageProblem, UnsupportedFormat, inspect, load_upright
 from rotwatchd.output.writer import write_corrected
 
 CASES_PER_FORMAT = 40

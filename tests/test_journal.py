@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from rotwatchd.journal import Journal
+from rotwatchd.service.journal import Journal
 
 
 def test_final_outcomes_are_never_redone_but_errors_and_crashes_are(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rotwatchd.evaluate import Case, resave, turned, upright_images
+from rotwatchd.evaluation.accuracy import Case, resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
 from rotwatchd.model.fusion import AdaptiveClassifier
-from rotwatchd.model.scene import MODEL_FILE
+from rotwatchd.model.sidecar import MODEL_FILE
 from training.calibrate import cascade, pick_escalation, pick_threshold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rotwatchd.decision import Facts, decide
-from rotwatchd.evaluate import turned
+from rotwatchd.evaluation.accuracy import turned
 from rotwatchd.model import CORRECTIONS, Prediction, load_classifier
 from rotwatchd.model.fusion import FusedClassifier, FusionParams, fuse
+from rotwatchd.service.decision import Facts, decide
 
 FACE_PHOTO = Path(__file__).parent / "fixtures" / "orientation" / "kphotoalbum"
 

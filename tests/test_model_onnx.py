@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rotwatchd.cli import main
-from rotwatchd.evaluate import resave, turned, upright_images
+from rotwatchd.cli.main import main
+from rotwatchd.evaluation.accuracy import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, ModelError, load_classifier
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.faces import FaceCue
@@ -160,7 +160,7 @@ def test_a_missing_onnx_file_names_it(tmp_path: Path) -> None:
 
 def test_the_litert_daemon_imports_neither_onnxruntime_nor_torch() -> None:
     """onnxruntime is optional and imported only when a network opens on it; torch never."""
-    code = ("import sys; from rotwatchd.daemon import load_configured_classifier; "
+    code = ("import sys; from rotwatchd.service.daemon import load_configured_classifier; "
             "from rotwatchd.config import ModelConfig; "
             "load_configured_classifier(ModelConfig()).close(); "
             "print(sorted(m for m in ('onnxruntime', 'torch', 'onnx') if m in sys.modules))")

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rotwatchd.evaluate import resave, turned, upright_images
+from rotwatchd.evaluation.accuracy import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, ModelError, default_model_dir, load_classifier
 from rotwatchd.model.litert import runtime_name
-from rotwatchd.model.scene import MODEL_FILE, ModelMeta, SceneClassifier
+from rotwatchd.model.scene import SceneClassifier
+from rotwatchd.model.sidecar import MODEL_FILE, ModelMeta
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 VARIANTS = Path(__file__).resolve().parent.parent / "bench" / "models"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from rotwatchd.evaluate import resave, turned, upright_images
+from rotwatchd.evaluation.accuracy import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, ModelError, default_model_dir, load_classifier
 from rotwatchd.model.fusion import AdaptiveClassifier, FusedClassifier, FusionParams, fuse
-from rotwatchd.model.scene import MODEL_FILE
+from rotwatchd.model.sidecar import MODEL_FILE
 from rotwatchd.model.text import INPUT_SIZE, TEXT_MODEL, TextCue, text_input
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from rotwatchd import benchmark, evaluate
-from rotwatchd.evaluate import Case, accuracy, confusion, resave, risk_coverage, turned
+from rotwatchd.evaluation import accuracy as evaluate
+from rotwatchd.evaluation import speed as benchmark
+from rotwatchd.evaluation.accuracy import Case, accuracy, confusion, resave, risk_coverage, turned
 from rotwatchd.model import default_model_dir, load_classifier
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import ModelConfig
-from rotwatchd.evaluate import resave, turned, upright_images
+from rotwatchd.evaluation.accuracy import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
-from rotwatchd.model.scene import MODEL_FILE, ModelMeta, tta_average
-from rotwatchd.processor import review_threshold
+from rotwatchd.model.scene import tta_average
+from rotwatchd.model.sidecar import MODEL_FILE, ModelMeta
+from rotwatchd.service.processor import review_threshold
 
 FIXTURES = Path(__file__).parent / "fixtures" / "orientation"
 STATED = json.loads((FIXTURES / "stated_accuracy.json").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rotwatchd.notify import (
+from rotwatchd.service.notify import (
     Heartbeat,
     SystemdNotifier,
     monotonic_usec,
@@ -147,7 +147,7 @@ def test_heartbeat_off_without_watchdog(listener: tuple[socket.socket, str]) -> 
 
 
 def test_status_line_from_a_status_document() -> None:
-    from rotwatchd.supervision import status_line
+    from rotwatchd.service.supervision import status_line
 
     document = {
         "queue": {"depth": 2, "running": 1, "pending": 3},
@@ -162,7 +162,7 @@ def test_status_line_from_a_status_document() -> None:
 def test_idle_worker_loops_keep_the_watchdog_fed(listener: tuple[socket.socket, str]) -> None:
     """Two idle workers blocked on an empty queue still turn and ping at the interval; a stop
     ends them promptly (the heartbeat's timeout never delays shutdown)."""
-    from rotwatchd.workqueue import Worker, WorkQueue
+    from rotwatchd.watch.workqueue import Worker, WorkQueue
 
     sock, path = listener
     notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})

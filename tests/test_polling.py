@@ -11,7 +11,7 @@ from typing import Any
 from conftest import fast_config, make_photo
 from watchdog.events import FileSystemEvent
 
-from rotwatchd.polling import PollingWatch
+from rotwatchd.watch.polling import PollingWatch
 
 
 class Recorder:

@@ -12,11 +12,11 @@ import pytest
 from fake_sysfs import make_cpufreq_tree, read_governors
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.model.base import Prediction
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
+from rotwatchd.service.classifier_pool import ClassifierPool
 
 
 class FakeClock:

@@ -1,5 +1,5 @@
 """The review queue: images the model was unsure of, queued in the journal and settled by a
-person (rotwatchd.review), through a real daemon, real files and the real writer."""
+person (rotwatchd.service.review), through a real daemon, real files and the real writer."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from conftest import MarkerClassifier, fast_config, make_photo, red_edge, wait_u
 from PIL import Image
 
 from rotwatchd.config import Config, InboxConfig
-from rotwatchd.journal import Journal
-from rotwatchd.review import (
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.review import (
     AlreadySettled,
     CannotSettle,
     ReviewQueue,

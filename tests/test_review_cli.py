@@ -12,7 +12,7 @@ import pytest
 from conftest import make_photo, red_edge
 from PIL import Image
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import load_config
 
 CONFIG = """\

@@ -14,9 +14,9 @@ from conftest import make_photo, red_edge, wait_until
 from PIL import Image
 from service_process import ServiceProcess
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import ConfigError, load_config
-from rotwatchd.config_schema import SCHEMA, Field
+from rotwatchd.config.schema import SCHEMA, Field
 from rotwatchd.model import OrientationClassifier, available_backends, registry
 from rotwatchd.model.network import Runtime
 

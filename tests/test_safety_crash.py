@@ -19,11 +19,11 @@ import pytest
 from conftest import MarkerClassifier, fast_config, make_photo
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, ensure_dirs
-from rotwatchd.journal import Journal, Outcome
 from rotwatchd.output.atomic import temp_name
-from rotwatchd.processor import Processor
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.journal import Journal, Outcome
+from rotwatchd.service.processor import Processor
 
 
 class Killed(BaseException):

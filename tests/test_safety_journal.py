@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import fast_config
 
-from rotwatchd.cli import main
-from rotwatchd.journal import JOURNAL_NAME, Journal, JournalNotWritable
+from rotwatchd.cli.main import main
+from rotwatchd.service.journal import JOURNAL_NAME, Journal, JournalNotWritable
 
 
 @contextmanager

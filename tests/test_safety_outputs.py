@@ -14,13 +14,13 @@ import pytest
 from conftest import MarkerClassifier, fast_config, make_photo, red_edge
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, LimitsConfig, ModelConfig, OutputConfig, ensure_dirs
-from rotwatchd.imagefile import HEIF_AVAILABLE, load_upright
-from rotwatchd.journal import Journal
-from rotwatchd.oneshot import fix
+from rotwatchd.fix.oneshot import fix
+from rotwatchd.formats.image import HEIF_AVAILABLE, load_upright
 from rotwatchd.output.atomic import NAME_MAX, numbered_name
-from rotwatchd.processor import Processor, Result
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.processor import Processor, Result
 
 # (file name, make_photo arguments, output settings, what the output must be)
 KINDS: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {

@@ -15,10 +15,10 @@ import pytest
 from conftest import fast_config, make_photo, wait_until
 
 from rotwatchd.config import InboxConfig
-from rotwatchd.retry import SPACE_MARGIN, output_ready, retry_delay, room_needed
-from rotwatchd.settle import READY_CHECK_MAX, Settler
-from rotwatchd.status import format_status
-from rotwatchd.workqueue import WorkQueue
+from rotwatchd.service.retry import SPACE_MARGIN, output_ready, retry_delay, room_needed
+from rotwatchd.service.status import format_status
+from rotwatchd.watch.settle import READY_CHECK_MAX, Settler
+from rotwatchd.watch.workqueue import WorkQueue
 
 # --- pure parts ----------------------------------------------------------------------------
 

@@ -14,14 +14,14 @@ import pytest
 from conftest import MarkerClassifier, fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
-from rotwatchd.classifier_pool import ClassifierPool
 from rotwatchd.config import Config, InboxConfig, ensure_dirs
-from rotwatchd.imagefile import load_upright
-from rotwatchd.inboxfile import Replaced, open_inbox_file
-from rotwatchd.journal import Journal
+from rotwatchd.formats.image import load_upright
 from rotwatchd.model.base import Prediction
-from rotwatchd.processor import Processor
-from rotwatchd.status import format_status
+from rotwatchd.output.inboxfile import Replaced, open_inbox_file
+from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.processor import Processor
+from rotwatchd.service.status import format_status
 
 
 class SwappingClassifier(MarkerClassifier):

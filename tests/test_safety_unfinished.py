@@ -12,8 +12,8 @@ from conftest import Results, fast_config, make_photo, red_edge
 from PIL import Image
 
 from rotwatchd.config import load_config
-from rotwatchd.journal import Journal
-from rotwatchd.status import format_status
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.status import format_status
 
 
 def _deferred(results: Results, name: str) -> int:
@@ -114,7 +114,7 @@ def test_processor_defers_by_the_files_age(tmp_path: Path, daemon_factory: Any,
 
 
 def test_unfinished_wait_is_a_documented_config_key(tmp_path: Path) -> None:
-    from rotwatchd.config_schema import describe
+    from rotwatchd.config.schema import describe
 
     assert any(line.strip().startswith("unfinished_wait (duration, default 1800.0)")
                for line in describe())

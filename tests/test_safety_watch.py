@@ -23,10 +23,10 @@ from conftest import fast_config, make_photo, wait_until
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
 
-from rotwatchd.cli import main
-from rotwatchd.inotify_watch import ReportingInotifyObserver, limit_hint
-from rotwatchd.status import format_status, read_status
-from rotwatchd.watcher import INOTIFY_DISPATCH_TIMEOUT, make_observer
+from rotwatchd.cli.main import main
+from rotwatchd.service.status import format_status, read_status
+from rotwatchd.watch.inotify import ReportingInotifyObserver, limit_hint
+from rotwatchd.watch.watcher import INOTIFY_DISPATCH_TIMEOUT, make_observer
 
 
 def _messages(caplog: pytest.LogCaptureFixture, *words: str) -> list[str]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from rotwatchd.config import InboxConfig
-from rotwatchd.config_schema import DEFAULT_IGNORE
-from rotwatchd.settle import CLOSED_SETTLE, WRITING_TIMEOUT, Settler
-from rotwatchd.watcher import InboxWatcher, is_ignored
-from rotwatchd.workqueue import WorkItem, WorkQueue
+from rotwatchd.config.schema import DEFAULT_IGNORE
+from rotwatchd.watch.settle import CLOSED_SETTLE, WRITING_TIMEOUT, Settler
+from rotwatchd.watch.watcher import InboxWatcher, is_ignored
+from rotwatchd.watch.workqueue import WorkItem, WorkQueue
 
 
 def _inbox(tmp_path: Path, recursive: bool = True) -> InboxConfig:

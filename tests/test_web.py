@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from web_client import call, csrf_of, same_origin
 
 from rotwatchd.config import Config
-from rotwatchd.daemon import Daemon
+from rotwatchd.service.daemon import Daemon
 
 TOKEN = "a-long-enough-secret-for-tests"
 CORRECTIONS = (90, 180, 270)

@@ -23,13 +23,14 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from conftest import MarkerClassifier, Results, fast_config, make_photo
     from loaded_libraries import loaded
-    from rotwatchd.daemon import Daemon
+    from rotwatchd.service.daemon import Daemon
+    from rotwatchd.web.page import page_for
     from web_client import call
 
     tmp = Path(sys.argv[1])
     config = fast_config(tmp, web={"listen": "127.0.0.1:0"})
     classifier = MarkerClassifier()
-    daemon = Daemon(config, classifier_factory=lambda model: classifier)
+    daemon = Daemon(config, classifier_factory=lambda model: classifier, page=page_for)
     results = Results()
     daemon.add_result_listener(results)
     daemon.start()

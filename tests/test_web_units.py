@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import fast_config
 
-from rotwatchd.cli import main
+from rotwatchd.cli.main import main
 from rotwatchd.config import ConfigError, load_config
 from rotwatchd.web import guard
 from rotwatchd.web.history import MinuteHistory

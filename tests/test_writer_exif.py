@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from writer_images import MAKER_NOTE, camera_exif
 
-from rotwatchd.output import exif_edit
+from rotwatchd.formats import exif as exif_edit
 
 
 def _pillow_exif(block: bytes) -> Image.Exif:

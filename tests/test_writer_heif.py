@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from writer_images import assert_upright, stored_from_upright, upright_array
 
-from rotwatchd.imagefile import UPRIGHT_TRANSPOSE, inspect, load_upright
-from rotwatchd.output.exif_edit import read_orientation
-from rotwatchd.output.heif_rotate import HeifEditError, rotate_heif
+from rotwatchd.formats.exif import read_orientation
+from rotwatchd.formats.heif import HeifEditError, rotate_heif
+from rotwatchd.formats.image import UPRIGHT_TRANSPOSE, inspect, load_upright
 from rotwatchd.output.writer import write_corrected
 
 pillow_heif = pytest.importorskip("pillow_heif")
@@ -148,7 +148,7 @@ def _iloc_v1(entries: list[tuple[int, int, int, list[tuple[int, int]]]]) -> byte
 
 
 def test_iloc_offsets_past_meta_move_and_others_stay() -> None:
-    from rotwatchd.output.heif_rotate import _boxes, _locations, _shift_iloc
+    from rotwatchd.formats.heif import _boxes, _locations, _shift_iloc
 
     meta = (100, 500)
     box_bytes = _iloc_v1([

@@ -27,8 +27,8 @@ from writer_images import (
     upright_array,
 )
 
-from rotwatchd.output.exif_edit import read_thumbnail
-from rotwatchd.output.jpeg_markers import parse_jpeg
+from rotwatchd.formats.exif import read_thumbnail
+from rotwatchd.formats.jpeg_markers import parse_jpeg
 from rotwatchd.output.writer import write_corrected
 
 jpeglib = pytest.importorskip(
@@ -64,7 +64,7 @@ DCT_UPRIGHT: dict[int, Callable[[Blocks], Blocks]] = {
 
 def test_dct_operations_match_pixel_transposes() -> None:
     """The test's own block algebra, applied to pixels (all signs +1), is Pillow's transpose."""
-    from rotwatchd.imagefile import UPRIGHT_TRANSPOSE
+    from rotwatchd.formats.image import UPRIGHT_TRANSPOSE
 
     pixels = np.arange(6 * 10).reshape(6, 10)
     as_blocks = pixels[:, :, None, None] * np.ones((1, 1, 8, 8), int)

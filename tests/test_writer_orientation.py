@@ -22,15 +22,15 @@ from writer_images import (
     xmp_packet,
 )
 
-from rotwatchd.imagefile import (
+from rotwatchd.formats.exif import minimal_exif
+from rotwatchd.formats.image import (
     UPRIGHT_TRANSPOSE,
     ImageProblem,
     UnsupportedFormat,
     inspect,
     load_upright,
 )
-from rotwatchd.output.exif_edit import minimal_exif
-from rotwatchd.output.jpeg_markers import parse_jpeg
+from rotwatchd.formats.jpeg_markers import parse_jpeg
 from rotwatchd.output.writer import write_corrected
 
 W, H = 96, 64  # MCU-aligned for 4:2:0

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from rotwatchd.imagefile import UPRIGHT_TRANSPOSE
+from rotwatchd.formats.image import UPRIGHT_TRANSPOSE
 
 needs_jpegtran = pytest.mark.skipif(
     shutil.which("jpegtran") is None,

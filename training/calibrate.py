@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from rotwatchd.evaluate import Case, resave, risk_coverage, turned, upright_images
+from rotwatchd.evaluation.accuracy import Case, resave, risk_coverage, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusionParams, _faces_for, _text_for, escalates, fuse
 from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, softmax
 from rotwatchd.model.text import text_input
-from rotwatchd.processor import MODEL_INPUT_SIDE
+from rotwatchd.service.processor import MODEL_INPUT_SIDE
 from training.augment import SERVE_SIZE
 from training.sources import ROOT
 

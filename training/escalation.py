@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rotwatchd.evaluate import Case, resave, run_cases, turned, upright_images
+from rotwatchd.evaluation.accuracy import Case, resave, run_cases, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, Prediction
 from rotwatchd.model.fusion import FusedClassifier, escalates, fuse, load_fused
 from rotwatchd.model.scene import SceneClassifier, as_probs, preprocess

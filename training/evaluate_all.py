@@ -2,7 +2,7 @@
 
     python -m training.evaluate_all --out runs/eval
 
-Uses the same code path as ``rotwatchd eval`` (rotwatchd.evaluate.run_cases: exact 4-way
+Uses the same code path as ``rotwatchd eval`` (rotwatchd.evaluation.accuracy.run_cases: exact 4-way
 turns, in-memory JPEG re-save at quality 75-95, the LiteRT runtime) on the *test* folders that
 training/build_dataset.py links under data/eval/ (sources never trained or tuned on):
   - the default backend (litert-adaptive: every cue, one scene pass, all four turns when that
@@ -21,9 +21,9 @@ import json
 import time
 from pathlib import Path
 
-from rotwatchd.evaluate import accuracy, as_json, report, run_cases, upright_images
+from rotwatchd.evaluation.accuracy import accuracy, as_json, report, run_cases, upright_images
 from rotwatchd.model.fusion import load_adaptive, load_fused, load_fused_tta, load_scene_only
-from rotwatchd.model.scene import ModelMeta
+from rotwatchd.model.sidecar import ModelMeta
 from training.export import VARIANTS
 from training.sources import ROOT
 

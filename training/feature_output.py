@@ -2,7 +2,7 @@
 
     python -m training.feature_output models/orientation.tflite
 
-On-device adaptation (``rotwatchd/adapt.py``) learns a personal head on the pooled features
+On-device adaptation (``rotwatchd/adapt/fit.py``) learns a personal head on the pooled features
 (the input of the final fully-connected layer) of the user's own labelled photos. This tool
 edits the flatbuffer, with the schema module that ai-edge-litert ships: the graph's outputs
 become ``[logits, features]`` (the logits stay output 0, computed by the same ops from the same

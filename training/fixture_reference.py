@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from rotwatchd.evaluate import turned, upright_images
+from rotwatchd.evaluation.accuracy import turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.scene import preprocess
 from training.augment import SERVE_SIZE

@@ -142,7 +142,7 @@ def run_tflite(path: Path, x: np.ndarray) -> list[np.ndarray]:
 def fixture_inputs(prepare: Callable[[Image.Image], np.ndarray],
                    count: int = 32) -> list[np.ndarray]:
     """Network inputs from the fixture images, each turned 4 ways (the model test's cases)."""
-    from rotwatchd.evaluate import turned, upright_images
+    from rotwatchd.evaluation.accuracy import turned, upright_images
 
     out = []
     for _group, path in upright_images(FIXTURES)[: count // 4]:
@@ -170,7 +170,8 @@ def report(name: str, pairs: list[tuple[np.ndarray, np.ndarray]], probs: bool = 
 
 
 def export_scene(ckpt: Path, models: Path) -> onnx.ModelProto:
-    from rotwatchd.model.scene import ModelMeta, preprocess
+    from rotwatchd.model.scene import preprocess
+    from rotwatchd.model.sidecar import ModelMeta
     from training.export import load_net
     from training.net import NHWCWrapper
 

@@ -1,7 +1,7 @@
 """The orientation model behind one small interface.
 
 ``load_classifier()`` returns an :class:`OrientationClassifier`; callers only ever use
-``predict(image) -> Prediction``. Backends register themselves in ``registry``.
+``predict(image) -> Prediction``. The backends are listed in ``registry``.
 """
 
 from rotwatchd.model.base import (
@@ -12,9 +12,6 @@ from rotwatchd.model.base import (
     default_model_dir,
 )
 from rotwatchd.model.registry import available_backends, calibrated_threshold, load_classifier
-
-# Importing the backends registers them ("litert" = scene network + face cue, "litert-scene").
-from rotwatchd.model import fusion as _fusion  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "CORRECTIONS",

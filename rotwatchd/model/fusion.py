@@ -36,14 +36,8 @@ from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
 from rotwatchd.model.network import LITERT, Runtime
-from rotwatchd.model.scene import (
-    ModelMeta,
-    SceneClassifier,
-    as_probs,
-    belief,
-    preprocess,
-    tta_average,
-)
+from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, tta_average
+from rotwatchd.model.sidecar import ModelMeta
 from rotwatchd.model.text import TEXT_MODEL, TextCue, text_input
 
 Probs = tuple[float, float, float, float]
@@ -304,18 +298,3 @@ def load_fused_tta(model_path: Path | None, threads: int,
 
 __all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "escalates", "fuse",
            "load_adaptive", "load_fused", "load_fused_tta", "load_scene_only"]
-
-
-def _register() -> None:
-    from rotwatchd.model.registry import register_backend
-
-    # "litert-adaptive" (first registered -> the "auto" choice): every cue, 4 passes only when
-    # one is unsure; "litert": every cue, always one pass (fixed cost); "litert-scene": network
-    # only; "litert-tta": every cue, always the 4-pass ensemble (servers, where time is cheap).
-    register_backend("litert-adaptive", load_adaptive, threshold="cascade")
-    register_backend("litert", load_fused)
-    register_backend("litert-scene", load_scene_only)
-    register_backend("litert-tta", load_fused_tta, threshold="tta")
-
-
-_register()

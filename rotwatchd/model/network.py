@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from rotwatchd.model.base import ModelError
+
+if TYPE_CHECKING:  # numpy is the networks' business: naming a runtime needs none
+    import numpy as np
 
 #: model.runtime values: the TFLite interpreter (ai-edge-litert, else tflite-runtime), or ONNX
 #: Runtime

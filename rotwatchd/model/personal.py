@@ -12,7 +12,7 @@ are computed for the logits anyway). :class:`PersonalClassifier` is the adaptive
 (``litert-adaptive``: scene, text and face cues, 4 passes only when one is unsure) on that
 scene, where the personal head only decides what the shipped head would send to review. Its
 confidences are reported on the shipped model's scale: the personal head's own review
-threshold, calibrated on the user's held-out labels (``rotwatchd/adapt.py``), is mapped onto
+threshold, calibrated on the user's held-out labels (``rotwatchd/adapt/fit.py``), is mapped onto
 the shipped threshold by a monotone piecewise-linear map, so the daemon's decision rule and
 ``model.min_confidence`` keep their meaning.
 """
@@ -30,7 +30,8 @@ from PIL import Image
 from rotwatchd.model.base import ModelError, Prediction, default_model_dir
 from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
 from rotwatchd.model.network import LITERT, Runtime
-from rotwatchd.model.scene import MODEL_FILE, SceneClassifier, preprocess
+from rotwatchd.model.scene import SceneClassifier, preprocess
+from rotwatchd.model.sidecar import MODEL_FILE
 from rotwatchd.model.text import text_input
 
 HEAD_SUFFIX = "-head.npz"

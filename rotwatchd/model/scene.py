@@ -1,10 +1,10 @@
 """The scene orientation network, on either runtime (``network.Runtime``).
 
-The model file (``orientation.tflite``, and ``orientation.onnx`` beside it for ONNX Runtime)
-takes one NHWC image (float32, or int8 for a fully quantized model) and returns 4 logits,
-class ``i`` meaning clockwise correction ``CORRECTIONS[i]``. A JSON sidecar next to the model
-(same stem, ``.json``) holds the input size and the softmax temperature fitted on the
-validation sources. Preprocessing here must match ``training/augment.py:to_input`` exactly:
+The model file (``orientation.tflite``, and ``orientation.onnx`` beside it for ONNX Runtime) takes
+one NHWC image (float32, or int8 for a fully quantized model) and returns 4 logits, class ``i``
+meaning clockwise correction ``CORRECTIONS[i]``. A JSON sidecar next to the model (same stem,
+``.json``; :mod:`rotwatchd.model.sidecar`) holds the input size and the softmax temperature fitted
+on the validation sources. Preprocessing here must match ``training/augment.py:to_input`` exactly:
 RGB, squash-resize to size x size with bilinear filtering, then ``(pixel - 127) / 128``.
 
 ``passes=4`` runs the network on the image turned all four ways (exact ``np.rot90`` of the
@@ -17,8 +17,6 @@ the first pass is unsure of; its threshold is ``cascade_min_confidence``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,61 +24,7 @@ from PIL import Image
 
 from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_model_dir
 from rotwatchd.model.network import LITERT, Runtime
-
-MODEL_FILE = "orientation.tflite"
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """What the runtime must know about a model file besides its graph."""
-
-    input_size: int = 128
-    temperature: float = 1.0
-    min_confidence: float = 0.5  # recommended review threshold (chosen on validation sources)
-    tta_min_confidence: float = 0.5  # the same for the 4-pass ensemble (passes=4)
-    # the same for the adaptive cascade (one pass; all four when escalate_from <= the one-pass
-    # confidence < min_confidence: below escalate_from the ensemble hardly ever becomes sure)
-    cascade_min_confidence: float = 0.5
-    escalate_from: float = 0.0
-    # fusion exponents of the scene and text probabilities, one pass and 4-pass ensemble
-    # (``fusion.fuse``); text 0 = the text cue is not used
-    scene_weight: float = 1.0
-    text_weight: float = 0.0
-    tta_scene_weight: float = 1.0
-    tta_text_weight: float = 0.0
-    # the text gate (``fusion.FusionParams``): weights where the text network is sure
-    text_gate: float = 0.9
-    text_weight_sure: float | None = None
-    tta_text_weight_sure: float | None = None
-
-    @classmethod
-    def for_model(cls, model_path: Path) -> ModelMeta:
-        """Read ``<model>.json`` (or the shared ``orientation.json``); defaults if absent.
-
-        A sidecar without a 4-pass or cascade threshold (an older model) falls back to the
-        one-pass threshold for them.
-        """
-        for cand in (model_path.with_suffix(".json"), model_path.parent / "orientation.json"):
-            if cand.is_file():
-                raw = json.loads(cand.read_text())
-                single = float(raw.get("min_confidence", 0.5))
-                return cls(int(raw.get("input_size", 128)), float(raw.get("temperature", 1.0)),
-                           single, float(raw.get("tta_min_confidence", single)),
-                           float(raw.get("cascade_min_confidence", single)),
-                           float(raw.get("escalate_from", 0.0)),
-                           *(float(raw.get(k, d)) for k, d in _WEIGHT_KEYS),
-                           *(None if raw.get(k) is None else float(raw[k])
-                             for k in ("text_weight_sure", "tta_text_weight_sure")))
-        return cls()
-
-    def threshold(self, mode: str = "single") -> float:
-        """Review threshold for ``mode``: ``single`` (one pass), ``tta`` or ``cascade``."""
-        return {"single": self.min_confidence, "tta": self.tta_min_confidence,
-                "cascade": self.cascade_min_confidence}[mode]
-
-
-_WEIGHT_KEYS = (("scene_weight", 1.0), ("text_weight", 0.0), ("tta_scene_weight", 1.0),
-                ("tta_text_weight", 0.0), ("text_gate", 0.9))
+from rotwatchd.model.sidecar import MODEL_FILE, ModelMeta
 
 
 def preprocess(image: Image.Image, size: int) -> np.ndarray:

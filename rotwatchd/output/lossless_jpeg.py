@@ -46,9 +46,9 @@ from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
 
-from rotwatchd.imagefile import to_upright
-from rotwatchd.output.exif_edit import TRANSPOSING
-from rotwatchd.output.jpeg_markers import Frame
+from rotwatchd.formats.exif import TRANSPOSING
+from rotwatchd.formats.image import to_upright
+from rotwatchd.formats.jpeg_markers import Frame
 
 JPEGTRAN_ARGS: dict[int, tuple[str, ...]] = {
     2: ("-flip", "horizontal"),

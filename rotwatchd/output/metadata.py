@@ -7,9 +7,9 @@ import warnings
 
 from PIL import Image
 
-from rotwatchd.imagefile import to_upright
-from rotwatchd.output import exif_edit
-from rotwatchd.output.jpeg_markers import EXIF_PREFIX
+from rotwatchd.formats import exif as exif_edit
+from rotwatchd.formats.image import to_upright
+from rotwatchd.formats.jpeg_markers import EXIF_PREFIX
 
 
 def fixed_exif(tiff: bytes, orientation: int, notes: list[str]) -> bytes:

@@ -14,7 +14,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from rotwatchd.imagefile import (
+from rotwatchd.formats import exif as exif_edit
+from rotwatchd.formats.image import (
     PNG_RAW_EXIF,
     UnsupportedFormat,
     declared_orientation,
@@ -24,8 +25,7 @@ from rotwatchd.imagefile import (
     to_upright,
     translate_errors,
 )
-from rotwatchd.output import exif_edit
-from rotwatchd.output.jpeg_markers import EXIF_PREFIX
+from rotwatchd.formats.jpeg_markers import EXIF_PREFIX
 from rotwatchd.output.metadata import fixed_exif
 
 LOSSY_QUALITY = 95

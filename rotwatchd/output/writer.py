@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rotwatchd.imagefile import (
+from rotwatchd.formats import exif as exif_edit
+from rotwatchd.formats.heif import IROT_STEPS, HeifEditError, rotate_heif
+from rotwatchd.formats.image import (
     DEFAULT_MAX_PIXELS,
     ImageProblem,
     JpegSource,
@@ -44,10 +46,7 @@ from rotwatchd.imagefile import (
     translate_errors,
     verify_jpeg,
 )
-from rotwatchd.output import exif_edit
-from rotwatchd.output.atomic import Placed, atomic_copy, atomic_link, atomic_write_bytes
-from rotwatchd.output.heif_rotate import IROT_STEPS, HeifEditError, rotate_heif
-from rotwatchd.output.jpeg_markers import (
+from rotwatchd.formats.jpeg_markers import (
     APP0,
     APP1,
     APP2,
@@ -60,6 +59,7 @@ from rotwatchd.output.jpeg_markers import (
     parse_jpeg,
     segment_bytes,
 )
+from rotwatchd.output.atomic import Placed, atomic_copy, atomic_link, atomic_write_bytes
 from rotwatchd.output.lossless_jpeg import (
     LosslessUnavailable,
     find_jpegtran,
@@ -100,7 +100,7 @@ def write_corrected(source: Path, target: Path, *, orientation: int, mode: Mode 
     reused and nothing is written. The result's ``path`` says where, a note says why.
 
     ``orientation`` is the EXIF orientation (1..8) describing how the source's pixels, as
-    decoded by rotwatchd.imagefile, must be transformed to be upright (1: they already are).
+    decoded by rotwatchd.formats.image, must be transformed to be upright (1: they already are).
     For JPEG, PNG, WebP these are the stored pixels; the HEIF decoder (and recent Pillow's
     TIFF decoder) apply the file's own orientation first, and inspect() then reports 1/None.
     ``jpegtran`` overrides the binary used for lossless JPEG transforms (None: find_jpegtran();

@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rotwatchd.daemon import Lifecycle
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.manager import PowerManager, system_cpu_percent
 from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, ReleasableModel, SleepController
+from rotwatchd.service.daemon import Lifecycle
 
 if TYPE_CHECKING:
-    from rotwatchd.daemon import Daemon
+    from rotwatchd.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
 

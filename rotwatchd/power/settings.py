@@ -1,6 +1,6 @@
 """The ``power:`` section of the config as the power package consumes it.
 
-The schema (``rotwatchd/config.py``) owns validation, defaults and error messages; this dataclass
+The schema (``rotwatchd/config/``) owns validation, defaults and error messages; this dataclass
 only mirrors the validated values so the power code can be built and tested without the YAML
 machinery. :func:`PowerSettings.from_config` accepts the schema's section object or a plain
 mapping.

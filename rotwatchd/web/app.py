@@ -19,8 +19,8 @@ from urllib.parse import urlencode
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from rotwatchd.imagefile import ImageProblem, UnsupportedFormat
-from rotwatchd.review import (
+from rotwatchd.formats.image import ImageProblem, UnsupportedFormat
+from rotwatchd.service.review import (
     CORRECTIONS,
     AlreadySettled,
     CannotSettle,

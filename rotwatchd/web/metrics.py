@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rotwatchd.journal import OUTCOMES
+from rotwatchd.service.journal import OUTCOMES
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

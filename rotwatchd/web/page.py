@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from rotwatchd.config import Config, WebConfig
-from rotwatchd.config_schema import is_loopback
-from rotwatchd.processor import Result
+from rotwatchd.config.schema import is_loopback
+from rotwatchd.service.processor import Result
 from rotwatchd.web.activation import ActivationError, passed_sockets, where
 from rotwatchd.web.history import MinuteHistory
 from rotwatchd.web.metrics import DaemonMetrics, Gauges
@@ -28,7 +28,7 @@ from rotwatchd.web.server import WebServer
 from rotwatchd.web.thumbs import THUMB_FOLDER, ThumbnailCache
 
 if TYPE_CHECKING:
-    from rotwatchd.daemon import Daemon
+    from rotwatchd.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,17 @@ REQUIRED = ("flask", "jinja2", "prometheus_client")
 def missing_libraries() -> list[str]:
     """The libraries of the ``web`` extra that are not installed (none: the page can run)."""
     return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+
+
+def page_for(daemon: Daemon) -> WebPage | None:
+    """The page of ``daemon`` (a :data:`rotwatchd.service.daemon.PageFactory`); None, after one
+    error line, when the ``web`` extra is not installed: the daemon runs on without it."""
+    missing = missing_libraries()
+    if missing:
+        log.error("web page off: %s not installed (install rotwatchd[web], or set "
+                  "web.listen: null)", ", ".join(missing))
+        return None
+    return WebPage(daemon)
 
 
 class WebPage:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from rotwatchd.imagefile import load_upright
+from rotwatchd.formats.image import load_upright
 from rotwatchd.output.atomic import atomic_write_bytes
 
 THUMB_FOLDER = "thumbs"

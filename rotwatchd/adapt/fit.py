@@ -1,0 +1,281 @@
+"""On-device adaptation: fit a personal scene head on the user's labels, behind a guardrail.
+
+Pure numpy, no I/O (the label store, the scheduling and the files live in
+``rotwatchd/adapt/runtime.py``).
+
+* **Examples.** Each label holds the pooled features of the upright photo turned 0..3 times;
+  view m is an example of class m (turned m times), so a photo gives four exact examples.
+* **Fit** (:func:`fit_head`): multinomial logistic regression over the four turns, started
+  from the shipped head and L2-regularised toward it (``strength``), so a few odd labels cannot
+  take it over: mean cross-entropy + strength/2 * |W - W_shipped|^2. Nesterov-accelerated
+  gradient descent with the step from the Lipschitz bound, a fixed number of iterations;
+  ``cancelled()`` is asked between iterations (a file arrived: stop at once).
+* **Guardrail** (:func:`judge`): labels are split into ``folds`` by their content hash (a
+  photo stays in its fold from one fit to the next); each fold is held out once and judged by
+  a head fitted on the others, so every labelled photo is a held-out case exactly once. The
+  held-out photos go through the same cascade the daemon runs (:func:`cascade_cases`: one
+  pass fused with the text cue, the 4-pass ensemble when one pass is unsure, the thresholds
+  and weights of the model's sidecar; the face cue is left out: it is not stored), once with
+  the shipped head and once with the personal ones. For each, the lowest threshold is found
+  (``rotwatchd.evaluation.accuracy.risk_coverage``) whose wrong-among-decided, counting one more
+  wrong case than seen, is at most ``margin`` x ``target_risk``: held-out labels flatter the photos
+  that come later (``bench/bench_adapt.py`` measured it), and a few hundred photos cannot show
+  a 1 % error rate without a margin. The head fitted on every label is used only if the
+  held-out personal heads decide at least as many cases correctly there as the shipped head
+  does at its own threshold, and then with that recalibrated threshold. Otherwise it is kept
+  aside, and the verdict says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from rotwatchd.adapt.labels import LabelSet
+from rotwatchd.evaluation.accuracy import Case, RiskRow, risk_coverage
+from rotwatchd.model.base import CORRECTIONS
+from rotwatchd.model.fusion import FusionParams, escalates, fuse, weights
+from rotwatchd.model.personal import Head
+from rotwatchd.model.scene import as_probs, tta_average
+from rotwatchd.model.sidecar import ModelMeta
+
+#: Thresholds searched on the held-out slice: coarse, then finer towards 1.
+THRESHOLD_GRID: tuple[float, ...] = tuple(
+    sorted({round(float(t), 3) for t in np.arange(0.3, 0.996, 0.005)}
+           | {round(1.0 - float(e), 5) for e in np.geomspace(4e-3, 1e-5, 16)}))
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    strength: float = 0.003  # L2 pull toward the shipped head
+    iterations: int = 300
+    folds: int = 3  # each photo is held out once, judged by a head fitted without it
+    target_risk: float = 0.01  # wrong among decided the daemon must keep to
+    # the held-out estimate must show at most this share of the target, counting one more
+    # wrong case than it saw: labels flatter later photos (measured in bench/bench_adapt.py)
+    margin: float = 0.75
+    min_photos: int = 30  # fewer labelled photos and there is nothing to judge on
+
+
+def examples(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, F) features of upright photos -> X (4N, F), y (4N,): view m is class m.
+    X is a view of ``features`` when they are float32 already (no copy)."""
+    n, turns, dim = features.shape
+    x = features.reshape(n * turns, dim).astype(np.float32, copy=False)
+    y = np.tile(np.arange(turns), n)
+    return x, y
+
+
+def _lipschitz(x: np.ndarray, iterations: int = 12) -> float:
+    """Largest eigenvalue of [X 1]^T [X 1] / n, bounded by that of X^T X / n (power
+    iteration, a little over-estimated so the step stays safe) plus 1 for the bias."""
+    v = np.ones(x.shape[1], dtype=x.dtype) / np.sqrt(x.shape[1])  # float32: no copy of X
+    value = 1.0
+    for _ in range(iterations):
+        w = x.T @ (x @ v) / len(x)
+        value = float(np.linalg.norm(w))
+        v = (w / max(value, 1e-12)).astype(x.dtype)
+    return value * 1.05 + 1.0
+
+
+def fit_head(features: np.ndarray, prior: Head, strength: float, iterations: int = 300,
+             cancelled: Callable[[], bool] | None = None) -> Head | None:
+    """The personal head for (N, 4, F) upright-photo features, regularised toward ``prior``.
+    Memory: the features and a (4N, 4) array; no copy of the features.
+
+    Returns None when ``cancelled()`` became true (checked between iterations)."""
+    x, y = examples(features)
+    onehot = np.eye(4, dtype=np.float32)[y]
+    w0, b0 = prior.weight.astype(np.float32), prior.bias.astype(np.float32)
+    # softmax cross-entropy has curvature at most 1/2 |[x 1]|^2 per example
+    step = 1.0 / (0.5 * _lipschitz(x) + strength)
+    w, b, w_prev, b_prev = w0.copy(), b0.copy(), w0.copy(), b0.copy()
+    for k in range(iterations):
+        if cancelled is not None and cancelled():
+            return None
+        momentum = k / (k + 3.0)  # Nesterov
+        look_w, look_b = w + momentum * (w - w_prev), b + momentum * (b - b_prev)
+        z = x @ look_w.T + look_b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        p -= onehot
+        grad_w = p.T @ x / len(x) + strength * (look_w - w0)
+        grad_b = p.mean(axis=0) + strength * (look_b - b0)
+        w_prev, b_prev = w, b
+        w = (look_w - step * grad_w).astype(np.float32)
+        b = (look_b - step * grad_b).astype(np.float32)
+    return Head(w, b.astype(np.float64))
+
+
+def folds_of(sha256: Sequence[str], folds: int) -> np.ndarray:
+    """The held-out fold of each label, by content hash: a photo stays in its fold."""
+    return np.array([int(h[:8], 16) % folds for h in sha256], dtype=np.int64)
+
+
+_PARAMS = FusionParams()
+
+
+def cascade_cases(head: Head, labels: LabelSet, meta: ModelMeta,
+                  params: FusionParams = _PARAMS) -> list[Case]:
+    """Each labelled photo stored turned each of the 4 ways, decided as the adaptive backend
+    would (scene with ``head``, text cue when stored, no face cue)."""
+    one, four = weights(meta, 1, params), weights(meta, 4, params)
+    probs = head.probabilities(labels.features)  # (N, 4 views, 4 classes)
+    cases = []
+    for i in range(len(labels)):
+        for turned in range(4):  # stored turned `turned` times: its view m is view turned+m
+            order = [(turned + m) % 4 for m in range(4)]
+            text = None if labels.text is None else labels.text[i, order]
+            fused = fuse(as_probs(probs[i, order[0]]), None, one,
+                         None if text is None else as_probs(text[0]))
+            if escalates(fused.confidence, meta.escalate_from, meta.min_confidence):
+                fused = fuse(as_probs(tta_average(probs[i, order])), None, four,
+                             None if text is None else as_probs(tta_average(text)))
+            cases.append(Case(labels.source[i], CORRECTIONS[turned], fused.correction,
+                              fused.confidence, labels.sha256[i]))
+    return cases
+
+
+def fallback_cases(personal: Sequence[Case], shipped: Sequence[Case],
+                   shipped_threshold: float) -> list[Case]:
+    """The same cases decided as ``PersonalClassifier`` does: the shipped head's answer where
+    it is sure (confidence 1 here: decided at any threshold), the personal head's elsewhere."""
+    return [replace(s, confidence=1.0) if s.confidence >= shipped_threshold else p
+            for p, s in zip(personal, shipped, strict=True)]
+
+
+@dataclass(frozen=True)
+class Operating:
+    """A head at its threshold on a set of cases: ``correct`` decided correctly, ``wrong``
+    decided wrongly, of ``cases``."""
+
+    threshold: float
+    cases: int
+    correct: int
+    wrong: int
+
+    @property
+    def risk(self) -> float:
+        decided = self.correct + self.wrong
+        return self.wrong / decided if decided else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "cases": self.cases, "decided_correct":
+                round(self.correct / max(1, self.cases), 4), "wrong_among_decided":
+                round(self.risk, 4)}
+
+
+def at_threshold(cases: Sequence[Case], threshold: float) -> Operating:
+    row: RiskRow = risk_coverage(cases, [threshold])[0]
+    decided = round(row.coverage * len(cases))
+    correct = round(row.decided_correct * len(cases))
+    return Operating(threshold, len(cases), correct, decided - correct)
+
+
+def best_operating(cases: Sequence[Case], target_risk: float, pseudo: int = 0) -> Operating:
+    """The lowest grid threshold whose wrong-among-decided, counting ``pseudo`` more wrong
+    cases than seen, is at most ``target_risk`` (the highest of the grid when none is)."""
+    n = len(cases)
+    for row in risk_coverage(cases, THRESHOLD_GRID):
+        decided = round(row.coverage * n)
+        wrong = decided - round(row.decided_correct * n)
+        if decided and (wrong + pseudo) / (decided + pseudo) <= target_risk:
+            return at_threshold(cases, row.threshold)
+    return at_threshold(cases, 1.0)  # none: decide (almost) nothing
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The guardrail's answer: ``accepted``, ``reason`` (one line) and the figures."""
+
+    accepted: bool
+    reason: str
+    shipped: Operating | None
+    personal: Operating | None
+    trained_on: int
+    held_out: int
+
+    def figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"accepted": self.accepted, "reason": self.reason,
+                               "labels_trained": self.trained_on,
+                               "labels_held_out": self.held_out}
+        if self.shipped is not None and self.personal is not None:
+            out["shipped"] = self.shipped.as_dict()
+            out["personal"] = self.personal.as_dict()
+        return out
+
+
+def judge(personal: Sequence[Case], shipped: Sequence[Case], shipped_threshold: float,
+          settings: FitSettings, photos: int) -> Verdict:
+    """Compare, on the same held-out cases, the shipped head alone at its own best threshold
+    with the combination the daemon would run (``fallback_cases``): the shipped head where it
+    is sure (``shipped_threshold``), the personal head elsewhere, at the threshold where the
+    personal head's *own* decisions keep to the rule (so that a user whose labels the shipped
+    head already decides cannot give it a threshold no other picture would justify)."""
+    target = settings.target_risk * settings.margin
+    before = best_operating(shipped, target, pseudo=1)
+    unsure = [p for p, s in zip(personal, shipped, strict=True) if s.confidence < shipped_threshold]
+    own = best_operating(unsure, target, pseudo=1)
+    after = at_threshold(fallback_cases(personal, shipped, shipped_threshold), own.threshold)
+    figures = (f"{photos} held-out photos x 4 turns: decided correctly at <= "
+               f"{target:.2%} wrong (+1), shipped {before.correct} (threshold "
+               f"{before.threshold:g}), with the personal head {after.correct} (it decides "
+               f"{own.correct + own.wrong} of the {len(unsure)} the shipped head is unsure of, "
+               f"threshold {own.threshold:g})")
+    if own.correct == 0:
+        return Verdict(False, "kept aside: it adds nothing the shipped head decides; "
+                       + figures, before, after, photos, photos)
+    if after.correct < before.correct or after.risk > settings.target_risk:
+        return Verdict(False, "kept aside: it decides fewer correctly than the shipped head; "
+                       + figures, before, after, photos, photos)
+    return Verdict(True, "in use: " + figures, before, after, photos, photos)
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """What :func:`adapt` made: the fitted head (None when cancelled or too few labels), its
+    recalibrated threshold and the guardrail's verdict."""
+
+    head: Head | None
+    threshold: float
+    verdict: Verdict
+    seconds: float
+
+
+def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSettings = FitSettings(),
+          cancelled: Callable[[], bool] | None = None) -> Adapted:
+    """Judge heads fitted without each fold on that fold, then fit on every label (see the
+    module docstring). Only an ``Adapted`` whose ``verdict.accepted`` may be used."""
+    import time
+
+    start = time.process_time()
+    n = len(labels)
+    if n < settings.min_photos:
+        reason = (f"not fitted: only {n} labelled photos (need {settings.min_photos})"
+                  if n else "not fitted: no labels to learn from")
+        return Adapted(None, 1.0, Verdict(False, reason, None, None, n, n), 0.0)
+    fold = folds_of(labels.sha256, settings.folds)
+    held_out: list[Case] = []
+    for k in range(settings.folds):
+        head = fit_head(labels.subset(fold != k).features, shipped, settings.strength,
+                        settings.iterations, cancelled)
+        if head is None:
+            break
+        held_out += cascade_cases(head, labels.subset(fold == k), meta)
+    else:
+        head = fit_head(labels.features, shipped, settings.strength, settings.iterations,
+                        cancelled)
+    if head is None:
+        verdict = Verdict(False, "interrupted: files arrived", None, None, n, n)
+        return Adapted(None, 1.0, verdict, time.process_time() - start)
+    # the held-out cases come fold by fold, 4 a photo: the shipped head's in the same order
+    order = np.concatenate([np.flatnonzero(fold == k) for k in range(settings.folds)])
+    every = cascade_cases(shipped, labels, meta)
+    shipped_held = [every[4 * i + t] for i in order for t in range(4)]
+    verdict = judge(held_out, shipped_held, meta.threshold("cascade"), settings, n)
+    threshold = verdict.personal.threshold if verdict.personal is not None else 1.0
+    return Adapted(head, threshold, verdict, time.process_time() - start)

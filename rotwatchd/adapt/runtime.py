@@ -1,0 +1,379 @@
+"""On-device adaptation in the running daemon: collect labels and fit while asleep.
+
+* **What is collected.** The journal's files decided exactly: by a valid EXIF orientation
+  (source ``exif``) or by a person in the review queue (``human``). For each, the upright
+  output the daemon wrote is read once (at the model's input size) and the label store
+  (``rotwatchd/adapt/labels.py``) keeps its features; the photo itself is never copied. EXIF-decided
+  photos skip the model when they are processed, so this costs 8 network passes (~0.1 s) a
+  photo, paid only here: while the daemon is asleep, one photo at a time, stopping at once
+  when a file arrives (the cursor remembers where it was).
+* **When** (:func:`next_step`, pure): only while the SleepController has the daemon asleep and
+  for at least ``adapt.after_idle``; first collect what is pending, then, with at least
+  ``adapt.min_labels`` labels added since the last fit, fit (``rotwatchd/adapt/fit.py``; asked to
+  stop between iterations when a file arrives). Nothing runs while files are waiting.
+* **Using it.** A head the guardrail accepts is written to ``<state_dir>/adapt/`` and the
+  classifiers are reloaded: the default backend then runs it (``personal_factory``); a rejected
+  one is only recorded (``last-fit.json``) and the log says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rotwatchd.adapt.fit import Adapted, FitSettings, adapt
+from rotwatchd.adapt.labels import LabelStore
+from rotwatchd.config import AdaptConfig, ModelConfig
+from rotwatchd.formats.image import (
+    DEFAULT_MAX_PIXELS,
+    ImageProblem,
+    UnsupportedFormat,
+    load_upright,
+)
+from rotwatchd.model.base import ModelError, OrientationClassifier
+from rotwatchd.output.atomic import atomic_write_bytes
+from rotwatchd.power.sleep import PowerState, SleepController
+from rotwatchd.service.daemon import Lifecycle
+from rotwatchd.service.journal import Journal
+from rotwatchd.service.processor import MODEL_INPUT_SIDE
+
+if TYPE_CHECKING:
+    from rotwatchd.service.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+ADAPT_DIR = "adapt"
+HEAD_NAME = "personal-head.npz"
+LAST_FIT = "last-fit.json"
+ClassifierFactory = Callable[[ModelConfig], OrientationClassifier]
+
+
+class Cues(Protocol):
+    """``rotwatchd.model.personal.LabelCues`` fits."""
+
+    def __call__(self, image: Any) -> tuple[Any, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def adapt_dir(state_dir: Path) -> Path:
+    return state_dir / ADAPT_DIR
+
+
+def next_step(now: float, asleep_since: float | None, settings: AdaptConfig, pending: int,
+              new_labels: int) -> tuple[str | None, float | None]:
+    """What adaptation does now: ``("collect" | "fit" | None, wait)``; ``wait`` is how many
+    seconds until something may be due, or None for "until the power state changes"."""
+    if not settings.enabled or asleep_since is None:
+        return None, None
+    due = asleep_since + settings.after_idle
+    if now < due:
+        return None, due - now
+    if pending:
+        return "collect", 0.0
+    if new_labels >= settings.min_labels:
+        return "fit", 0.0
+    return None, None
+
+
+class Adapter:
+    """Collects labels and fits the personal head for one ``state_dir`` (no thread here:
+    :class:`AdaptWorker` or ``rotwatchd adapt`` call it)."""
+
+    def __init__(self, state_dir: Path, journal: Journal, settings: AdaptConfig,
+                 model: ModelConfig, *, cues: Callable[[], Cues] | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.folder = adapt_dir(state_dir)
+        self.journal = journal
+        self.settings = settings
+        self.model = model
+        self.store = LabelStore(self.folder, settings.max_labels)
+        self._cues_factory = cues or self._default_cues
+        self._max_pixels = max_pixels
+
+    def _default_cues(self) -> Cues:
+        from rotwatchd.model.personal import LabelCues
+
+        return LabelCues(self.model.path, 1)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- collecting ------------------------------------------------------------------------
+    def pending(self, limit: int = 1000) -> int:
+        """Exactly labelled files not collected yet (counted up to ``limit``)."""
+        return len(self.journal.labelled_after(self.store.get("cursor"), limit))
+
+    def new_labels(self) -> int:
+        """Labels added since the last fit."""
+        return int(self.store.get("added") - self.store.get("added_at_fit"))
+
+    def collect(self, limit: int = 100, cancelled: Callable[[], bool] = lambda: False) -> int:
+        """Store the features of up to ``limit`` pending files; returns how many were added.
+        Stops before the next photo once ``cancelled()``."""
+        records = self.journal.labelled_after(self.store.get("cursor"), limit)
+        if not records:
+            return 0
+        added = 0
+        cues: Cues | None = None
+        try:
+            for record in records:
+                if cancelled():
+                    break
+                if not self.store.has(record.sha256) and record.output is not None:
+                    try:
+                        image = load_upright(Path(record.output), MODEL_INPUT_SIDE,
+                                             max_pixels=self._max_pixels)
+                    except (ImageProblem, UnsupportedFormat, OSError) as exc:
+                        log.debug("adapt: %s not collected: %s", record.output, exc)
+                    else:
+                        cues = cues or self._cues_factory()
+                        features, text = cues(image)
+                        self.store.add(record.sha256, record.source or "exif", features, text)
+                        self.store.put("added", self.store.get("added") + 1)
+                        added += 1
+                self.store.put("cursor", record.finished_at or 0.0)
+        finally:
+            if cues is not None:
+                cues.close()
+        return added
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, cancelled: Callable[[], bool] | None = None) -> Adapted:
+        """Fit on every stored label, judge it, and put it in use if the guardrail accepts.
+        Raises ModelError when the scene model has no head file or features output."""
+        from rotwatchd.model.personal import (
+            PersonalHead,
+            model_digest,
+            model_path_or_default,
+            personal_bytes,
+            shipped_head,
+        )
+        from rotwatchd.model.sidecar import ModelMeta
+
+        meta = ModelMeta.for_model(model_path_or_default(self.model.path))
+        shipped = shipped_head(self.model.path, meta.temperature)
+        settings = FitSettings(strength=self.settings.strength, folds=self.settings.folds)
+        labels = self.store.load()
+        added = self.store.get("added")
+        result = adapt(labels, shipped, meta, settings, cancelled)
+        if result.verdict.reason.startswith("interrupted"):
+            log.info("adapt: fit interrupted by new files; tried again at the next idle spell")
+            return result
+        self.store.put("added_at_fit", added)
+        figures = {**result.verdict.figures(), "fitted_at": time.time(),
+                   "labels": self.store.counts(), "fit_cpu_s": round(result.seconds, 2)}
+        if result.verdict.accepted and result.head is not None:
+            personal = PersonalHead(result.head, result.threshold, meta.threshold("cascade"),
+                                    model_digest(self.model.path), figures)
+            atomic_write_bytes(self.folder / HEAD_NAME, personal_bytes(personal))
+            log.info("adapt: personal head %s", result.verdict.reason)
+        else:
+            log.warning("adapt: personal head %s", result.verdict.reason)
+        atomic_write_bytes(self.folder / LAST_FIT, json.dumps(figures, indent=1).encode())
+        return result
+
+    def forget(self) -> int:
+        """Delete every label and the personal head; returns how many labels were deleted."""
+        deleted = self.store.forget()
+        for name in (HEAD_NAME, LAST_FIT):
+            (self.folder / name).unlink(missing_ok=True)
+        return deleted
+
+    def status(self) -> dict[str, Any]:
+        """The ``adapt`` object of status.json (plain JSON types)."""
+        return adapt_status(self.folder.parent, self.settings.enabled, self.store.counts())
+
+
+def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int]) -> dict[str, Any]:
+    """Whether a personal head is in use and the figures it was accepted with, the last fit's
+    verdict, and the labels collected."""
+    from rotwatchd.model.personal import read_personal
+
+    folder = adapt_dir(state_dir)
+    personal = read_personal(folder / HEAD_NAME)
+    out: dict[str, Any] = {"enabled": enabled, "labels": labels,
+                           "personal_head": personal is not None}
+    if personal is not None:
+        out["in_use"] = personal.figures
+    with contextlib.suppress(OSError, ValueError):
+        out["last_fit"] = json.loads((folder / LAST_FIT).read_text())
+    return out
+
+
+def personal_factory(state_dir: Path, base: ClassifierFactory) -> ClassifierFactory:
+    """``base``, except that the default backend runs the personal head when one is in use
+    (and fits the configured scene model)."""
+    def make(model: ModelConfig) -> OrientationClassifier:
+        from rotwatchd.model.personal import load_personal, read_personal
+        from rotwatchd.model.registry import resolve
+
+        personal = read_personal(adapt_dir(state_dir) / HEAD_NAME)
+        if personal is None or resolve(model.backend) != "litert-adaptive":
+            return base(model)
+        try:
+            from rotwatchd.model.network import Runtime
+
+            return load_personal(model.path, model.threads, personal,
+                                 Runtime(model.runtime, model.providers))
+        except ModelError as exc:
+            log.warning("adapt: personal head not used (%s); the shipped head decides", exc)
+            return base(model)
+    return make
+
+
+@dataclass
+class _Idle:
+    asleep_since: float | None = None
+    stopping: bool = False
+    changes: int = 0  # bumped on every notice, so the thread never sleeps through one
+
+
+class AdaptWorker:
+    """Runs :func:`next_step` on a stoppable thread, following the SleepController
+    (:meth:`on_power_state` is its listener). ``clock`` is injected; :meth:`step` is what the
+    thread runs, and what tests drive."""
+
+    def __init__(self, adapter: Adapter, *, on_new_head: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic, batch: int = 50) -> None:
+        self.adapter = adapter
+        self._on_new_head = on_new_head
+        self._clock = clock
+        self._batch = batch
+        self._cond = threading.Condition()
+        self._idle = _Idle()
+        self._thread: threading.Thread | None = None
+        self._seen = 0
+        self.fits = 0
+
+    def on_power_state(self, state: object) -> None:
+        """SleepController listener: asleep from now, or awake (stop what runs)."""
+        asleep = str(getattr(state, "value", state)) == "asleep"
+        with self._cond:
+            self._idle.asleep_since = self._clock() if asleep else None
+            self._idle.changes += 1
+            self._cond.notify_all()
+
+    def _cancelled(self) -> bool:
+        with self._cond:
+            return self._idle.asleep_since is None or self._idle.stopping
+
+    def step(self) -> float | None:
+        """Do what is due now; returns how long the thread may wait (None: until notified)."""
+        with self._cond:
+            asleep_since = self._idle.asleep_since
+            self._seen = self._idle.changes
+            if self._idle.stopping:
+                return None
+        action, wait = next_step(self._clock(), asleep_since, self.adapter.settings,
+                                 self.adapter.pending(1), self.adapter.new_labels())
+        if action == "collect":
+            added = self.adapter.collect(self._batch, self._cancelled)
+            log.info("adapt: %d label(s) collected while idle", added)
+        elif action == "fit":
+            try:
+                result = self.adapter.fit(self._cancelled)
+            except ModelError as exc:
+                log.warning("adapt: cannot fit: %s", exc)
+                self.adapter.store.put("added_at_fit", self.adapter.store.get("added"))
+                return None
+            self.fits += 1
+            if result.verdict.accepted:
+                self._on_new_head()
+        return wait
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="rotwatchd-adapt", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._idle.stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                wait = self.step()
+            except Exception:  # a bug must not end adaptation for good, nor the daemon
+                log.exception("adapt: step failed; tried again at the next idle spell")
+                wait = None
+            with self._cond:
+                if self._idle.stopping:
+                    return
+                if self._idle.changes != self._seen:
+                    continue  # the power state changed while step() ran: look again
+                if wait is None:
+                    self._cond.wait()
+                elif wait > 0:
+                    self._cond.wait(wait)
+
+
+class AdaptRuntime(Lifecycle):
+    """Adaptation hung on a running daemon: the label collector and the fits while asleep
+    (following ``sleep``, the SleepController), the personal head in the classifier factory,
+    and the ``adapt`` object of status.json."""
+
+    def __init__(self, daemon: Daemon, worker: AdaptWorker) -> None:
+        self._daemon = daemon
+        self.worker = worker
+
+    @classmethod
+    def attach(cls, daemon: Daemon, sleep: SleepController) -> AdaptRuntime:
+        """Connect to ``daemon`` before its start(). With ``adapt.enabled`` false nothing is
+        collected nor fitted, but a personal head already in use stays in use until
+        ``rotwatchd adapt --forget``."""
+        cfg = daemon.config
+        daemon.classifier_factory = personal_factory(cfg.state_dir, daemon.classifier_factory)
+        adapter = Adapter(cfg.state_dir, daemon.journal, cfg.adapt, cfg.model,
+                          max_pixels=cfg.limits.max_pixels)
+
+        head = adapter.folder / HEAD_NAME
+        seen = [_stamp(head)]
+
+        def reload_classifiers() -> None:
+            seen[0] = _stamp(head)
+            daemon.model.release()  # asleep, workers parked: the next file loads the new head
+            daemon.mark_status_dirty()
+
+        def on_power_state(state: PowerState) -> None:
+            runtime.worker.on_power_state(state)
+            if state is PowerState.AWAKE and _stamp(head) != seen[0]:
+                reload_classifiers()  # written (or forgotten) by `rotwatchd adapt` meanwhile
+
+        runtime = cls(daemon, AdaptWorker(adapter, on_new_head=reload_classifiers))
+        sleep.add_listener(on_power_state)
+        daemon.add_lifecycle_listener(runtime)
+        daemon.add_status_section("adapt", adapter.status)
+        return runtime
+
+    def on_ready(self) -> None:
+        self.worker.start()
+
+    def on_stopping(self) -> None:
+        self.worker.stop()
+        self.worker.adapter.close()
+
+    def on_reloaded(self, error: str | None) -> None:
+        if error is None:
+            adapter = self.worker.adapter
+            adapter.settings, adapter.model = self._daemon.config.adapt, self._daemon.config.model
+            adapter.store.max_labels = adapter.settings.max_labels
