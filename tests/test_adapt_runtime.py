@@ -34,7 +34,6 @@ from rotwatchd.model.personal import (
     shipped_head,
 )
 from rotwatchd.model.sidecar import ModelMeta
-from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
 from rotwatchd.service.status import format_status
 from tests.conftest import fast_config, make_photo
@@ -157,7 +156,7 @@ def test_status_shows_the_head_in_use_and_its_figures(
     config = fast_config(tmp_path)
     _accepted_head(config.state_dir)
     daemon, _ = daemon_factory(config, start=False)
-    sleep = SleepController(PowerSettings.from_config(config.power), None, lambda: 0)
+    sleep = SleepController(config.power, None, lambda: 0)
     AdaptRuntime.attach(daemon, sleep)
     document = daemon.snapshot()
     json.dumps(document)  # plain JSON for the web page

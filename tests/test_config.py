@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rotwatchd.config import ConfigError, default_config, load_config
+from rotwatchd.config import ConfigError, config_from_data, default_config, load_config
 from rotwatchd.config.schema import SCHEMA, describe, parse_duration, parse_size
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "rotwatchd.yaml"
@@ -149,3 +149,30 @@ def test_sizes(text: object, size: int) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+def test_each_section_dataclass_has_exactly_the_schema_keys_and_their_defaults(
+        tmp_path: Path) -> None:
+    """One declaration per setting: the schema's; the dataclasses hold the same keys and take
+    its defaults (what a config file that leaves a key out gets)."""
+    import dataclasses
+
+    from rotwatchd import config as cfg
+    from rotwatchd.config.schema import SCHEMA, default_of
+
+    classes = {"inboxes": cfg.InboxConfig, "watch": cfg.WatchConfig, "model": cfg.ModelConfig,
+               "output": cfg.OutputConfig, "limits": cfg.LimitsConfig, "power": cfg.PowerConfig,
+               "web": cfg.WebConfig, "adapt": cfg.AdaptConfig}
+    sections = {spec.name: spec for spec in SCHEMA if spec.children}
+    assert set(sections) == set(classes)
+    for name, cls in classes.items():
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert set(fields) == {child.name for child in sections[name].children}, name
+        for key, f in fields.items():
+            if f.default is not dataclasses.MISSING:
+                assert f.default == default_of(f"{name}.{key}"), f"{name}.{key}"
+    (tmp_path / "in").mkdir()
+    loaded = config_from_data({"inboxes": [{"path": "in", "output": "out"}]}, base=tmp_path,
+                              source="t.yaml")
+    assert (loaded.watch, loaded.power, loaded.limits, loaded.adapt) == (
+        cfg.WatchConfig(), cfg.PowerConfig(), cfg.LimitsConfig(), cfg.AdaptConfig())

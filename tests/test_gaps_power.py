@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fake_sysfs import make_cpufreq_tree, read_governors
 
+from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.manager import PowerManager
 from rotwatchd.power.policy import (
@@ -17,7 +18,6 @@ from rotwatchd.power.policy import (
     choose_mode,
     plan_governor_writes,
 )
-from rotwatchd.power.settings import PowerSettings
 
 ALL = frozenset({"powersave", "performance", "schedutil"})
 
@@ -27,7 +27,7 @@ def test_steady_load_switches_once_and_never_rewrites_the_governor(tmp_path: Pat
     same-mode "switch" every min_dwell would rewrite the governor and log it all day)."""
     tree = make_cpufreq_tree(tmp_path / "cpu", ("ondemand",) * 2)
     clock = [0.0]
-    pm = PowerManager(PowerSettings(cpufreq_path=tree, dynamic=True), GovernorControl(tree),
+    pm = PowerManager(PowerConfig(cpufreq_path=tree, dynamic=True), GovernorControl(tree),
                       lambda: 50, cpu_percent=lambda: 100.0, clock=lambda: clock[0])
     for second in range(0, 3600, 2):
         clock[0] = float(second)

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import make_photo
 
 from rotwatchd.cli import main
 from rotwatchd.model import ModelError, default_model_dir
 from rotwatchd.model.sidecar import MODEL_FILE, ModelMeta
-from tests.conftest import make_photo
 
 
 def _model_copy(folder: Path, sidecar: str | None) -> Path:

@@ -129,15 +129,16 @@ def test_dynamic_mode_and_reload_of_power_settings(
 
 
 def test_settings_mirror_the_validated_config_section(tmp_path: Path, tree: Path) -> None:
-    from rotwatchd.power.settings import PowerSettings
+    from rotwatchd.config import PowerConfig
 
     config = power_config(tmp_path, tree, idle_timeout="2m", active_governor="performance",
                           release_model_when_idle=True, dynamic=True,
                           balanced_governor="ondemand")
-    settings = PowerSettings.from_config(config.power)
-    assert settings == PowerSettings(
+    assert config.power == PowerConfig(
         idle_timeout=120.0, idle_governor="powersave", active_governor="performance",
         cpufreq_path=tree, release_model_when_idle=True, dynamic=True,
         balanced_governor="ondemand", performance_governor="performance",
     )
-    assert PowerSettings.from_config(None) == PowerSettings()
+    (tmp_path / "defaults").mkdir()
+    defaults = fast_config(tmp_path / "defaults", power={"cpufreq_path": str(tree)}).power
+    assert defaults == PowerConfig(cpufreq_path=tree)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from fake_sysfs import make_cpufreq_tree, read_governors
 
+from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.manager import PowerManager, system_cpu_percent
 from rotwatchd.power.policy import DynamicThresholds, Mode
-from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState
 
 TH = DynamicThresholds(up_queue=4, down_queue=0, up_cpu=80, down_cpu=30, min_dwell=5)
@@ -25,7 +25,7 @@ class Load:
 
 
 def manager(tree: Path, load: Load, **kw: float) -> PowerManager:
-    settings = PowerSettings(cpufreq_path=tree, dynamic=True)
+    settings = PowerConfig(cpufreq_path=tree, dynamic=True)
     return PowerManager(
         settings,
         GovernorControl(tree),

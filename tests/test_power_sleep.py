@@ -12,9 +12,9 @@ import pytest
 from fake_sysfs import make_cpufreq_tree, read_governors
 from PIL import Image
 
+from rotwatchd.config import PowerConfig
 from rotwatchd.model.base import Prediction
 from rotwatchd.power.governor import GovernorControl
-from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, SleepController
 from rotwatchd.service.classifier_pool import ClassifierPool
 
@@ -51,10 +51,10 @@ class Queue:
         return self.depth
 
 
-def settings(root: Path, **overrides: object) -> PowerSettings:
+def settings(root: Path, **overrides: object) -> PowerConfig:
     values: dict[str, object] = {"idle_timeout": 60.0, "cpufreq_path": root}
     values.update(overrides)
-    return PowerSettings.from_config(values)
+    return PowerConfig(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import yaml
 from rotwatchd.config.schema import (
     SYSTEMD_SOCKET,
     Problem,
+    default_of,
     is_loopback,
     normalise,
     parse_address,
 )
-from rotwatchd.formats.image import DEFAULT_MAX_PIXELS
 
 BUILTIN_SOURCE = "<built-in defaults>"
 
@@ -41,53 +41,69 @@ class InboxConfig:
     output: Path
     review: Path
     quarantine: Path
-    recursive: bool = True
-    polling: bool = False
+    recursive: bool = default_of("inboxes.recursive")
+    polling: bool = default_of("inboxes.polling")
 
 
 @dataclass(frozen=True)
 class WatchConfig:
-    quiet_period: float = 2.0
-    rescan_interval: float = 3600.0
-    ignore_patterns: tuple[str, ...] = ()
-    unfinished_wait: float = 1800.0
-    poll_interval: float = 1.0
+    quiet_period: float = default_of("watch.quiet_period")
+    rescan_interval: float = default_of("watch.rescan_interval")
+    ignore_patterns: tuple[str, ...] = default_of("watch.ignore_patterns")
+    unfinished_wait: float = default_of("watch.unfinished_wait")
+    poll_interval: float = default_of("watch.poll_interval")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backend: str = "auto"
-    path: Path | None = None
-    threads: int = 1
-    min_confidence: float | None = None  # None: the model's calibrated threshold
-    runtime: str = "litert"  # litert | onnxruntime (model.network.RUNTIMES)
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)  # onnxruntime only
+    backend: str = default_of("model.backend")
+    path: Path | None = default_of("model.path")
+    threads: int = default_of("model.threads")
+    min_confidence: float | None = default_of("model.min_confidence")  # None: the model's own
+    runtime: str = default_of("model.runtime")  # model.network.RUNTIMES
+    providers: tuple[str, ...] = default_of("model.providers")  # onnxruntime only
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    mode: Literal["pixels", "tag"] = "pixels"
-    original: Literal["keep", "move", "delete"] = "keep"
-    done_dir: Path | None = None
-    hardlink_upright: bool = False
+    mode: Literal["pixels", "tag"] = default_of("output.mode")
+    original: Literal["keep", "move", "delete"] = default_of("output.original")
+    done_dir: Path | None = default_of("output.done_dir")
+    hardlink_upright: bool = default_of("output.hardlink_upright")
 
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_file_size: int = 512 * 1024**2
+    max_pixels: int = default_of("limits.max_pixels")
+    max_file_size: int = default_of("limits.max_file_size")
 
 
 @dataclass(frozen=True)
 class PowerConfig:
-    idle_timeout: float = 60.0
-    idle_governor: str = "powersave"
-    active_governor: str | None = None
-    cpufreq_path: Path = Path("/sys/devices/system/cpu")
-    release_model_when_idle: bool = False
-    dynamic: bool = False
-    balanced_governor: str = "schedutil"
-    performance_governor: str = "performance"
+    """The ``power:`` section, as the power package (rotwatchd.power) consumes it.
+
+    idle_timeout: seconds with an empty queue before sleeping (0 disables sleep).
+    idle_governor: governor written while asleep.
+    active_governor: governor written on wake; None restores the governors found at start.
+    cpufreq_path: sysfs root holding ``cpu*/cpufreq`` and ``cpufreq/policy*``.
+    release_model_when_idle: drop the classifier while asleep and reload it on wake.
+    dynamic: let the PowerManager pick balanced/performance from load while awake.
+    balanced_governor / performance_governor: the two governors dynamic mode picks from.
+    """
+
+    idle_timeout: float = default_of("power.idle_timeout")
+    idle_governor: str = default_of("power.idle_governor")
+    active_governor: str | None = default_of("power.active_governor")
+    cpufreq_path: Path = default_of("power.cpufreq_path")
+    release_model_when_idle: bool = default_of("power.release_model_when_idle")
+    dynamic: bool = default_of("power.dynamic")
+    balanced_governor: str = default_of("power.balanced_governor")
+    performance_governor: str = default_of("power.performance_governor")
+
+    @property
+    def sleep_enabled(self) -> bool:
+        """False when idle_timeout is 0 or negative: the daemon then never sleeps."""
+        return self.idle_timeout > 0
 
 
 #: Shorter tokens are refused: the token is all that guards a page reachable from the network.
@@ -101,21 +117,21 @@ class WebConfig:
     itself (read from ``token_file`` when that is set), kept out of ``repr`` so it never
     reaches a log."""
 
-    listen: tuple[str, int] | Literal["systemd"] | None = ("127.0.0.1", 8750)
-    token: str | None = field(default=None, repr=False)
-    token_file: Path | None = None
+    listen: tuple[str, int] | Literal["systemd"] | None = default_of("web.listen")
+    token: str | None = field(default=default_of("web.token"), repr=False)
+    token_file: Path | None = default_of("web.token_file")
 
 
 @dataclass(frozen=True)
 class AdaptConfig:
     """On-device adaptation (rotwatchd/adapt/runtime.py)."""
 
-    enabled: bool = True
-    max_labels: int = 2000
-    min_labels: int = 100
-    after_idle: float = 900.0
-    strength: float = 0.003
-    folds: int = 3
+    enabled: bool = default_of("adapt.enabled")
+    max_labels: int = default_of("adapt.max_labels")
+    min_labels: int = default_of("adapt.min_labels")
+    after_idle: float = default_of("adapt.after_idle")
+    strength: float = default_of("adapt.strength")
+    folds: int = default_of("adapt.folds")
 
 
 @dataclass(frozen=True)

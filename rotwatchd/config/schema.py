@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from rotwatchd.formats.image import DEFAULT_MAX_PIXELS
@@ -349,6 +350,34 @@ def normalise(raw: object) -> tuple[dict[str, Any], list[Problem]]:
     """
     problems: list[Problem] = []
     return _section(SCHEMA, raw, "", problems), problems
+
+
+def default_of(key: str) -> Any:
+    """The default of ``key`` (``section.name``, ``inboxes.name`` for a per-inbox key, or a
+    top-level name) in the form a loaded config holds it: durations in seconds, sizes in
+    bytes, addresses as (host, port), paths as Path, lists as tuples; None stays None.
+
+    The config's dataclasses take their defaults from here, so each default is written once.
+    Raises KeyError for a key the schema does not have."""
+    fields: tuple[Field, ...] = SCHEMA
+    *sections, name = key.split(".")
+    for section in sections:
+        fields = _named(fields, section, key).children
+    spec = _named(fields, name, key)
+    value = spec.default
+    if value is None:
+        return None
+    convert: dict[str, Callable[[Any], Any]] = {
+        "duration": parse_duration, "size": parse_size, "path": Path, "globs": tuple,
+        "names": tuple, "address": parse_address}
+    return convert.get(spec.kind, lambda same: same)(value)
+
+
+def _named(fields: tuple[Field, ...], name: str, key: str) -> Field:
+    for spec in fields:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no config key {key!r}")
 
 
 def describe(fields: tuple[Field, ...] = SCHEMA, indent: str = "") -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.policy import (
     DynamicState,
@@ -25,7 +26,6 @@ from rotwatchd.power.policy import (
     choose_mode,
     governor_for_mode,
 )
-from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class PowerManager:
 
     def __init__(
         self,
-        settings: PowerSettings,
+        settings: PowerConfig,
         governors: GovernorControl,
         queue_depth: Callable[[], int],
         *,

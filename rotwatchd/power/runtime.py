@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.manager import PowerManager, system_cpu_percent
-from rotwatchd.power.settings import PowerSettings
 from rotwatchd.power.sleep import PowerState, ReleasableModel, SleepController
 from rotwatchd.service.daemon import Lifecycle
 
@@ -52,7 +52,7 @@ class PowerRuntime(Lifecycle):
 
     def __init__(
         self,
-        settings: PowerSettings,
+        settings: PowerConfig,
         *,
         queue_depth: Callable[[], int],
         model: ReleasableModel | None = None,
@@ -79,7 +79,7 @@ class PowerRuntime(Lifecycle):
     def attach(cls, daemon: Daemon) -> PowerRuntime:
         """Build from ``daemon.config.power`` and connect to the daemon; call before start()."""
         runtime = cls(
-            PowerSettings.from_config(daemon.config.power),
+            daemon.config.power,
             queue_depth=lambda: daemon.queue.depth,
             model=daemon.model,
             governors_file=originals_file(os.environ),
@@ -121,7 +121,7 @@ class PowerRuntime(Lifecycle):
 
     def on_reloaded(self, error: str | None) -> None:
         if error is None and self._daemon is not None:
-            self.update(PowerSettings.from_config(self._daemon.config.power))
+            self.update(self._daemon.config.power)
 
     def on_work_arrived(self) -> None:
         self.sleep.activity()
@@ -129,7 +129,7 @@ class PowerRuntime(Lifecycle):
     def on_idle(self) -> None:
         """Nothing to do: end_work already restarted the idle timer."""
 
-    def update(self, new: PowerSettings) -> None:
+    def update(self, new: PowerConfig) -> None:
         """Apply reloaded settings; :data:`RESTART_ONLY` keys keep their running value."""
         for key in RESTART_ONLY:
             if getattr(new, key) != getattr(self.settings, key):

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
+from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.policy import percentile, seconds_until_sleep, wake_target
-from rotwatchd.power.settings import PowerSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SleepController:
 
     def __init__(
         self,
-        settings: PowerSettings,
+        settings: PowerConfig,
         governors: GovernorControl | None,
         queue_depth: Callable[[], int],
         *,
@@ -114,7 +114,7 @@ class SleepController:
         if self.governors is not None:
             self.governors.restore()
 
-    def update_settings(self, settings: PowerSettings) -> None:
+    def update_settings(self, settings: PowerConfig) -> None:
         """Use reloaded settings from now on (a new idle_timeout counts from the last
         activity; governors already written stay until the next sleep or wake)."""
         with self._cond:
