@@ -87,7 +87,7 @@ def test_thread_follows_the_load_and_stops(tmp_path: Path) -> None:
         pm.on_power_state(PowerState.ASLEEP)
         assert pm.mode is Mode.PERFORMANCE
     finally:
-        pm.stop()
+        pm.stop_and_join()
     assert not any(t.name == "rotwatchd-power" for t in threading.enumerate())
 
 

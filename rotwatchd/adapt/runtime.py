@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from rotwatchd.power.sleep import PowerState, SleepController
 from rotwatchd.service.daemon import Lifecycle
 from rotwatchd.service.journal import Journal
 from rotwatchd.service.processor import MODEL_INPUT_SIDE
+from rotwatchd.threads.stoppable import StoppableThread
 
 if TYPE_CHECKING:
     from rotwatchd.service.daemon import Daemon
@@ -240,24 +240,22 @@ def personal_factory(state_dir: Path, base: ClassifierFactory) -> ClassifierFact
 @dataclass
 class _Idle:
     asleep_since: float | None = None
-    stopping: bool = False
     changes: int = 0  # bumped on every notice, so the thread never sleeps through one
 
 
-class AdaptWorker:
+class AdaptWorker(StoppableThread):
     """Runs :func:`next_step` on a stoppable thread, following the SleepController
     (:meth:`on_power_state` is its listener). ``clock`` is injected; :meth:`step` is what the
     thread runs, and what tests drive."""
 
     def __init__(self, adapter: Adapter, *, on_new_head: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic, batch: int = 50) -> None:
+        super().__init__("rotwatchd-adapt")
         self.adapter = adapter
         self._on_new_head = on_new_head
         self._clock = clock
         self._batch = batch
-        self._cond = threading.Condition()
         self._idle = _Idle()
-        self._thread: threading.Thread | None = None
         self._seen = 0
         self.fits = 0
 
@@ -271,14 +269,14 @@ class AdaptWorker:
 
     def _cancelled(self) -> bool:
         with self._cond:
-            return self._idle.asleep_since is None or self._idle.stopping
+            return self._idle.asleep_since is None or self._stopping
 
     def step(self) -> float | None:
         """Do what is due now; returns how long the thread may wait (None: until notified)."""
         with self._cond:
             asleep_since = self._idle.asleep_since
             self._seen = self._idle.changes
-            if self._idle.stopping:
+            if self._stopping:
                 return None
         action, wait = next_step(self._clock(), asleep_since, self.adapter.settings,
                                  self.adapter.pending(1), self.adapter.new_labels())
@@ -297,19 +295,7 @@ class AdaptWorker:
                 self._on_new_head()
         return wait
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="rotwatchd-adapt", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._idle.stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while True:
             try:
                 wait = self.step()
@@ -317,7 +303,7 @@ class AdaptWorker:
                 log.exception("adapt: step failed; tried again at the next idle spell")
                 wait = None
             with self._cond:
-                if self._idle.stopping:
+                if self._stopping:
                     return
                 if self._idle.changes != self._seen:
                     continue  # the power state changed while step() ran: look again
@@ -369,7 +355,7 @@ class AdaptRuntime(Lifecycle):
         self.worker.start()
 
     def on_stopping(self) -> None:
-        self.worker.stop()
+        self.worker.stop_and_join()
         self.worker.adapter.close()
 
     def on_reloaded(self, error: str | None) -> None:

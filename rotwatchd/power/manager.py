@@ -10,7 +10,6 @@ condition with no timeout until the controller reports the wake, so sleeping sta
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from rotwatchd.power.policy import (
     governor_for_mode,
 )
 from rotwatchd.power.sleep import PowerState
+from rotwatchd.threads.stoppable import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def system_cpu_percent() -> float:
     return float(psutil.cpu_percent(interval=None))
 
 
-class PowerManager:
+class PowerManager(StoppableThread):
     """Dynamic governor choice while awake.
 
     Inputs: settings (``balanced_governor``, ``performance_governor``), the GovernorControl,
@@ -57,6 +57,7 @@ class PowerManager:
         cpu_percent: Callable[[], float] = system_cpu_percent,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__("rotwatchd-power")
         self.settings = settings
         self.governors = governors
         self._queue_depth = queue_depth
@@ -64,14 +65,11 @@ class PowerManager:
         self.thresholds = thresholds
         self._cpu_percent = cpu_percent
         self._clock = clock
-        self._cond = threading.Condition()
-        self._stopping = False
         self._asleep = False
         self._fresh_wake = True  # the governor must be (re)written on the next sample
         # A fresh state may switch at once: since is set one dwell in the past.
         self._state = DynamicState(Mode.BALANCED, clock() - thresholds.min_dwell)
         self.switches = 0
-        self._thread: threading.Thread | None = None
 
     @property
     def mode(self) -> Mode:
@@ -120,20 +118,9 @@ class PowerManager:
                 self._fresh_wake = True
             self._cond.notify_all()
 
-    def start(self) -> None:
-        """Start the sampling thread."""
-        self._thread = threading.Thread(target=self._run, name="rotwatchd-power", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the sampling thread (the SleepController restores the governors)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The sampling loop (``start()``; ``stop_and_join()``: the SleepController restores
+        the governors)."""
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or not self._asleep)

@@ -108,7 +108,7 @@ class PowerRuntime(Lifecycle):
             return
         self._closed = True
         if self.manager is not None:
-            self.manager.stop()
+            self.manager.stop_and_join(10.0)
         self.sleep.close()  # joins its thread, then writes the originals back
         if self.governors.usable:
             log.info("power: governors restored")

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
 from rotwatchd.power.policy import percentile, seconds_until_sleep, wake_target
+from rotwatchd.threads.stoppable import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class ReleasableModel(Protocol):
     def reload(self) -> None: ...
 
 
-class SleepController:
+class SleepController(StoppableThread):
     """Parks the workers and lowers the CPU governors while the daemon is idle.
 
     Inputs: the ``power`` settings, a :class:`GovernorControl` (None = no governor handling),
@@ -69,17 +70,16 @@ class SleepController:
         model: ReleasableModel | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
+        super().__init__("rotwatchd-sleep")
         self.settings = settings
         self.governors = governors
         self._queue_depth = queue_depth
         self._model = model
         self._clock = clock
-        self._cond = threading.Condition()
         self._state = PowerState.AWAKE
         self._state_since = clock()
         self._last_activity = clock()
         self._busy = 0
-        self._stopping = False
         self._model_released = False
         self._wake_trigger: float | None = None  # event time that started the current wake
         self._latency_pending: float | None = None  # same, until the next inference starts
@@ -88,7 +88,6 @@ class SleepController:
         self.sleeps = 0
         self.wakes = 0
         self._listeners: list[Callable[[PowerState], None]] = []
-        self._thread: threading.Thread | None = None
         self._in_transition = False  # sleep/wake I/O under way (state already says where to)
         self._changes = 0  # bumped on every notify, so the loop never sleeps through one
         self._seen_changes = 0
@@ -98,19 +97,17 @@ class SleepController:
         """Remember the original governors and start the controller thread."""
         if self.governors is not None:
             self.governors.remember_originals()
-        self._thread = threading.Thread(target=self._run, name="rotwatchd-sleep", daemon=True)
-        self._thread.start()
+        super().start()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the thread, release parked workers and restore the original governors.
 
         Safe to call more than once and from a signal-driven shutdown path.
         """
-        with self._cond:
-            self._stopping = True
-            self._notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        if threading.current_thread() is self:  # a listener's shutdown path: cannot join
+            self.stop()
+        else:
+            self.stop_and_join(timeout)
         if self.governors is not None:
             self.governors.restore()
 
@@ -311,7 +308,7 @@ class SleepController:
             except Exception:
                 log.exception("power: state listener failed")
 
-    def _run(self) -> None:
+    def run(self) -> None:
         while True:
             wait = self.step()
             with self._cond:

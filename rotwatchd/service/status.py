@@ -11,13 +11,13 @@ import contextlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rotwatchd.output.atomic import atomic_write_bytes
+from rotwatchd.threads.stoppable import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,15 @@ STATUS_NAME = "status.json"
 Snapshot = Callable[[], dict[str, Any]]
 
 
-class StatusPublisher(threading.Thread):
+class StatusPublisher(StoppableThread):
     """Writes ``snapshot()`` to ``state_dir/status.json`` after each :meth:`mark_dirty`."""
 
     def __init__(self, state_dir: Path, snapshot: Snapshot, *, min_interval: float = 0.5) -> None:
-        super().__init__(name="rotwatchd-status", daemon=True)
+        super().__init__("rotwatchd-status")
         self.path = state_dir / STATUS_NAME
         self._snapshot = snapshot
         self._min_interval = min_interval
-        self._cond = threading.Condition()
-        self._dirty = True
-        self._stopping = False
+        self._dirty = True  # guarded by self._cond
 
     def mark_dirty(self) -> None:
         with self._cond:
@@ -45,9 +43,8 @@ class StatusPublisher(threading.Thread):
     def stop(self) -> None:
         """Stop the thread after one last write (callers then join())."""
         with self._cond:
-            self._stopping = True
             self._dirty = True
-            self._cond.notify()
+        super().stop()
 
     def publish(self) -> None:
         """Write the snapshot now (also usable without the thread)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -34,6 +33,8 @@ from watchdog.events import (
     FileModifiedEvent,
     FileSystemEvent,
 )
+
+from rotwatchd.threads.stoppable import StoppableThread
 
 #: A folder listed less than this long after its mtime is listed again on the next pass: a
 #: name added within the same timestamp tick (coarse on some network file systems) would
@@ -63,13 +64,13 @@ class _Hot:
     changed: float  # monotonic time of the last change seen
 
 
-class PollingWatch(threading.Thread):
+class PollingWatch(StoppableThread):
     """An observer (schedule, start, stop, join) polling one folder tree every ``interval``
     seconds. ``stat``, ``scandir`` and ``clock`` are seams for tests (count the stat calls)."""
 
     def __init__(self, interval: float, *, stat: Stat = _stat, scandir: ScanDir = os.scandir,
                  clock: Callable[[], float] = time.monotonic, hot_for: float = HOT_FOR) -> None:
-        super().__init__(name="rotwatchd-poll", daemon=True)
+        super().__init__("rotwatchd-poll")
         self.interval = interval
         self._stat = stat
         self._scandir = scandir
@@ -80,8 +81,6 @@ class PollingWatch(threading.Thread):
         self._recursive = True
         self._folders: dict[str, _Folder] = {}
         self._hot: dict[str, _Hot] = {}
-        self._cond = threading.Condition()
-        self._stopping = False
         self.passes = 0
 
     # --- the observer interface the watcher uses -------------------------------------------
@@ -94,10 +93,6 @@ class PollingWatch(threading.Thread):
         if self._root not in self._folders:
             raise FileNotFoundError(2, "cannot list the inbox", self._root)
 
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
 
     def run(self) -> None:
         while True:

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rotwatchd.config import InboxConfig
+from rotwatchd.threads.stoppable import StoppableThread
 from rotwatchd.watch.workqueue import WorkItem, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -65,22 +65,20 @@ def _lstat(path: Path) -> os.stat_result:
     return os.lstat(path)
 
 
-class Settler(threading.Thread):
+class Settler(StoppableThread):
     """Holds pending files; hands complete ones to ``queue`` without ever blocking on it."""
 
     def __init__(self, queue: WorkQueue, quiet_period: float, *,
                  clock: Callable[[], float] = time.monotonic,
                  stat: Callable[[Path], os.stat_result] = _lstat,
                  on_activity: Callable[[float], None] = lambda event_time: None) -> None:
-        super().__init__(name="rotwatchd-settler", daemon=True)
+        super().__init__("rotwatchd-settler")
         self._queue = queue
         self.quiet_period = quiet_period
         self._clock = clock
         self._stat = stat
         self._on_activity = on_activity
         self._entries: dict[Path, _Entry] = {}
-        self._cond = threading.Condition()
-        self._stopping = False
         self._queue_full = False
         self._space_generation = 0
         queue.on_space(self._space_available)
@@ -161,11 +159,6 @@ class Settler(threading.Thread):
         return out
 
     # --- the thread ----------------------------------------------------------------------
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-
     def run(self) -> None:
         while True:
             with self._cond:

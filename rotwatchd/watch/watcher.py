@@ -37,6 +37,7 @@ from watchdog.events import (
 
 from rotwatchd.config import InboxConfig
 from rotwatchd.output.inboxfile import is_ignored as is_ignored
+from rotwatchd.threads.stoppable import StoppableThread
 from rotwatchd.watch.inotify import (
     EventsLostEvent,
     WatchFailedEvent,
@@ -366,21 +367,19 @@ class InboxWatcher:
         return noted
 
 
-class Rescanner(threading.Thread):
+class Rescanner(StoppableThread):
     """Rescans every watcher now and then every ``interval`` seconds (0 = never again), and
     maintains watchers whenever they ask (lost events, watch limit, a missing inbox): the one
     thread that restarts observers. Sleeps without a timeout when nothing is due."""
 
     def __init__(self, watchers: list[InboxWatcher], interval: float, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(name="rotwatchd-rescan", daemon=True)
+        super().__init__("rotwatchd-rescan")
         self._watchers = watchers
         self._interval = interval
         self._clock = clock
-        self._cond = threading.Condition()
         self._requested: list[InboxWatcher] = []
         self._recheck: dict[int, float] = {}  # id(watcher) -> when maintain() wants to run
-        self._stopping = False
         self.passes = 0  # completed full rescans (status, tests)
         for watcher in watchers:
             watcher.set_maintainer(self.request)
@@ -390,11 +389,6 @@ class Rescanner(threading.Thread):
         with self._cond:
             if watcher not in self._requested:
                 self._requested.append(watcher)
-            self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
             self._cond.notify()
 
     def run(self) -> None:

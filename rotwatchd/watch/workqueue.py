@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rotwatchd.config import InboxConfig
+from rotwatchd.threads.stoppable import StoppableThread
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class Heartbeat(Protocol):
     def beat(self, token: int) -> bool: ...
 
 
-class Worker(threading.Thread):
+class Worker(StoppableThread):
     """Takes items from ``queue`` and hands each to ``handle``; stop() after the current one.
 
     With a ``heartbeat`` the loop also turns when no work comes, at the interval the heartbeat
@@ -202,28 +203,26 @@ class Worker(threading.Thread):
 
     def __init__(self, queue: WorkQueue, handle: Callable[[WorkItem], None], name: str,
                  heartbeat: Heartbeat | None = None) -> None:
-        super().__init__(name=name, daemon=True)
+        super().__init__(name)
         self._queue = queue
         self._process = handle  # not _handle: threading.Thread uses that name itself (3.13)
         self._heartbeat = heartbeat
-        self._stopping = threading.Event()
 
-    def stop(self) -> None:
-        """Ask the thread to exit once its current item is finished; returns at once."""
-        self._stopping.set()
+    def on_stop(self) -> None:
+        """The loop waits in the queue: wake it (it exits after its current item)."""
         self._queue.wake_all()
 
     def run(self) -> None:
         beat = self._heartbeat
         token = beat.register() if beat is not None else 0
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 timeout = beat.timeout(token) if beat is not None else None
-                item = self._queue.take(timeout, cancelled=self._stopping.is_set)
+                item = self._queue.take(timeout, cancelled=lambda: self.stopping)
                 if beat is not None:
                     beat.beat(token)
                 if item is None:
-                    if timeout is None or self._queue.closed or self._stopping.is_set():
+                    if timeout is None or self._queue.closed or self.stopping:
                         return
                     continue  # a heartbeat turn: nothing arrived within the interval
                 try:

@@ -24,6 +24,8 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import WSGIApplication
 
+from rotwatchd.threads.stoppable import StoppableThread
+
 log = logging.getLogger(__name__)
 
 
@@ -117,7 +119,7 @@ class WebServer:
         host, port = self._servers[0].server_address[:2]
         self.host, self.port = str(host), int(port)
         self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name="rotwatchd-web", daemon=True)
+        self._loop = _AcceptLoop(self._servers, self._wake_r, self._wake_w)
 
     @property
     def url(self) -> str:
@@ -125,9 +127,34 @@ class WebServer:
         return f"http://{host}:{self.port}/"
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
-    def _serve(self) -> None:
+    def stop(self) -> None:
+        """Stop accepting, close open connections, join every thread. Idempotent."""
+        if self._wake_w < 0:
+            return
+        self._loop.stop_and_join()
+        for server in self._servers:
+            server.close_connections()
+            server.server_close()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+
+class _AcceptLoop(StoppableThread):
+    """Handles requests on every server until stopped: one select() without timeout over the
+    listening sockets and the wake pipe, to which :meth:`on_stop` writes a byte."""
+
+    def __init__(self, servers: list[_Server], wake_r: int, wake_w: int) -> None:
+        super().__init__("rotwatchd-web")
+        self._servers = servers
+        self._wake_r, self._wake_w = wake_r, wake_w
+
+    def on_stop(self) -> None:
+        os.write(self._wake_w, b"s")
+
+    def run(self) -> None:
         with selectors.DefaultSelector() as selector:
             for server in self._servers:
                 selector.register(server, selectors.EVENT_READ, server)
@@ -138,17 +165,3 @@ class WebServer:
                     return
                 for key, _ in ready:
                     key.data.handle_request()
-
-    def stop(self) -> None:
-        """Stop accepting, close open connections, join every thread. Idempotent."""
-        if self._wake_w < 0:
-            return
-        if self._thread.is_alive():
-            os.write(self._wake_w, b"s")
-            self._thread.join()
-        for server in self._servers:
-            server.close_connections()
-            server.server_close()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
-        self._wake_r = self._wake_w = -1

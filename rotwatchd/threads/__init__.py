@@ -1,0 +1,1 @@
+"""The one contract every rotwatchd thread follows (:class:`StoppableThread`)."""
