@@ -131,10 +131,8 @@ class Daemon:
         # a second one would cost ~60 MiB for ~10 % of a photo's time
         self.model = ClassifierPool(lambda: self.classifier_factory(self.config.model), limit=1)
         self.processor = Processor(config, self.journal, self.model, hooks=hooks,
-                                   on_result=self._on_result)
+                                   retries=_SettlerRetries(self), on_result=self._on_result)
         self.settler = Settler(self.queue, config.watch.quiet_period, on_activity=self._activity)
-        self.processor.retry_later = self._retry_later
-        self.processor.retry_failed = self._retry_failed
         self._failures: dict[Path, int] = {}  # failed attempts per file, until one succeeds
         self._failures_lock = threading.Lock()
         self.status = StatusPublisher(config.state_dir, self.snapshot)
@@ -238,9 +236,7 @@ class Daemon:
         return True
 
     def _activity(self, event_time: float) -> None:
-        activity = getattr(self.processor.hooks, "activity", None)
-        if activity is not None:
-            activity(event_time)
+        self.processor.hooks.activity(event_time)
 
     def _handle(self, item: WorkItem) -> None:
         self._began.at = time.monotonic()
@@ -500,3 +496,17 @@ def _section(provider: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return provider()
     except Exception as exc:  # status must never take the daemon down
         return {"error": str(exc)}
+
+
+class _SettlerRetries:
+    """The processor's :class:`~rotwatchd.service.processor.Retries`: the daemon's settler
+    holds the file and looks again (see Daemon._retry_later and Daemon._retry_failed)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def later(self, path: Path, inbox: InboxConfig, delay: float) -> None:
+        self._daemon._retry_later(path, inbox, delay)
+
+    def failed(self, path: Path, inbox: InboxConfig, exc: OSError) -> bool:
+        return self._daemon._retry_failed(path, inbox, exc)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from rotwatchd.config import Config, InboxConfig, ModelConfig
 from rotwatchd.formats.image import (
@@ -66,13 +66,34 @@ class ModelSource(Protocol):
 class WorkHooks(Protocol):
     """Called around each file; the power helper's SleepController fits this protocol."""
 
-    def begin_work(self, timeout: float | None = None) -> bool: ...
-    def end_work(self) -> None: ...
-    def inference_started(self) -> float | None: ...
+    def activity(self, event_time: float | None = None) -> None:
+        """A file was noticed at ``event_time`` (monotonic seconds; None: now)."""
+
+    def begin_work(self, timeout: float | None = None) -> bool:
+        """A worker is about to process a file; False when shutting down instead."""
+
+    def end_work(self) -> None:
+        """That worker is done with it."""
+
+    def inference_started(self) -> float | None:
+        """The model is about to run; returns the wake latency it measured, if any."""
+
+
+class Retries(Protocol):
+    """How the processor hands a file back to be looked at later (the daemon's settler)."""
+
+    def later(self, path: Path, inbox: InboxConfig, delay: float) -> None:
+        """Look at an unfinished-looking file again in ``delay`` seconds (or when written)."""
+
+    def failed(self, path: Path, inbox: InboxConfig, exc: OSError) -> bool:
+        """Writing failed (disk full, read-only output); True when it will be tried again."""
 
 
 class NoHooks:
     """Hooks for a daemon without power management: never parks, never measures."""
+
+    def activity(self, event_time: float | None = None) -> None:
+        pass
 
     def begin_work(self, timeout: float | None = None) -> bool:
         return True
@@ -84,12 +105,35 @@ class NoHooks:
         return None
 
 
+#: What happened to a file: a journal outcome, ``skipped`` (nothing to do: gone, already
+#: processed, a link to an inbox file) or ``deferred`` (looked at again later).
+ResultOutcome = Outcome | Literal["skipped", "deferred"]
+
+
 @dataclass(frozen=True)
-class Result:
-    """What happened to one file. ``outcome`` is a journal outcome or ``skipped``."""
+class Job:
+    """One inbox file as the processor carries it through its steps."""
 
     path: Path
-    outcome: Outcome | str
+    inbox: InboxConfig
+    relative: Path  # below the inbox: its place under output, review and quarantine
+    confirmed: bool  # a close or rename event was seen (see Processor.process)
+
+
+@dataclass(frozen=True)
+class OpenJob(Job):
+    """A :class:`Job` once its file is open: every read goes through ``source``."""
+
+    source: InboxFile
+    digest: str  # SHA-256 of the content
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one file."""
+
+    path: Path
+    outcome: ResultOutcome
     detail: str
     decision: Decision | None = None
     output: Path | None = None
@@ -180,19 +224,17 @@ class Processor:
     """Turns a :class:`WorkItem` into an output, a review copy or a quarantined file."""
 
     def __init__(self, config: Config, journal: Journal, model: ModelSource, *,
-                 hooks: WorkHooks | None = None,
+                 hooks: WorkHooks | None = None, retries: Retries | None = None,
                  on_result: Callable[[Result], None] | None = None) -> None:
+        """``retries`` None: nothing is looked at again (one-shot use): a file that looks
+        unfinished counts as broken, a failed write stays an error."""
         self.config = config
         self.journal = journal
         self.model = model
         self.hooks: WorkHooks = hooks or NoHooks()
+        self.retries = retries
         self._on_result = on_result
         self._threshold: tuple[ModelConfig, float] | None = None
-        #: called with (path, inbox, delay) to look at an unfinished-looking file again later
-        self.retry_later: Callable[[Path, InboxConfig, float], None] | None = None
-        #: called with (path, inbox, error) when writing failed (disk full, read-only output);
-        #: returns True when it will try the file again by itself
-        self.retry_failed: Callable[[Path, InboxConfig, OSError], bool] | None = None
 
     def handle(self, item: WorkItem) -> None:
         """Worker entry point: waits for the power hooks, processes, reports. Never raises
@@ -210,30 +252,28 @@ class Processor:
         """Handle one file. ``confirmed`` False (found by a scan or by polling, no close event
         seen) makes a broken-looking file that changed recently wait instead of being
         quarantined: it may still be being written."""
-        relative = relative_to_inbox(path, inbox.path)
+        job = Job(path, inbox, relative_to_inbox(path, inbox.path), confirmed)
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return Result(path, "skipped", "gone before it could be processed")
         except OSError as exc:
-            return self._quarantine(path, inbox, relative, f"stat:{exc.errno}", "unreadable",
+            return self._quarantine(job, f"stat:{exc.errno}", "unreadable",
                                     exc.strerror or str(exc))
         pseudo = f"stat:{st.st_size}:{st.st_mtime_ns}"
         if stat.S_ISLNK(st.st_mode):
-            return self._symlink(path, inbox, relative, st)
+            return self._symlink(job, st)
         if not stat.S_ISREG(st.st_mode):
-            return self._quarantine(path, inbox, relative, pseudo, "not-a-file",
-                                    "not a regular file", st=st)
+            return self._quarantine(job, pseudo, "not-a-file", "not a regular file", st=st)
         if st.st_size == 0 and not named_as_image(path):
             return Result(path, "skipped", "empty, and not named as an image")
         if st.st_size == 0:
             delay = self._unfinished_delay(confirmed, st)
             if delay is not None:
-                return self._defer(path, inbox, "empty", delay)
-            return self._quarantine(path, inbox, relative, pseudo, "empty", "file is empty",
-                                    st=st)
+                return self._defer(job, "empty", delay)
+            return self._quarantine(job, pseudo, "empty", "file is empty", st=st)
         if st.st_size > self.config.limits.max_file_size:
-            return self._quarantine(path, inbox, relative, pseudo, "too-large",
+            return self._quarantine(job, pseudo, "too-large",
                                     f"{st.st_size} bytes > limits.max_file_size", st=st)
         try:
             source = open_inbox_file(path, inbox.path, expected=st)
@@ -244,20 +284,18 @@ class Processor:
             log.warning("not reading %s: %s", path, exc.strerror)
             return Result(path, "skipped", f"not read: {exc.strerror}")
         except OSError as exc:
-            return self._quarantine(path, inbox, relative, pseudo, "unreadable",
-                                    exc.strerror or str(exc), st=st)
+            return self._quarantine(job, pseudo, "unreadable", exc.strerror or str(exc),
+                                    st=st)
         with source:
-            return self._process_opened(source, inbox, relative, confirmed)
+            return self._process_opened(job, source)
 
-    def _process_opened(self, source: InboxFile, inbox: InboxConfig, relative: Path,
-                        confirmed: bool) -> Result:
+    def _process_opened(self, job: Job, source: InboxFile) -> Result:
         """Hash, journal and handle a file held open (every read goes through ``source``)."""
         path, key, st = source.path, str(source.path), source.st
         try:
             digest = source.digest()
         except OSError as exc:
-            return self._quarantine(path, inbox, relative,
-                                    f"stat:{st.st_size}:{st.st_mtime_ns}", "unreadable",
+            return self._quarantine(job, f"stat:{st.st_size}:{st.st_mtime_ns}", "unreadable",
                                     exc.strerror or str(exc), source=source)
         if not self.journal.needs_processing(key, digest):
             self.journal.refresh_stat(key, digest, st)  # e.g. a new ctime, same content
@@ -266,9 +304,10 @@ class Processor:
                               inode=st.st_ino):
             log.info("resuming %s: a previous run stopped while processing it", path)
         try:
-            return self._process_image(source, inbox, relative, digest, confirmed)
+            return self._process_image(OpenJob(path, job.inbox, job.relative, job.confirmed,
+                                               source, digest))
         except OSError as exc:  # disk full, permissions on the output...: retried later
-            retried = self.retry_failed is not None and self.retry_failed(path, inbox, exc)
+            retried = self.retries is not None and self.retries.failed(path, job.inbox, exc)
             log.error("error processing %s (%s): %s", path, _next_try(exc, retried), exc)
             detail = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a bug or a model failure: keep the file, say so, go on
@@ -290,7 +329,7 @@ class Processor:
         ``watch.unfinished_wait`` (at least WRITING_TIMEOUT when no close event was seen):
         its writer may only be pausing. None once it has (or without a way to look again):
         then it counts as broken. A close event proves nothing: pieces may follow."""
-        if self.retry_later is None:
+        if self.retries is None:
             return None
         wait = self.config.watch.unfinished_wait
         if not confirmed:
@@ -300,75 +339,70 @@ class Processor:
             return None
         return wait - max(age, 0.0)
 
-    def _defer(self, path: Path, inbox: InboxConfig, why: str, delay: float) -> Result:
-        assert self.retry_later is not None
-        self.retry_later(path, inbox, delay)
+    def _defer(self, job: Job, why: str, delay: float) -> Result:
+        path = job.path
+        assert self.retries is not None
+        self.retries.later(path, job.inbox, delay)
         log.info("%s looks unfinished (%s): left in the inbox, looked at again when written to "
                  "or in %.0fs; quarantined only if it still looks so after %.0fs unchanged",
                  path, why, delay, self.config.watch.unfinished_wait)
         return Result(path, "deferred", why)
 
-    def _process_image(self, source: InboxFile, inbox: InboxConfig, relative: Path,
-                       digest: str, confirmed: bool) -> Result:
-        cfg = self.config
+    def _process_image(self, job: OpenJob) -> Result:
+        cfg, source, inbox = self.config, job.source, job.inbox
         examined = examine(source.reader, self.model, max_pixels=cfg.limits.max_pixels,
                            verify=False, hooks=self.hooks,
-                           human_correction=self.journal.human_label(digest))
+                           human_correction=self.journal.human_label(job.digest))
         facts, info = examined.facts, examined.info
         decision = decide(facts, min_confidence=self._review_threshold(),
                           max_pixels=cfg.limits.max_pixels)
         if decision.action == "quarantine":
             reason, _, message = decision.reason.partition(": ")
-            return self._bad(source, inbox, relative, digest, confirmed, reason, message,
-                             decision)
+            return self._bad(job, reason, message, decision)
         if decision.action == "review":
-            return self._review(source, inbox, relative, digest, decision, facts.prediction)
+            return self._review(job, decision, facts.prediction)
         try:
-            written = write_corrected(source.reader, inbox.output / relative,
+            written = write_corrected(source.reader, inbox.output / job.relative,
                                       orientation=decision.orientation, mode=cfg.output.mode,
                                       hardlink_upright=cfg.output.hardlink_upright,
                                       max_pixels=cfg.limits.max_pixels, within=inbox.output,
                                       jpeg=info.jpeg if info is not None else None,
                                       verified=info is None or info.verified)
         except UnsupportedFormat as exc:
-            return self._review(source, inbox, relative, digest,
-                                Decision("review", f"unsupported format {exc.format}"))
+            return self._review(job, Decision("review", f"unsupported format {exc.format}"))
         except ImageProblem as exc:  # the writer's decode found damage (truncated...)
             message = str(exc).removeprefix(f"{exc.path}: " if exc.path is not None else "")
-            return self._bad(source, inbox, relative, digest, confirmed, exc.reason, message,
-                             decision)
-        return self._written(source, relative, digest, decision, written)
+            return self._bad(job, exc.reason, message, decision)
+        return self._written(job, decision, written)
 
-    def _bad(self, source: InboxFile, inbox: InboxConfig, relative: Path, digest: str,
-             confirmed: bool, reason: str, message: str, decision: Decision) -> Result:
+    def _bad(self, job: OpenJob, reason: str, message: str, decision: Decision) -> Result:
         """A file that is not a usable image: ignored (not named as one), left for its writer
         (looks unfinished), or quarantined."""
-        path, st = source.path, source.st
+        path, st, digest = job.path, job.source.st, job.digest
         if reason == "not-an-image" and not named_as_image(path):
             self.journal.finish(str(path), digest, "ignored", detail="not an image")
             log.info("%s is not an image and not named as one: left in the inbox, ignored",
                      path)
             return Result(path, "ignored", "not an image")
-        delay = self._unfinished_delay(confirmed, st) if reason in UNFINISHED_LOOKS else None
+        delay = self._unfinished_delay(job.confirmed, st) if reason in UNFINISHED_LOOKS else None
         if delay is not None:
             self.journal.finish(str(path), digest, "waiting",
                                 detail=f"looks unfinished ({reason}): waiting for its writer")
-            return self._defer(path, inbox, reason, delay)
-        return self._quarantine(path, inbox, relative, digest, reason, message or reason,
-                                decision, source=source)
+            return self._defer(job, reason, delay)
+        return self._quarantine(job, digest, reason, message or reason, decision,
+                                source=job.source)
 
-    def _written(self, source: InboxFile, relative: Path, digest: str, decision: Decision,
-                 written: WriteResult) -> Result:
+    def _written(self, job: OpenJob, decision: Decision, written: WriteResult) -> Result:
         """Journal and log a written upright copy, then dispose of the original."""
         cfg = self.config
-        path, st = source.path, source.st
+        path, st, digest = job.path, job.source.st, job.digest
         how = f"{decision.reason}, {written.action}" + "".join(f"; {n}" for n in written.notes)
         if cfg.output.original != "keep":  # a restart must know the output is already there
             self.journal.intend(str(path), digest, "dispose", output=str(written.path),
                                 detail=how)
         try:
-            fate = dispose_original(path, cfg.output.original, cfg.output.done_dir, relative,
-                                    source=source)
+            fate = dispose_original(path, cfg.output.original, cfg.output.done_dir,
+                                    job.relative, source=job.source)
         except (CannotMove, OSError) as exc:
             fate = f"original left in place ({exc})"
         self.journal.finish(str(path), digest, "done", correction=decision.correction,
@@ -378,12 +412,12 @@ class Processor:
         log.info("%s -> %s (%s; %s)", path, written.path, how, fate)
         return Result(path, "done", how, decision, written.path)
 
-    def _review(self, source: InboxFile, inbox: InboxConfig, relative: Path, digest: str,
-                decision: Decision, prediction: Prediction | None = None) -> Result:
+    def _review(self, job: OpenJob, decision: Decision,
+                prediction: Prediction | None = None) -> Result:
         """Copy the file to the review folder and queue it for a person
         (rotwatchd.service.review)."""
-        path, st = source.path, source.st
-        placed = copy_into(path, inbox.review, relative, reader=source.reader)
+        path, st, digest, inbox = job.path, job.source.st, job.digest, job.inbox
+        placed = copy_into(path, inbox.review, job.relative, reader=job.source.reader)
         self.journal.add_review(
             str(path), digest, review_copy=str(placed.path), inbox=str(inbox.path),
             guess=decision.correction, confidence=decision.confidence,
@@ -399,8 +433,8 @@ class Processor:
                  again)
         return Result(path, "review", decision.reason, decision, placed.path)
 
-    def _symlink(self, path: Path, inbox: InboxConfig, relative: Path,
-                 st: os.stat_result) -> Result:
+    def _symlink(self, job: Job, st: os.stat_result) -> Result:
+        path, inbox = job.path, job.inbox
         target = os.readlink(path)
         resolved = Path(os.path.realpath(path))
         if resolved.is_relative_to(inbox.path.resolve()) and resolved.is_file():
@@ -408,24 +442,24 @@ class Processor:
             log.info("%s is a symbolic link to %s in the inbox: left alone, the file it points "
                      "to is processed on its own", path, target)
             return Result(path, "skipped", f"symlink to {target} inside the inbox")
-        return self._quarantine(path, inbox, relative, f"symlink:{target}", "symlink",
+        return self._quarantine(job, f"symlink:{target}", "symlink",
                                 f"symlink pointing outside the inbox (to {target})", st=st)
 
-    def _quarantine(self, path: Path, inbox: InboxConfig, relative: Path, digest: str,
-                    reason: str, message: str, decision: Decision | None = None, *,
-                    source: InboxFile | None = None, st: os.stat_result | None = None) -> Result:
+    def _quarantine(self, job: Job, digest: str, reason: str, message: str,
+                    decision: Decision | None = None, *, source: InboxFile | None = None,
+                    st: os.stat_result | None = None) -> Result:
         """Journal the intent, move the file (as opened, when ``source`` is given) into the
         quarantine folder, journal the outcome: a crash in between is completed at the next
         start (see rotwatchd.service.recovery)."""
-        key = str(path)
+        path, key = job.path, str(job.path)
         if not self.journal.needs_processing(key, digest):
             return Result(path, "skipped", "already quarantined")
         st = source.st if source is not None else st
         self.journal.intend(key, digest, "quarantine", detail=f"{reason}: {message}",
                             inode=st.st_ino if st is not None else None)
         try:
-            moved: Path | None = move_into(path, inbox.quarantine, relative, source=source,
-                                           inbox=inbox.path)
+            moved: Path | None = move_into(path, job.inbox.quarantine, job.relative,
+                                           source=source, inbox=job.inbox.path)
             where = f"moved to {moved}"
         except CannotMove as exc:
             moved, where = None, f"left in place, could not move: {exc}"
