@@ -43,7 +43,7 @@ RUNS = ROOT / "runs" / "mutation"
 NO_EFFECT = ROOT / "bench" / "mutation_no_effect.toml"
 
 # The tests that reach each module, quickest and most pointed first (-x stops at the first
-# failure): the tests written from earlier mutation runs (tests/test_gaps_*.py), the module's
+# failure): the tests written from earlier mutation runs (tests/unit/test_gaps_*.py), the module's
 # own, then the daemon tests that go through it.
 MODULES: dict[str, tuple[str, ...]] = {
     "service/decision": ("test_gaps_decision.py", "test_decision.py", "test_formats_cases.py",
@@ -188,7 +188,8 @@ def _no_effect(module_path: str) -> set[tuple[str, str, str, str]]:
 
 
 def _test_command(tests: tuple[str, ...]) -> str:
-    paths = [f"tests/{name}" for name in tests if (ROOT / "tests" / name).exists()]
+    paths = [str(found.relative_to(ROOT)) for name in tests
+             for found in sorted((ROOT / "tests").glob(f"*/{name}"))]
     return f"{sys.executable} -m pytest -x -q -p no:cacheprovider " + " ".join(paths)
 
 

@@ -24,7 +24,7 @@ SMOKE_DEADLINE="${ROTWATCHD_ARM64_SMOKE_DEADLINE:-900}"
 # The model tests less the two slowest kinds, 22 of their native 27 s (~1 h emulated): the
 # four variant comparisons and the compression-traces test (the held-out accuracy test again,
 # over three JPEG re-encodes). Name tests as arguments to run them too.
-DEFAULT_TESTS="tests/test_model_faces.py tests/test_model_text.py tests/test_model_scene.py"
+DEFAULT_TESTS="tests/unit/test_model_faces.py tests/unit/test_model_text.py tests/unit/test_model_scene.py"
 DEFAULT_K="not variants_agree and not compression_traces"
 
 T0=$(date +%s)

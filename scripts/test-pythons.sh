@@ -7,9 +7,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 VERSIONS="${*:-3.11 3.12 3.13}"
-TESTS="tests/test_model_scene.py tests/test_model_faces.py tests/test_model_text.py
-  tests/test_model_tta.py tests/test_model_adaptive.py tests/test_model_fusion.py
-  tests/test_model_onnx.py tests/test_daemon.py tests/test_daemon_outputs.py tests/test_cli_e2e.py"
+TESTS="tests/unit/test_model_scene.py tests/unit/test_model_faces.py tests/unit/test_model_text.py
+  tests/unit/test_model_tta.py tests/unit/test_model_adaptive.py tests/unit/test_model_fusion.py
+  tests/unit/test_model_onnx.py tests/daemon/test_daemon.py tests/daemon/test_daemon_outputs.py tests/e2e/test_cli_e2e.py"
 failed=""
 for v in $VERSIONS; do
   py=""

@@ -10,5 +10,5 @@ PY="${PYTHON:-python3}"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[dev,ray]'
 "$VENV/bin/python" -c "import ray.data" || { echo "Ray is not importable in $VENV" >&2; exit 1; }
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_fix_ray.py \
-  tests/test_fix_record.py "$@"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e/test_fix_ray.py \
+  tests/unit/test_fix_record.py "$@"

@@ -16,6 +16,6 @@ if "$VENV/bin/python" -c "import ai_edge_litert" 2>/dev/null; then
   echo "ai-edge-litert is installed in $VENV: this run would not test tflite-runtime" >&2
   exit 1
 fi
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_model_scene.py \
-  tests/test_model_faces.py tests/test_model_tta.py tests/test_model_adaptive.py \
-  tests/test_model_text.py "$@"
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/unit/test_model_scene.py \
+  tests/unit/test_model_faces.py tests/unit/test_model_tta.py tests/unit/test_model_adaptive.py \
+  tests/unit/test_model_text.py "$@"

@@ -6,7 +6,7 @@ On-device adaptation (``rotwatchd/adapt/fit.py``) learns a personal head on the 
 (the input of the final fully-connected layer) of the user's own labelled photos. This tool
 edits the flatbuffer, with the schema module that ai-edge-litert ships: the graph's outputs
 become ``[logits, features]`` (the logits stay output 0, computed by the same ops from the same
-weights, so they are bit-identical; ``tests/test_adapt_model.py`` checks it), and the weights
+weights, so they are bit-identical; ``tests/unit/test_adapt_model.py`` checks it), and the weights
 of that last layer are written to ``<stem>-head.npz`` (``weight_q`` int8 4 x F with a
 ``scale`` per class, as the graph holds them, and ``bias``): the shipped head the personal one
 starts from and is held near.

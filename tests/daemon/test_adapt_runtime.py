@@ -1,0 +1,187 @@
+"""Adaptation in the daemon: what is collected, when (injected clock and sleep state), how a
+head comes into use, what status shows, and ``rotwatchd adapt``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import fast_config, make_photo
+from helpers.paths import FIXTURES_DIR
+from PIL import Image
+
+from rotwatchd.adapt.runtime import (
+    HEAD_NAME,
+    Adapter,
+    AdaptRuntime,
+    AdaptWorker,
+    adapt_dir,
+    next_step,
+    personal_factory,
+)
+from rotwatchd.cli.main import main
+from rotwatchd.config import AdaptConfig, ModelConfig
+from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.model.personal import (
+    LabelCues,
+    PersonalClassifier,
+    PersonalHead,
+    model_digest,
+    model_path_or_default,
+    personal_bytes,
+    shipped_head,
+)
+from rotwatchd.model.sidecar import ModelMeta
+from rotwatchd.power.sleep import PowerState, SleepController
+from rotwatchd.service.status import format_status
+
+FIXTURES = FIXTURES_DIR / "orientation"
+SETTINGS = AdaptConfig(min_labels=3, after_idle=600.0)
+
+
+def test_adaptation_waits_for_a_long_enough_sleep_then_collects_then_fits() -> None:
+    s = SETTINGS
+    assert next_step(5000.0, None, s, pending=10, new_labels=500) == (None, None)  # awake
+    assert next_step(1100.0, 1000.0, s, 10, 500) == (None, 500.0)  # asleep 100 s of 600
+    assert next_step(1600.0, 1000.0, s, 10, 500) == ("collect", 0.0)
+    assert next_step(1600.0, 1000.0, s, 0, 3) == ("fit", 0.0)
+    assert next_step(1600.0, 1000.0, s, 0, 2) == (None, None)  # too few new labels
+    off = AdaptConfig(enabled=False)
+    assert next_step(9999.0, 0.0, off, 10, 500) == (None, None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _exif_photos(daemon_factory: Callable[..., Any], tmp_path: Path, n: int) -> Any:
+    """A daemon that has turned ``n`` EXIF-tagged photos and kept one upright untagged."""
+    config = fast_config(tmp_path)
+    for i in range(n):
+        make_photo(tmp_path / "inbox" / f"tagged{i}.jpg", exif_orientation=6, seed=i,
+                   size=(160, 120))
+    make_photo(tmp_path / "inbox" / "plain.jpg", seed=99, size=(160, 120))
+    daemon, results = daemon_factory(config)
+    done = results.wait_count(n + 1)
+    assert sorted(r.decision.source for r in done if r.decision) == ["exif"] * n + ["model"]
+    return config, daemon
+
+
+def test_labels_are_collected_and_fitted_only_while_asleep(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 3)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    clock = Clock()
+    worker = AdaptWorker(adapter, clock=clock)
+    assert worker.step() is None and adapter.store.count() == 0  # awake: nothing
+    worker.on_power_state(PowerState.ASLEEP)
+    assert worker.step() == 600.0 and adapter.store.count() == 0  # not asleep long enough
+    clock.now += 600
+    assert worker.step() == 0.0
+    assert adapter.store.counts() == {"exif": 3, "human": 0}  # the untagged one is no label
+    assert adapter.store.load().features.shape == (3, 4, 1280)
+    assert worker.step() == 0.0 and worker.fits == 1  # 3 new labels: a fit
+    status = adapter.status()
+    assert status["personal_head"] is False
+    assert "only 3 labelled photos" in status["last_fit"]["reason"]  # too few to judge
+    assert worker.step() is None and worker.fits == 1  # nothing new: nothing more
+    adapter.close()
+
+
+def test_a_file_arriving_stops_the_collection_before_the_next_photo(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 3)
+    worker: AdaptWorker | None = None
+
+    class WakingCues(LabelCues):
+        def __call__(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+            assert worker is not None
+            worker.on_power_state(PowerState.AWAKE)  # a file arrives during the first photo
+            return super().__call__(image)
+
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig(),
+                      cues=WakingCues)
+    clock = Clock()
+    worker = AdaptWorker(adapter, clock=clock)
+    worker.on_power_state(PowerState.ASLEEP)
+    clock.now += 600
+    worker.step()
+    assert adapter.store.count() == 1 and adapter.pending() == 2  # the rest waits
+    adapter.close()
+
+
+def _accepted_head(state_dir: Path, digest: str | None = None) -> None:
+    meta = ModelMeta.for_model(model_path_or_default(None))
+    personal = PersonalHead(shipped_head(None, meta.temperature), 0.9,
+                            meta.threshold("cascade"), digest or model_digest(None),
+                            {"accepted": True, "labels_held_out": 40,
+                             "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
+                             "personal": {"decided_correct": 0.5,
+                                          "wrong_among_decided": 0.005}})
+    adapt_dir(state_dir).mkdir(parents=True, exist_ok=True)
+    (adapt_dir(state_dir) / HEAD_NAME).write_bytes(personal_bytes(personal))
+
+
+def test_an_accepted_head_decides_in_the_default_backend_only(tmp_path: Path) -> None:
+    built: list[str] = []
+
+    def base(model: ModelConfig) -> OrientationClassifier:
+        built.append(model.backend)
+        from rotwatchd.model import load_classifier
+        return load_classifier(model.backend, model.path, model.threads)
+
+    make = personal_factory(tmp_path, base)
+    assert not isinstance(make(ModelConfig()), PersonalClassifier)  # no head yet
+    _accepted_head(tmp_path)
+    personal = make(ModelConfig())
+    assert isinstance(personal, PersonalClassifier)
+    with Image.open(next(FIXTURES.glob("kphotoalbum/*"))) as raw:
+        prediction = personal.predict(raw.convert("RGB"))
+    assert ("personal", 1.0) in prediction.cues
+    assert not isinstance(make(ModelConfig(backend="litert-tta")), PersonalClassifier)
+    _accepted_head(tmp_path, digest="0" * 64)  # fitted for another scene model
+    assert not isinstance(make(ModelConfig()), PersonalClassifier)
+    assert built == ["auto", "litert-tta", "auto"]
+
+
+def test_status_shows_the_head_in_use_and_its_figures(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    _accepted_head(config.state_dir)
+    daemon, _ = daemon_factory(config, start=False)
+    sleep = SleepController(config.power, None, lambda: 0)
+    AdaptRuntime.attach(daemon, sleep)
+    document = daemon.snapshot()
+    json.dumps(document)  # plain JSON for the web page
+    assert document["adapt"]["personal_head"] is True
+    assert document["adapt"]["in_use"]["personal"]["decided_correct"] == 0.5
+    text = format_status({**document, "running": True})
+    assert "personal head in use: on 40 held-out photos x 4, decided correctly 20.0% " \
+           "(shipped) -> 50.0%" in text
+
+
+def test_adapt_forget_deletes_the_labels_and_the_head(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inbox").mkdir()
+    cfg = tmp_path / "rotwatchd.yaml"
+    cfg.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n")
+    state = tmp_path / "state"
+    _accepted_head(state)
+    from rotwatchd.adapt.labels import LabelStore
+    with LabelStore(adapt_dir(state)) as store:
+        store.add("a" * 64, "exif", np.ones((4, 1280)))
+    assert main(["adapt", "-c", str(cfg), "--forget"]) == 0
+    assert "forgot 1 label(s) and the personal head" in capsys.readouterr().out
+    assert not (adapt_dir(state) / HEAD_NAME).exists()
+    with LabelStore(adapt_dir(state)) as store:
+        assert store.count() == 0
+    assert main(["adapt", "-c", str(cfg)]) == 1  # nothing to learn from: said, not crashed
+    assert "personal head not fitted: no labels to learn from" in capsys.readouterr().out

@@ -1,0 +1,193 @@
+"""The one module that writes: no descriptor kept per file written (a daemon writes thousands),
+a hard-linked upright copy stays a link also in a folder it has to create, and falls back to a
+real copy only where a link cannot be made (another filesystem)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import make_photo
+
+from rotwatchd.output.atomic import (
+    NAME_MAX,
+    Placed,
+    UnsafeFolder,
+    atomic_copy,
+    atomic_link,
+    atomic_write_bytes,
+    move_no_clobber,
+    numbered_name,
+    remove_temporaries,
+)
+from rotwatchd.output.writer import write_corrected
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def other_fs(tmp_path: Path) -> Iterator[Path]:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test folder")
+    with tempfile.TemporaryDirectory(dir=shm, prefix="rotwatchd-test-") as folder:
+        yield Path(folder)
+
+
+def test_writing_many_files_into_new_folders_keeps_no_descriptor(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    source = tmp_path / "source.jpg"
+    source.write_bytes(b"picture")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    before = _open_fds()
+    for i in range(8):
+        atomic_write_bytes(out / f"y{i}" / "m" / "a.jpg", b"data %d" % i, within=out,
+                           keep_existing=True)
+        atomic_write_bytes(out / f"y{i}" / "m" / "a.jpg", b"data %d" % i, within=out,
+                           keep_existing=True)  # the same bytes again: reused
+        atomic_copy(source, out / f"y{i}" / "copy.jpg", within=out, keep_existing=True)
+        atomic_link(source, out / f"y{i}" / "link.jpg", within=out, keep_existing=True)
+        (inbox / f"{i}.jpg").write_bytes(b"moved")
+        move_no_clobber(inbox / f"{i}.jpg", out / "moved", within=out)
+        with pytest.raises(UnsafeFolder):
+            atomic_write_bytes(out / ".." / "escape.jpg", b"x", within=out)
+    assert _open_fds() == before
+    assert len(list(out.rglob("*.jpg"))) == 8 * 4
+
+
+def test_a_hardlinked_upright_copy_in_a_new_nested_folder_is_a_link(tmp_path: Path) -> None:
+    photo = make_photo(tmp_path / "inbox" / "IMG_1.jpg", correction=0)
+    out = tmp_path / "out"
+    target = out / "2024" / "06" / "IMG_1.jpg"
+
+    result = write_corrected(photo, target, orientation=1, hardlink_upright=True, within=out)
+
+    assert result.action == "hardlinked"
+    assert os.stat(result.path).st_ino == os.stat(photo).st_ino
+    assert [p.name for p in (out / "2024" / "06").iterdir()] == ["IMG_1.jpg"]  # no temporary
+
+
+def test_a_hardlink_across_filesystems_becomes_a_faithful_copy(tmp_path: Path,
+                                                               other_fs: Path) -> None:
+    photo = make_photo(tmp_path / "inbox" / "IMG_2.jpg", correction=0)
+    out = other_fs / "out"
+
+    result = write_corrected(photo, out / "a" / "IMG_2.jpg", orientation=1,
+                             hardlink_upright=True, within=out)
+
+    assert result.action == "copied"
+    assert result.path.read_bytes() == photo.read_bytes()
+    assert result.path.stat().st_mtime_ns == photo.stat().st_mtime_ns
+
+
+def test_a_link_to_a_name_holding_other_bytes_gets_a_number(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "d").mkdir(parents=True)
+    (out / "d" / "a.jpg").write_bytes(b"someone else's picture")
+    source = tmp_path / "a.jpg"
+    source.write_bytes(b"ours")
+
+    placed = atomic_link(source, out / "d" / "a.jpg", within=out, keep_existing=True)
+    again = atomic_link(source, out / "d" / "a.jpg", within=out, keep_existing=True)
+
+    assert placed.path == out / "d" / "a.1.jpg" and not placed.reused
+    assert again.path == placed.path and again.reused  # the same file again: no a.2.jpg
+    assert (out / "d" / "a.jpg").read_bytes() == b"someone else's picture"
+    assert sorted(p.name for p in (out / "d").iterdir()) == ["a.1.jpg", "a.jpg"]
+
+
+def test_a_replacing_write_leaves_only_the_new_content(tmp_path: Path) -> None:
+    target = tmp_path / "status.json"
+    target.write_bytes(b"old")
+    placed = atomic_write_bytes(target, b"new")
+    assert placed.path == target and target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_a_move_onto_another_filesystem_keeps_bytes_mode_and_date(tmp_path: Path,
+                                                                  other_fs: Path) -> None:
+    source = tmp_path / "IMG_3.jpg"
+    source.write_bytes(b"photo bytes" * 5000)
+    os.chmod(source, 0o640)
+    os.utime(source, ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    (other_fs / "done").mkdir()
+    (other_fs / "done" / "IMG_3.jpg").write_bytes(b"taken")
+
+    moved = move_no_clobber(source, other_fs / "done", within=other_fs / "done")
+
+    assert moved == other_fs / "done" / "IMG_3.1.jpg"
+    assert moved.read_bytes() == b"photo bytes" * 5000
+    st = moved.stat()
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o640, 1_500_000_000_000_000_000)
+    assert not source.exists()
+    assert remove_temporaries(other_fs) == 0
+
+
+@pytest.mark.parametrize("char", ["é", "€", "😀"])
+def test_a_numbered_long_name_keeps_every_whole_character_that_fits(char: str) -> None:
+    """Phones name files with accents and emoji: numbering a 255-byte name shortens its stem
+    by whole characters, as few as needed, and never leaves half of one."""
+    width = len(char.encode())
+    name = char * (250 // width) + ".jpeg"
+    for n in (1, 12, 345):
+        out = numbered_name(name, n)
+        tail = f".{n}.jpeg"
+        room = NAME_MAX - len(tail)
+        assert out == char * min(250 // width, room // width) + tail
+        assert len(os.fsencode(out)) <= NAME_MAX
+
+
+def test_a_fresh_file_gets_the_ordinary_mode(tmp_path: Path) -> None:
+    """A file written from nothing (status.json) is created 0666 less the umask, like any
+    program's: readable as the umask allows, never executable."""
+    umask = os.umask(0o022)
+    try:
+        placed = atomic_write_bytes(tmp_path / "status.json", b"{}")
+    finally:
+        os.umask(umask)
+    assert placed.path.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_same_large_picture_again_reuses_its_output(tmp_path: Path) -> None:
+    """A redo (after a crash, or the same photo sent twice) of a picture of several MiB finds
+    its own output and writes no ``.1`` copy."""
+    data = os.urandom(3 * (1 << 20) + 12345)
+    out = tmp_path / "out"
+    first = atomic_write_bytes(out / "IMG_9.jpg", data, within=out, keep_existing=True)
+    again = atomic_write_bytes(out / "IMG_9.jpg", data, within=out, keep_existing=True)
+    assert (again.path, again.reused) == (first.path, True)
+    other = atomic_write_bytes(out / "IMG_9.jpg", data[:-1] + b"!", within=out,
+                               keep_existing=True)
+    assert other.path == out / "IMG_9.1.jpg" and not other.reused
+
+
+def test_files_moved_under_one_name_are_numbered_one_two_three(tmp_path: Path) -> None:
+    inbox, quarantine = tmp_path / "inbox", tmp_path / "quarantine"
+    inbox.mkdir()
+    for content in (b"one", b"two", b"three"):
+        (inbox / "scan.jpg").write_bytes(content)
+        move_no_clobber(inbox / "scan.jpg", quarantine, within=quarantine)
+    assert {p.name: p.read_bytes() for p in quarantine.iterdir()} == {
+        "scan.jpg": b"one", "scan.1.jpg": b"two", "scan.2.jpg": b"three"}
+
+
+def test_a_link_planted_under_the_output_name_is_neither_reused_nor_followed(
+        tmp_path: Path) -> None:
+    """Even when it points at a file with exactly the new bytes, a symlink in the output
+    folder is not "the same output": the copy gets its own name."""
+    out = tmp_path / "out"
+    out.mkdir()
+    twin = tmp_path / "twin.jpg"
+    twin.write_bytes(b"the picture")
+    (out / "a.jpg").symlink_to(twin)
+
+    placed = atomic_write_bytes(out / "a.jpg", b"the picture", within=out, keep_existing=True)
+
+    assert placed == Placed(out / "a.1.jpg", reused=False)
+    assert (out / "a.jpg").is_symlink() and twin.read_bytes() == b"the picture"

@@ -1,0 +1,155 @@
+"""The adaptive default backend: one scene pass, the 4-pass ensemble only when that is unsure,
+and its own calibrated threshold. Real model, real fixture photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.paths import FIXTURES_DIR
+from PIL import Image
+
+from rotwatchd.evaluation.accuracy import Case, resave, turned, upright_images
+from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
+from rotwatchd.model.fusion import AdaptiveClassifier
+from rotwatchd.model.sidecar import MODEL_FILE
+from training.calibrate import cascade, pick_escalation, pick_threshold
+
+FIXTURES = FIXTURES_DIR / "orientation"
+STATED = json.loads((FIXTURES / "stated_accuracy.json").read_text())
+
+
+def _model_copy(tmp_path: Path, sidecar: dict[str, float]) -> Path:
+    model = tmp_path / "m" / MODEL_FILE
+    model.parent.mkdir()
+    shutil.copyfile(default_model_dir() / MODEL_FILE, model)
+    for cue in ("faces", "text"):  # the whole shipped cue set, as the backends load it
+        shutil.copytree(default_model_dir() / cue, model.parent / cue)
+    meta = json.loads((default_model_dir() / "orientation.json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**meta, **sidecar}))
+    return model
+
+
+def _cases() -> list[Image.Image]:
+    out = []
+    for _group, path in upright_images(FIXTURES):
+        if "documents" not in path.parts:
+            with Image.open(path) as raw:
+                upright = raw.convert("RGB")
+            out += [resave(turned(upright, c), "jpeg", 90) for c in CORRECTIONS]
+    return out
+
+
+def test_auto_is_the_adaptive_backend_with_its_own_threshold(tmp_path: Path) -> None:
+    model = _model_copy(tmp_path, {"min_confidence": 0.9, "tta_min_confidence": 0.8,
+                                   "cascade_min_confidence": 0.85})
+    clf = load_classifier("auto", model, 1)
+    try:
+        assert isinstance(clf, AdaptiveClassifier)
+        assert clf.escalate_below == 0.9 and clf.min_confidence == 0.85
+        assert clf.escalate_from == json.loads(model.with_suffix(".json").read_text()).get(
+            "escalate_from", 0.0)
+    finally:
+        clf.close()
+    assert calibrated_threshold("auto", model) == 0.85
+    assert calibrated_threshold("litert-adaptive", model) == 0.85
+    assert calibrated_threshold("litert", model) == 0.9
+
+
+def test_an_older_sidecar_without_a_cascade_threshold_uses_the_one_pass_one(
+        tmp_path: Path) -> None:
+    model = _model_copy(tmp_path, {"min_confidence": 0.9})
+    meta = json.loads(model.with_suffix(".json").read_text())
+    meta.pop("cascade_min_confidence", None)
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    assert calibrated_threshold("auto", model) == 0.9
+
+
+def test_default_backend_on_held_out_fixture_photos() -> None:
+    """The shipped default (adaptive, its calibrated threshold): stated raw accuracy, and the
+    decisions it takes are right (at most 2 % wrong, the issue's floor) on a stated share."""
+    clf = load_classifier("auto", None, 1)
+    images = _cases()
+    try:
+        preds = [clf.predict(im) for im in images]
+        threshold = calibrated_threshold("auto")
+    finally:
+        clf.close()
+    truths = [c for _ in range(len(images) // 4) for c in CORRECTIONS]
+    right = [p.correction == t for p, t in zip(preds, truths, strict=True)]
+    decided = [ok for p, ok in zip(preds, right, strict=True) if p.confidence >= threshold]
+    assert sum(right) / len(right) >= STATED["photos"], sum(right)
+    assert len(decided) - sum(decided) <= 0.02 * len(decided), decided
+    assert sum(decided) / len(images) >= STATED["photos, default backend, decided correctly"]
+
+
+def test_sure_and_hopeless_images_cost_one_pass_the_unsure_get_the_ensemble(
+        tmp_path: Path) -> None:
+    # escalation band in the middle of the fixtures' one-pass confidences: all branches run
+    one = load_classifier("litert", None, 1)
+    four = load_classifier("litert-tta", None, 1)
+    images = _cases()
+    try:
+        first = [one.predict(im) for im in images]
+        ensemble = [four.predict(im) for im in images]
+    finally:
+        one.close()
+        four.close()
+    ranked = sorted(p.confidence for p in first)
+    low, middle = ranked[len(ranked) // 4], ranked[len(ranked) // 2]
+    model = _model_copy(tmp_path, {"min_confidence": middle, "escalate_from": low})
+    adaptive = load_classifier("auto", model, 1)
+    try:
+        got = [adaptive.predict(im) for im in images]
+    finally:
+        adaptive.close()
+    branches = {"sure": 0, "unsure": 0, "hopeless": 0}
+    for a, o, f in zip(got, first, ensemble, strict=True):
+        passes = dict(a.cues)["passes"]
+        if low <= o.confidence < middle:
+            branches["unsure"] += 1
+            assert passes == 4.0 and a.probabilities == pytest.approx(f.probabilities, abs=1e-6)
+        else:
+            branches["sure" if o.confidence >= middle else "hopeless"] += 1
+            assert passes == 1.0 and a.probabilities == pytest.approx(o.probabilities, abs=1e-6)
+        assert a.correction == CORRECTIONS[max(range(4), key=lambda i: a.probabilities[i])]
+    assert min(branches.values()) > 0, branches
+
+
+def _case(truth: int, predicted: int, confidence: float) -> Case:
+    return Case("g", truth, predicted, confidence)
+
+
+def test_cascade_cases_take_the_ensemble_only_in_the_escalation_band() -> None:
+    one = [_case(0, 0, 0.99), _case(90, 0, 0.6), _case(180, 180, 0.95), _case(270, 0, 0.3)]
+    four = [_case(0, 90, 0.7), _case(90, 90, 0.97), _case(180, 0, 0.5), _case(270, 270, 0.9)]
+    assert cascade(one, four, escalate_below=0.95) == [one[0], four[1], one[2], four[3]]
+    assert cascade(one, four, 0.95, escalate_from=0.5) == [one[0], four[1], one[2], one[3]]
+
+
+def test_escalation_floor_is_the_highest_that_loses_no_decided_case() -> None:
+    # unsure one-pass cases at 0.2, 0.45 and 0.7 that the ensemble gets right and sure
+    one = [_case(0, 90, 0.2), _case(0, 90, 0.45), _case(0, 90, 0.7)]
+    four = [_case(0, 0, 0.99)] * 3
+    sure = [_case(0, 0, 0.99)] * 50
+    floor, threshold, _rows = pick_escalation(one + sure, four + sure, 0.95, 0.01)
+    # escalating from 0.2 keeps all three; from 0.25 on the first is lost
+    assert (floor, threshold) == (0.2, 0.3)
+    hopeless = [_case(0, 90, 0.2), _case(0, 90, 0.45), _case(0, 90, 0.7)]
+    floor, _threshold, _rows = pick_escalation(hopeless + sure, hopeless + sure, 0.95, 0.01)
+    # when the ensemble never helps, nothing below the one-pass threshold is escalated
+    assert floor == 0.9
+
+
+def test_threshold_is_the_lowest_with_risk_within_target() -> None:
+    # 100 right answers at 0.9..0.99 and one wrong at 0.93: below 0.935 the risk is > 1 %
+    right = [_case(0, 0, 0.9 + i * 0.0009) for i in range(100)]
+    wrong = [_case(90, 0, 0.93)]
+    chosen, rows = pick_threshold(right + wrong, 0.005)
+    assert chosen == 0.935
+    at = next(r for r in rows if r["threshold"] == chosen)
+    assert at["risk"] == 0.0 and at["coverage"] > 0
+    loose, _ = pick_threshold(right + wrong, 0.02)
+    assert loose < chosen
