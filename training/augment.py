@@ -1,6 +1,7 @@
 """Training samples: crop, composite, rotate exactly, *then* JPEG re-encode, then resize.
 
-The order defeats the shortcut trap (MODEL-DATA.md): a rotation is an exact pixel transpose
+The order defeats the shortcut trap (a network that learns where the JPEG block grid or
+the resampling traces lie instead of what is up): a rotation is an exact pixel transpose
 (``Image.transpose``), JPEG compression at a random quality happens after it (as it does for a
 camera or phone that stores rotated pixels), crops start at offsets that are not multiples of 8,
 and the picture is sometimes rescaled before compression so the 8x8 grid lands anywhere.

@@ -2,10 +2,11 @@
 
     python -m training.train --minutes 70 --out runs/lite0
 
-Recipe (measured better in MODEL-DATA.md): AdamW, backbone lr 1e-4, head lr 1e-3, BatchNorm
-statistics frozen (BN layers in eval mode, their affine weights still train). The learning rate
-follows a cosine over *elapsed time*, so the run ends on schedule whatever the CPU share is.
-Every epoch writes a checkpoint and a line of validation metrics (val sources only: never test).
+Recipe (the best of the variants measured on the validation sources): AdamW, backbone lr 1e-4, head
+lr 1e-3, BatchNorm statistics frozen (BN layers in eval mode, their affine weights still train).
+The learning rate follows a cosine over *elapsed time*, so the run ends on schedule whatever the
+CPU share is. Every epoch writes a checkpoint and a line of validation metrics (val sources only:
+never test).
 
 Distillation (``--teacher CKPT --distill A``): every batch holds each upright crop in all 4
 rotations, so a frozen teacher's 4-rotation test-time average comes for free from one extra

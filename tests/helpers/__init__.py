@@ -3,10 +3,10 @@ result collection and a fast config. Fixtures that use them live in ``tests/conf
 other helper modules here make special inputs (``writer_images``, ``fake_sysfs``) or drive
 real processes (``service_process``, ``ray_cluster``, ``web_client``).
 
-The ``MarkerClassifier`` is the one fake allowed in daemon tests (STYLE: the classifier is
-injected): it reads a real image and finds the red bar that ``make_photo`` paints along the
-upright top edge, so its answers follow the pixels, not the test's wishes. End-to-end tests use
-the real model instead.
+The ``MarkerClassifier`` is the one fake allowed in daemon tests (the classifier is injected, as
+the daemon's code allows): it reads a real image and finds the red bar that ``make_photo`` paints
+along the upright top edge, so its answers follow the pixels, not the test's wishes. End-to-end
+tests use the real model instead.
 """
 
 from __future__ import annotations
