@@ -76,12 +76,16 @@ class PowerRuntime(Lifecycle):
         self._closed = False
 
     @classmethod
-    def attach(cls, daemon: Daemon) -> PowerRuntime:
-        """Build from ``daemon.config.power`` and connect to the daemon; call before start()."""
+    def attach(cls, daemon: Daemon, *,
+               cpu_percent: Callable[[], float] = system_cpu_percent) -> PowerRuntime:
+        """Build from ``daemon.config.power`` and connect to the daemon; call before start().
+        ``cpu_percent`` is the system's load as dynamic mode reads it (0..100; a seam for
+        tests, whose machine may be busy with anything)."""
         runtime = cls(
             daemon.config.power,
             queue_depth=lambda: daemon.queue.depth,
             model=daemon.model,
+            cpu_percent=cpu_percent,
             governors_file=originals_file(os.environ),
         )
         runtime._daemon = daemon
