@@ -154,7 +154,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     supervision = SystemdSupervision.attach(daemon)
     power = PowerRuntime.attach(daemon)
     power.sleep.add_listener(lambda state: supervision.send_status())
-    AdaptRuntime.attach(daemon, power.sleep)
+    adapt = AdaptRuntime.attach(daemon, power.sleep)
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
         daemon.request_stop()
@@ -169,6 +169,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         daemon.serve_forever()
     finally:
         power.close()  # normally done at on_stopping; this covers a failed start
+        adapt.close()
     return EXIT_OK
 
 
