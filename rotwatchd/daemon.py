@@ -454,7 +454,8 @@ class Daemon:
         finally:
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in before.items():
-                signal.signal(sig, handler)
+                if handler is not None:  # None: one not set from Python, which stays ours
+                    signal.signal(sig, handler)
 
     def _reload_from(self, load: Callable[[], Config]) -> None:
         try:
