@@ -355,6 +355,11 @@ class AdaptRuntime(Lifecycle):
         self.worker.start()
 
     def on_stopping(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the adaptation thread and close the label store. Idempotent: called at
+        ``on_stopping``, and again after a daemon that stopped (or never started)."""
         self.worker.stop_and_join()
         self.worker.adapter.close()
 

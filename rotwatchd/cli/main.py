@@ -19,7 +19,6 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Never
 
 from rotwatchd import __version__
@@ -159,21 +158,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     supervision = SystemdSupervision.attach(daemon)
     power = PowerRuntime.attach(daemon)
     power.sleep.add_listener(lambda state: supervision.send_status())
-    AdaptRuntime.attach(daemon, power.sleep)
-
-    def on_stop(signum: int, frame: FrameType | None) -> None:
-        daemon.request_stop()
-
-    def on_hup(signum: int, frame: FrameType | None) -> None:
-        daemon.request_reload(reload_config)
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
+    adapt = AdaptRuntime.attach(daemon, power.sleep)
     try:
-        daemon.serve_forever()
+        daemon.serve_forever(reload_config)  # SIGTERM/SIGINT: stop; SIGHUP: reload
     finally:
         power.close()  # normally done at on_stopping; this covers a failed start
+        adapt.close()
     return EXIT_OK
 
 

@@ -5,8 +5,8 @@ startup rescan included) and returns once watches are set up; :meth:`Daemon.stop
 worker finish its current file, stops everything and closes the journal;
 :meth:`Daemon.reload` applies a new validated config without dropping queued files.
 :meth:`Daemon.serve_forever` is what ``rotwatchd run`` calls: it blocks until
-:meth:`request_stop` (signal-safe) and performs :meth:`request_reload` requests in the main
-thread.
+:meth:`request_stop` (signal-safe) or SIGTERM/SIGINT and performs :meth:`request_reload`
+requests and SIGHUP reloads in the main thread.
 
 Seams for power management and systemd: ``hooks`` (a SleepController: activity,
 begin_work/end_work, inference_started), ``Daemon.queue`` (depth, ActivityListener for
@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 from rotwatchd import __version__
@@ -434,16 +436,55 @@ class Daemon:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"r")
 
-    def serve_forever(self) -> None:
-        """Start, then block (no polling) until request_stop(); always stops on the way out."""
+    def serve_forever(self, reload_config: Callable[[], Config] | None = None) -> None:
+        """Start, then block (no polling) until request_stop(); always stops on the way out.
+
+        With ``reload_config`` (``rotwatchd run``; the main thread only, else ValueError as
+        from :func:`signal.signal`), SIGTERM and SIGINT stop and SIGHUP reloads from
+        ``reload_config()``, whichever thread the kernel hands the signal to; the previous
+        handlers come back on the way out.
+        """
+        with self._signals_on_the_wake_pipe(reload_config is not None) as signals:
+            try:
+                self.start()
+                while not self._stop_requested:
+                    for number in os.read(self._wake_r, 64):  # wakes only when a byte arrives
+                        if number not in signals:
+                            continue  # b"s" or b"r": request_stop() or request_reload()
+                        if number == signal.SIGHUP and reload_config is not None:
+                            self._reload_requests.append(reload_config)
+                        else:
+                            self._stop_requested = True
+                    while self._reload_requests and not self._stop_requested:
+                        self._reload_from(self._reload_requests.pop(0))
+            finally:
+                if signals:
+                    signal.set_wakeup_fd(-1)  # stop() closes the pipe; its fd may be reused
+                self.stop()
+
+    @contextlib.contextmanager
+    def _signals_on_the_wake_pipe(self, take: bool) -> Iterator[frozenset[int]]:
+        """With ``take``: SIGTERM, SIGINT and SIGHUP each write their number to the wake pipe
+        (:func:`signal.set_wakeup_fd`, done by CPython's C-level handler in whichever thread
+        the kernel picked) and their Python-level handlers do nothing. A Python handler runs
+        only when the main thread next executes bytecode, which it does not while it sleeps
+        in the pipe's read(2) and the signal went to another thread: a handler writing to
+        the pipe itself would then never run (a lost SIGTERM or SIGHUP). Yields the signal
+        numbers taken (none without ``take``); restores the handlers on exit."""
+        if not take:
+            yield frozenset()
+            return
+        taken = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        os.set_blocking(self._wake_w, False)  # set_wakeup_fd needs it; a full pipe drops bytes
+        before = {sig: signal.signal(sig, _noted_on_the_wake_pipe) for sig in taken}
+        previous_fd = signal.set_wakeup_fd(self._wake_w)
         try:
-            self.start()
-            while not self._stop_requested:
-                os.read(self._wake_r, 64)  # wakes only when a request byte arrives
-                while self._reload_requests and not self._stop_requested:
-                    self._reload_from(self._reload_requests.pop(0))
+            yield frozenset(int(sig) for sig in taken)
         finally:
-            self.stop()
+            signal.set_wakeup_fd(previous_fd)
+            for sig, handler in before.items():
+                if handler is not None:  # None: one not set from Python, which stays ours
+                    signal.signal(sig, handler)
 
     def _reload_from(self, load: Callable[[], Config]) -> None:
         try:
@@ -489,6 +530,11 @@ class Daemon:
     def power_state(self) -> str:
         """``awake``, ``waking``, ``asleep``; ``unmanaged`` without power management."""
         return str(self._power().get("state", "unknown"))
+
+
+def _noted_on_the_wake_pipe(signum: int, frame: FrameType | None) -> None:
+    """Python-level handler of the signals :meth:`Daemon.serve_forever` takes: nothing left to
+    do, CPython's C-level handler already wrote the signal's number to the wake pipe."""
 
 
 def _section(provider: Callable[[], dict[str, Any]]) -> dict[str, Any]:

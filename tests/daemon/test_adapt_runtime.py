@@ -158,8 +158,9 @@ def test_status_shows_the_head_in_use_and_its_figures(
     _accepted_head(config.state_dir)
     daemon, _ = daemon_factory(config, start=False)
     sleep = SleepController(config.power, None, lambda: 0)
-    AdaptRuntime.attach(daemon, sleep)
+    runtime = AdaptRuntime.attach(daemon, sleep)
     document = daemon.snapshot()
+    runtime.close()  # the daemon never starts, so never stops: its label store closes here
     json.dumps(document)  # plain JSON for the web page
     assert document["adapt"]["personal_head"] is True
     assert document["adapt"]["in_use"]["personal"]["decided_correct"] == 0.5
