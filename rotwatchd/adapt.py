@@ -44,8 +44,8 @@ Pure numpy, no I/O (the label store, the scheduling and the files live in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -265,8 +265,8 @@ def bounded_threshold(own: Sequence[Case], every: Sequence[Case], settings: FitS
         decided, wrong = _counts(own_row, len(own))
         if not decided or (wrong + 1) / (decided + 1) > settings.margin * settings.target_risk:
             continue
-        if within_risk(*reversed(_counts(every_row, len(every))), settings.target_risk,
-                       settings.confidence):
+        decided, wrong = _counts(every_row, len(every))
+        if within_risk(wrong, decided, settings.target_risk, settings.confidence):
             return own_row.threshold
     return 1.0
 
