@@ -22,7 +22,10 @@ Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared
       --data /path/to/data --clothing /path/to/clothing-dataset.git
 ``--strengths 0.001,0.01,0.1`` also prints the guardrail's held-out figures per strength
 (how the default was chosen); ``--report-test`` adds the project's independent test set
-(report only).
+(report only). ``--resplit 200,10`` judges no later photos: it splits each user's *labels*
+10 times into 200 first photos and the rest as later ones, decided by the guardrail's cascade
+simulation (no face cue), once per ``--confidences`` level of the threshold rule's bound: how
+a setting can be compared without looking at the part of a user that judges it.
 """
 
 from __future__ import annotations
@@ -43,11 +46,18 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from rotwatchd.adapt.fit import FitSettings, adapt  # noqa: E402
+from rotwatchd.adapt.fit import (  # noqa: E402
+    FitSettings,
+    adapt,
+    at_threshold,
+    cascade_cases,
+    fallback_cases,
+)
 from rotwatchd.adapt.labels import LabelSet  # noqa: E402
 from rotwatchd.evaluation.accuracy import Case, accuracy, risk_coverage, run_cases  # noqa: E402
 from rotwatchd.model.fusion import load_adaptive  # noqa: E402
 from rotwatchd.model.personal import (  # noqa: E402
+    Head,
     LabelCues,
     PersonalHead,
     load_personal,
@@ -159,6 +169,32 @@ def judged(classifier: object, items: list[tuple[str, Path]] | list[tuple[str, L
     return run_cases(classifier, paths, "jpeg", (80, 95), MODEL_INPUT_SIDE, seed=1)  # type: ignore[arg-type]
 
 
+def resplit(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSettings,
+            first: int, splits: int) -> str:
+    """The labels alone as a user's first and later photos: ``splits`` seeded random splits
+    into ``first`` labelled photos and the rest as later ones, each turned 4 ways and decided
+    by the guardrail's cascade simulation before and after adaptation (the personal head only
+    where the guardrail accepted it, at its threshold). One line of totals over the splits."""
+    threshold = meta.threshold("cascade")
+    n, used, cases, before, after, wrong = len(labels), 0, 0, 0, 0, 0
+    for seed in range(splits):
+        taken = np.zeros(n, dtype=bool)
+        taken[np.random.default_rng(seed).permutation(n)[:first]] = True
+        adapted = adapt(labels.subset(taken), shipped, meta, settings)
+        later = labels.subset(~taken)
+        shipped_cases = cascade_cases(shipped, later, meta)
+        base = op = at_threshold(shipped_cases, threshold)
+        if adapted.verdict.accepted and adapted.head is not None:
+            used += 1
+            op = at_threshold(fallback_cases(cascade_cases(adapted.head, later, meta),
+                                             shipped_cases, threshold), adapted.threshold)
+        cases, before, after, wrong = (cases + op.cases, before + base.correct,
+                                       after + op.correct, wrong + op.wrong)
+    return (f"in use {used}/{splits} splits; {cases} later cases decided correctly "
+            f"{before / cases:.1%} -> {after / cases:.1%}, wrong among decided {wrong} of "
+            f"{after + wrong} ({wrong / max(1, after + wrong):.2%})")
+
+
 def figures(cases: list[Case], threshold: float) -> tuple[float, float, float]:
     row = risk_coverage(cases, [threshold])[0]
     return row.decided_correct, row.risk, accuracy(cases)
@@ -173,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--judge", type=int, default=150)
     parser.add_argument("--strengths", default="")
-    parser.add_argument("--unlike", type=Path, default=Path("/work/shared/validation"))
+    parser.add_argument("--resplit", default="", help="FIRST,SPLITS: labels only, no judging")
+    parser.add_argument("--confidences", default="0.95", help="levels of the bound (--resplit)")
+    parser.add_argument("--unlike", type=Path, default=root / "data" / "validation",
+                        help="the realistic validation set (skipped where it is absent)")
     parser.add_argument("--report-test", action="store_true")
     parser.add_argument("--cache", type=Path, default=root / "cache" / "adapt")
     args = parser.parse_args(argv)
@@ -190,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = FitSettings()
     cues = LabelCues(None, 1)
     before_cls = load_adaptive(None, 1)
-    unlike = folder_source(args.unlike) if args.unlike.is_dir() else []
+    unlike = folder_source(args.unlike) if args.unlike.is_dir() and not args.resplit else []
     unlike_before = judged(before_cls, unlike, args.cache) if unlike else []
     test = folder_source(args.data / "realistic-test") if args.report_test else []
     test_before = judged(before_cls, test, args.cache) if test else []
@@ -203,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         random.Random(5).shuffle(items)
         labelled, later = items[:args.labels], items[args.labels:args.labels + args.judge]
         labels = label_set(labelled, cues, args.cache / f"{user}-{args.labels}.npz")
+        if args.resplit:
+            first, splits = (int(v) for v in args.resplit.split(","))
+            for level in [float(c) for c in args.confidences.split(",")]:
+                line = resplit(labels, shipped, meta, replace(settings, confidence=level),
+                               first, splits)
+                print(f"{user}: {first} of {len(labels)} labels first, bound at {level:.0%}: "
+                      f"{line}", flush=True)
+            continue
         for strength in [float(s) for s in args.strengths.split(",") if s]:
             a = adapt(labels, shipped, meta, replace(settings, strength=strength))
             print(f"  {user} strength {strength:g}: {a.verdict.reason}")

@@ -16,18 +16,35 @@ Pure numpy, no I/O (the label store, the scheduling and the files live in
   held-out photos go through the same cascade the daemon runs (:func:`cascade_cases`: one
   pass fused with the text cue, the 4-pass ensemble when one pass is unsure, the thresholds
   and weights of the model's sidecar; the face cue is left out: it is not stored), once with
-  the shipped head and once with the personal ones. For each, the lowest threshold is found
-  (``rotwatchd.evaluation.accuracy.risk_coverage``) whose wrong-among-decided, counting one more
-  wrong case than seen, is at most ``margin`` x ``target_risk``: held-out labels flatter the photos
-  that come later (``bench/bench_adapt.py`` measured it), and a few hundred photos cannot show
-  a 1 % error rate without a margin. The head fitted on every label is used only if the
-  held-out personal heads decide at least as many cases correctly there as the shipped head
-  does at its own threshold, and then with that recalibrated threshold. Otherwise it is kept
-  aside, and the verdict says why.
+  the shipped head and once with the personal ones. The shipped head's own threshold there is
+  the lowest whose wrong-among-decided, counting one more wrong case than seen, is at most
+  ``margin`` x ``target_risk``. The personal head's is the lowest of the grid at which two
+  rules hold (:func:`bounded_operating`):
+
+  - *every* decision, the shipped head's where it is sure and the personal head's elsewhere
+    (as the daemon combines them, :func:`fallback_cases`): the one-sided Clopper-Pearson upper
+    bound, at ``confidence`` (95 %), of the wrong-among-decided rate is at most
+    ``target_risk`` (C. J. Clopper and E. S. Pearson, "The use of confidence or fiducial
+    limits illustrated in the case of the binomial", Biometrika 26, 1934; the bound Y. Geifman
+    and R. El-Yaniv use to certify a selective classifier's risk, "Selective classification
+    for deep neural networks", NeurIPS 2017). The point estimate is what a few hundred photos
+    cannot vouch for: 0 errors in 150 decided cases still allow 2 % (:func:`risk_upper_bound`);
+  - the personal head's *own* decisions (the cases the shipped cascade is unsure of, the only
+    ones it will decide): wrong among them, counting one more wrong case than seen, at most
+    ``margin`` x ``target_risk``, so that a user whose labels the shipped head already
+    decides cannot give it a threshold no picture of its own would justify (a documents
+    user's head otherwise got threshold 0.3, then decided other pictures at 11.8 % wrong).
+
+  The bound treats the cases as independent; the 4 turns of one photo are not (an ambiguous
+  photo tends to be wrong in several turns), so it understates the uncertainty. The head
+  fitted on every label is used only if the held-out personal heads decide at least as many
+  cases correctly there as the shipped head does at its own threshold, and then with that
+  recalibrated threshold. Otherwise it is kept aside, and the verdict says why.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -57,6 +74,8 @@ class FitSettings:
     # the held-out estimate must show at most this share of the target, counting one more
     # wrong case than it saw: labels flatter later photos (measured in bench/bench_adapt.py)
     margin: float = 0.75
+    # every held-out decision: the Clopper-Pearson upper bound at this level <= target_risk
+    confidence: float = 0.95
     min_photos: int = 30  # fewer labelled photos and there is nothing to judge on
 
 
@@ -188,6 +207,71 @@ def best_operating(cases: Sequence[Case], target_risk: float, pseudo: int = 0) -
     return at_threshold(cases, 1.0)  # none: decide (almost) nothing
 
 
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed term by term in log space (exact enough for n
+    in the tens of thousands; k is small where it is asked)."""
+    if k >= n or p <= 0.0:
+        return 1.0
+    if k < 0 or p >= 1.0:
+        return 0.0
+    lp, lq, top = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    terms = (math.exp(top - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+             for i in range(k + 1))
+    return min(1.0, math.fsum(terms))
+
+
+def risk_upper_bound(wrong: int, decided: int, confidence: float) -> float:
+    """One-sided Clopper-Pearson upper bound at ``confidence`` on the rate behind ``wrong`` of
+    ``decided`` cases: the largest p with P(X <= wrong | decided, p) >= 1 - confidence (60
+    bisection steps). 1.0 when nothing is decided.
+
+    Raises ValueError when ``0 <= wrong <= decided`` or ``0 < confidence < 1`` does not hold."""
+    if not 0 <= wrong <= decided or not 0.0 < confidence < 1.0:
+        raise ValueError(f"no bound for {wrong} wrong of {decided} at {confidence}")
+    if wrong == decided:
+        return 1.0
+    low, high = wrong / decided, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        if binomial_cdf(wrong, decided, mid) > 1.0 - confidence:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def within_risk(wrong: int, decided: int, target: float, confidence: float) -> bool:
+    """Whether ``risk_upper_bound(wrong, decided, confidence) <= target``, without the
+    bisection: the bound is at most ``target`` exactly when P(X <= wrong | decided, target)
+    <= 1 - confidence. False when nothing is decided."""
+    if decided <= 0 or wrong > target * decided:  # the bound is above the point estimate
+        return False
+    return binomial_cdf(wrong, decided, target) <= 1.0 - confidence
+
+
+def _counts(row: RiskRow, n: int) -> tuple[int, int]:
+    decided = round(row.coverage * n)
+    return decided, decided - round(row.decided_correct * n)
+
+
+def bounded_threshold(own: Sequence[Case], every: Sequence[Case], settings: FitSettings) -> float:
+    """The lowest grid threshold at which ``every`` decision (the daemon's combination,
+    :func:`fallback_cases`) has a Clopper-Pearson upper bound at ``settings.confidence`` of
+    at most ``settings.target_risk`` wrong among decided, and the personal head's ``own``
+    decisions, counting one more wrong case than seen, at most ``margin`` x ``target_risk``
+    (see the module docstring). 1.0 when no threshold of the grid meets both."""
+    own_rows = risk_coverage(own, THRESHOLD_GRID)
+    every_rows = risk_coverage(every, THRESHOLD_GRID)
+    for own_row, every_row in zip(own_rows, every_rows, strict=True):
+        decided, wrong = _counts(own_row, len(own))
+        if not decided or (wrong + 1) / (decided + 1) > settings.margin * settings.target_risk:
+            continue
+        decided, wrong = _counts(every_row, len(every))
+        if within_risk(wrong, decided, settings.target_risk, settings.confidence):
+            return own_row.threshold
+    return 1.0
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The guardrail's answer: ``accepted``, ``reason`` (one line) and the figures."""
@@ -213,19 +297,24 @@ def judge(personal: Sequence[Case], shipped: Sequence[Case], shipped_threshold: 
           settings: FitSettings, photos: int) -> Verdict:
     """Compare, on the same held-out cases, the shipped head alone at its own best threshold
     with the combination the daemon would run (``fallback_cases``): the shipped head where it
-    is sure (``shipped_threshold``), the personal head elsewhere, at the threshold where the
-    personal head's *own* decisions keep to the rule (so that a user whose labels the shipped
-    head already decides cannot give it a threshold no other picture would justify)."""
+    is sure (``shipped_threshold``), the personal head elsewhere, at :func:`bounded_threshold`:
+    every decision's Clopper-Pearson bound within ``target_risk``, and the personal head's
+    *own* decisions within the margin (so that a user whose labels the shipped head already
+    decides cannot give it a threshold no other picture would justify).
+    ``personal`` and ``shipped`` are the same cases in the same order."""
     target = settings.target_risk * settings.margin
     before = best_operating(shipped, target, pseudo=1)
     unsure = [p for p, s in zip(personal, shipped, strict=True) if s.confidence < shipped_threshold]
-    own = best_operating(unsure, target, pseudo=1)
-    after = at_threshold(fallback_cases(personal, shipped, shipped_threshold), own.threshold)
-    figures = (f"{photos} held-out photos x 4 turns: decided correctly at <= "
-               f"{target:.2%} wrong (+1), shipped {before.correct} (threshold "
-               f"{before.threshold:g}), with the personal head {after.correct} (it decides "
+    combined = fallback_cases(personal, shipped, shipped_threshold)
+    threshold = bounded_threshold(unsure, combined, settings)
+    own, after = at_threshold(unsure, threshold), at_threshold(combined, threshold)
+    bound = risk_upper_bound(after.wrong, after.correct + after.wrong, settings.confidence)
+    figures = (f"{photos} held-out photos x 4 turns: decided correctly, shipped "
+               f"{before.correct} (threshold {before.threshold:g}: <= {target:.2%} wrong, +1), "
+               f"with the personal head {after.correct} (threshold {threshold:g}: it decides "
                f"{own.correct + own.wrong} of the {len(unsure)} the shipped head is unsure of, "
-               f"threshold {own.threshold:g})")
+               f"{own.wrong} wrong; {after.wrong} wrong of all {after.correct + after.wrong} "
+               f"decided, {settings.confidence:.0%} upper bound {bound:.2%})")
     if own.correct == 0:
         return Verdict(False, "kept aside: it adds nothing the shipped head decides; "
                        + figures, before, after, photos, photos)
