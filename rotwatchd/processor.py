@@ -32,13 +32,13 @@ from rotwatchd.imagefile import (
     verify_jpeg,
 )
 from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
-from rotwatchd.journal import Journal, Outcome
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.writer import WriteResult, write_corrected
 from rotwatchd.settle import WRITING_TIMEOUT
 from rotwatchd.workqueue import WorkItem
 
 if TYPE_CHECKING:  # the model package (numpy, the runtime) is imported when a model is loaded
+    from rotwatchd.journal import Journal, Outcome  # the daemon's (sqlite3): not check/fix's
     from rotwatchd.model.base import OrientationClassifier, Prediction
 
 log = logging.getLogger(__name__)
