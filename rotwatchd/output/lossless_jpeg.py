@@ -124,8 +124,8 @@ def transform_lossless(source: Path, orientation: int, frame: Frame, jpegtran: s
 def _scratch() -> BinaryIO:
     """An anonymous file in memory for jpegtran's stdout or stderr (a regular file in tmp
     where memfd_create is missing). A file, not a pipe: jpegtran writes its ~4 KiB blocks
-    without waking this process for each, and the output is read back in one call (measured
-    on 12 MP photos: a third of the parent's CPU per file, the child's unchanged)."""
+    without waking this process for each, and the output is read back in one call (~400
+    poll and read calls fewer per 12 MP photo)."""
     try:
         return os.fdopen(os.memfd_create("rotwatchd-jpegtran", os.MFD_CLOEXEC), "w+b")
     except (AttributeError, OSError):  # not Linux, or a kernel before 3.17
