@@ -34,12 +34,11 @@ from rotwatchd.imagefile import (
 from rotwatchd.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.writer import WriteResult, write_corrected
-from rotwatchd.settle import WRITING_TIMEOUT
-from rotwatchd.workqueue import WorkItem
 
 if TYPE_CHECKING:  # the model package (numpy, the runtime) is imported when a model is loaded
     from rotwatchd.journal import Journal, Outcome  # the daemon's (sqlite3): not check/fix's
     from rotwatchd.model.base import OrientationClassifier, Prediction
+    from rotwatchd.workqueue import WorkItem
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +287,8 @@ class Processor:
             return None
         wait = self.config.watch.unfinished_wait
         if not confirmed:
+            from rotwatchd.settle import WRITING_TIMEOUT  # the daemon's: fix/check never wait
+
             wait = max(wait, WRITING_TIMEOUT)
         age = time.time() - st.st_mtime
         if age >= wait or age < -wait:  # unchanged long enough, or a far-future timestamp

@@ -34,7 +34,8 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
     apply = actions.add_parser("apply", help="turn an item by CORRECTION degrees clockwise "
                                              "and write its upright copy")
     apply.add_argument("id", type=int, metavar="ID")
-    apply.add_argument("correction", type=int, choices=tuple(ORIENTATION_FOR_CORRECTION), metavar="CORRECTION",
+    apply.add_argument("correction", type=int, choices=tuple(ORIENTATION_FOR_CORRECTION),
+                       metavar="CORRECTION",
                        help="0, 90, 180 or 270 (clockwise degrees that make it upright)")
     keep = actions.add_parser("keep", help="the item is upright as it is: copy it unchanged")
     keep.add_argument("id", type=int, metavar="ID")

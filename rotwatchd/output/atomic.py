@@ -24,7 +24,6 @@ import errno
 import logging
 import os
 import re
-import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -65,7 +64,7 @@ class Placed:
 
 def temp_name() -> str:
     """A fresh temporary name (33 bytes, whatever the final name's length)."""
-    return f".rw-{secrets.token_hex(8)}.rwtmp"
+    return f".rw-{os.urandom(8).hex()}.rwtmp"  # secrets.token_hex, without its imports
 
 
 def is_temp_name(name: str) -> bool:
