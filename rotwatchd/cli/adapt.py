@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from rotwatchd.config import Config
-from rotwatchd.service.journal import Journal
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -33,6 +32,7 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
 def run(args: argparse.Namespace, config: Config) -> int:
     """Carry out ``rotwatchd adapt``; returns the exit status."""
     from rotwatchd.adapt.runtime import Adapter
+    from rotwatchd.service.journal import Journal  # here: building the command line never needs it
 
     with Journal(config.state_dir) as journal:
         adapter = Adapter(config.state_dir, journal, config.adapt, config.model,

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -194,6 +193,13 @@ def _model_error() -> type[ModelError]:
     from rotwatchd.model.base import ModelError
 
     return ModelError
+
+
+def _failures() -> tuple[type[Exception], ...]:
+    """OSError, and sqlite3.Error once sqlite3 is imported (for an ``except`` clause: only a
+    command that used the journal can have raised one, and ``fix``/``check`` never import it)."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return (OSError,) if sqlite3 is None else (OSError, sqlite3.Error)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -394,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `rotwatchd status | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return EXIT_BROKEN_PIPE
-    except (OSError, sqlite3.Error) as exc:
+    except _failures() as exc:
         print(f"rotwatchd: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:

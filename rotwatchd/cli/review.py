@@ -13,18 +13,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotwatchd.config import Config
-from rotwatchd.service.journal import Journal
-from rotwatchd.service.review import (
-    CORRECTIONS,
-    AlreadySettled,
-    CannotSettle,
-    ReviewItem,
-    ReviewQueue,
-    UnknownItem,
-)
+from rotwatchd.service.decision import ORIENTATION_FOR_CORRECTION
+
+if TYPE_CHECKING:  # imported by run(): building the command line (every command) never needs
+    # the journal (sqlite3) nor the writer
+    from rotwatchd.service.review import ReviewItem
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -38,7 +34,8 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
     apply = actions.add_parser("apply", help="turn an item by CORRECTION degrees clockwise "
                                              "and write its upright copy")
     apply.add_argument("id", type=int, metavar="ID")
-    apply.add_argument("correction", type=int, choices=CORRECTIONS, metavar="CORRECTION",
+    apply.add_argument("correction", type=int, choices=tuple(ORIENTATION_FOR_CORRECTION),
+                       metavar="CORRECTION",
                        help="0, 90, 180 or 270 (clockwise degrees that make it upright)")
     keep = actions.add_parser("keep", help="the item is upright as it is: copy it unchanged")
     keep.add_argument("id", type=int, metavar="ID")
@@ -51,6 +48,9 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Carry out ``rotwatchd review ACTION``; returns the exit status."""
+    from rotwatchd.service.journal import Journal
+    from rotwatchd.service.review import AlreadySettled, CannotSettle, ReviewQueue, UnknownItem
+
     with Journal(config.state_dir) as journal:
         queue = ReviewQueue(config, journal)
         if args.review_command == "list":

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from rotwatchd.config.schema import (
     SYSTEMD_SOCKET,
     Problem,
@@ -155,6 +153,8 @@ class Config:
 
 def read_yaml(path: Path) -> object:
     """Parse ``path``. Raises ConfigError (one line naming the file) when unreadable or not YAML."""
+    import yaml  # here: commands run without a config file never need it
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -185,6 +185,8 @@ def apply_overrides(raw: object, overrides: list[str]) -> tuple[object, list[Pro
                 break
             node = child
         else:
+            import yaml
+
             node[parts[-1]] = yaml.safe_load(value)
     return data, problems
 

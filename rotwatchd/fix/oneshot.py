@@ -20,6 +20,7 @@ from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.formats.image import ImageInfo, ImageProblem, UnsupportedFormat, named_as_image
 from rotwatchd.output.filing import copy_into
 from rotwatchd.output.inboxfile import is_ignored
+from rotwatchd.output.lossless_jpeg import find_jpegtran
 from rotwatchd.output.writer import write_corrected
 from rotwatchd.service.decision import Decision, Facts, decide
 from rotwatchd.service.processor import Examined, ModelSource, examine, review_threshold
@@ -214,8 +215,10 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
         assessment, info = _judge(path, model, threshold, limits, verify=False)
         return Judged(assessment.decision, info)
 
+    jpegtran = find_jpegtran() or ""  # looked up once per run, not once per photo
     for done, (path, relative) in enumerate(files, start=1):
-        outcome = fix_file(path, relative, outdir, decision_of, limits=limits, output=output)
+        outcome = fix_file(path, relative, outdir, decision_of, limits=limits, output=output,
+                           jpegtran=jpegtran)
         summary.add(outcome)
         if progress is not None:
             progress(done, len(files), path, outcome.message)
@@ -224,11 +227,13 @@ def fix(paths: list[Path], outdir: Path, model: ModelSource, *, model_cfg: Model
 
 def fix_file(path: Path, relative: Path, outdir: Path,
              decision_of: Callable[[Path], Decision | Judged], *, limits: LimitsConfig,
-             output: OutputConfig) -> FileOutcome:
+             output: OutputConfig, jpegtran: str | None = None) -> FileOutcome:
     """Carry out ``decision_of(path)`` for one file of ``fix``: the upright copy at
     ``outdir/relative``, a review copy under ``outdir/review``, a non-image skipped, a bad
     image failed (and logged). A :class:`Judged` answer hands the writer what was read (a JPEG
     is then not read again, and one not decoded yet is checked by the writer's decode).
+    ``jpegtran``: the binary for lossless JPEG turns, as write_corrected takes it (None: found
+    for this file; "": none).
     Never raises for a bad file or a failed write (both give ``failed``); ModelError from
     ``decision_of`` propagates."""
     try:
@@ -249,7 +254,7 @@ def fix_file(path: Path, relative: Path, outdir: Path,
         result = write_corrected(path, outdir / relative, orientation=decision.orientation,
                                  mode=output.mode, max_pixels=limits.max_pixels,
                                  within=outdir, jpeg=info.jpeg if info is not None else None,
-                                 verified=info is None or info.verified)
+                                 verified=info is None or info.verified, jpegtran=jpegtran)
         if result.reused:
             return FileOutcome("unchanged", f"already there: {result.path}", result.path,
                                decision)

@@ -24,10 +24,9 @@ import errno
 import logging
 import os
 import re
-import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -65,7 +64,7 @@ class Placed:
 
 def temp_name() -> str:
     """A fresh temporary name (33 bytes, whatever the final name's length)."""
-    return f".rw-{secrets.token_hex(8)}.rwtmp"
+    return f".rw-{os.urandom(8).hex()}.rwtmp"  # secrets.token_hex, without its imports
 
 
 def is_temp_name(name: str) -> bool:
@@ -288,15 +287,20 @@ def _place_synced(dir_fd: int, tmp: str, name: str, keep_existing: bool) -> tupl
     return placed
 
 
-def atomic_write_bytes(target: Path, data: bytes, *, stat_from: Path | None = None,
-                       within: Path | None = None, keep_existing: bool = False) -> Placed:
+def atomic_write_bytes(target: Path, data: bytes | Sequence[bytes | memoryview], *,
+                       stat_from: Path | None = None, within: Path | None = None,
+                       keep_existing: bool = False) -> Placed:
     """Write ``data`` to ``target`` atomically (see the module docstring for ``within`` and
-    ``keep_existing``). With ``stat_from``, that file's times and permission bits are given
-    to the temporary file before the rename, so ``target`` never appears with the wrong mtime.
-    On an error the temporary file is removed and ``target`` is left untouched.
-    Raises OSError (UnsafeFolder among them)."""
+    ``keep_existing``); ``data`` may be a sequence of pieces, written one after the other
+    (no joined copy of a large file is made). With ``stat_from``, that file's times and
+    permission bits are given to the temporary file before the rename, so ``target`` never
+    appears with the wrong mtime. On an error the temporary file is removed and ``target`` is
+    left untouched. Raises OSError (UnsafeFolder among them)."""
+    pieces = (data,) if isinstance(data, bytes) else data
+
     def fill(handle: BinaryIO) -> None:
-        handle.write(data)
+        for piece in pieces:
+            handle.write(piece)
 
     return _write_placed(target, fill, stat_from=stat_from, within=within,
                          keep_existing=keep_existing)

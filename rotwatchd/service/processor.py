@@ -40,12 +40,18 @@ from rotwatchd.output.filing import (
 from rotwatchd.output.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.output.writer import WriteResult, write_corrected
 from rotwatchd.service.decision import Decision, Facts, decide, needs_model
-from rotwatchd.service.journal import Journal, Outcome
-from rotwatchd.watch.settle import WRITING_TIMEOUT
-from rotwatchd.watch.workqueue import WorkItem
 
 if TYPE_CHECKING:  # the model package (numpy, the runtime) is imported when a model is loaded
     from rotwatchd.model.base import OrientationClassifier, Prediction
+    from rotwatchd.service.journal import (  # the daemon's (sqlite3): not check/fix's
+        Journal,
+        Outcome,
+    )
+    from rotwatchd.watch.workqueue import WorkItem
+
+    #: What happened to a file: a journal outcome, ``skipped`` (nothing to do: gone, already
+    #: processed, a link to an inbox file) or ``deferred`` (looked at again later).
+    ResultOutcome = Outcome | Literal["skipped", "deferred"]
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +111,6 @@ class NoHooks:
         return None
 
 
-#: What happened to a file: a journal outcome, ``skipped`` (nothing to do: gone, already
-#: processed, a link to an inbox file) or ``deferred`` (looked at again later).
-ResultOutcome = Outcome | Literal["skipped", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,8 @@ class Processor:
             return None
         wait = self.config.watch.unfinished_wait
         if not confirmed:
+            from rotwatchd.watch.settle import WRITING_TIMEOUT  # the daemon's: fix/check never wait
+
             wait = max(wait, WRITING_TIMEOUT)
         age = time.time() - st.st_mtime
         if age >= wait or age < -wait:  # unchanged long enough, or a far-future timestamp

@@ -27,6 +27,7 @@ from rotwatchd.fix.oneshot import assess, fix
 from rotwatchd.formats.image import ImageProblem, inspect, load_upright, model_input
 from rotwatchd.formats.jpeg_markers import has_optimized_huffman, parse_jpeg
 from rotwatchd.model.base import OrientationClassifier
+from rotwatchd.output.lossless_jpeg import transform_lossless
 from rotwatchd.output.writer import write_corrected
 from rotwatchd.service.classifier_pool import ClassifierPool
 from rotwatchd.service.processor import MODEL_INPUT_SIDE, examine
@@ -62,15 +63,26 @@ def test_fix_over_tagged_photos_never_builds_a_classifier(tmp_path: Path) -> Non
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
 
 
+#: What ``fix`` over tagged JPEGs never imports (start-up is a large share of its CPU next to
+#: jpegtran's): the model package and numpy, the daemon's journal (sqlite3), review and
+#: settling, YAML (no config file given), tqdm (not a terminal), and what hashing or
+#: ``secrets`` would pull in.
+_NOT_ON_THE_EXIF_PATH = (
+    "rotwatchd.model", "numpy", "pillow_heif", "sqlite3", "rotwatchd.service.journal",
+    "rotwatchd.service.review", "rotwatchd.watch.settle", "rotwatchd.watch.workqueue", "yaml",
+    "tqdm", "hashlib", "secrets", "random", "tempfile")
+
+
 def test_fix_command_on_tagged_photos_does_not_import_the_model(tmp_path: Path) -> None:
     """The real command in a fresh interpreter: neither the model package nor numpy (its
-    start-up cost) is imported when every file is decided by its tag."""
+    start-up cost), nor any other module only other paths need (_NOT_ON_THE_EXIF_PATH), is
+    imported when every file is decided by its tag."""
     inbox = tmp_path / "in"
     inbox.mkdir()
     camera_jpeg(inbox / "p.jpg", upright_array(160, 112), 6)
     probe = ("import sys; from rotwatchd.cli.main import main; "
              f"status = main(['fix', {str(inbox)!r}, '-o', {str(tmp_path / 'out')!r}]); "
-             "print(status, sorted(m for m in ('rotwatchd.model', 'numpy', 'pillow_heif') "
+             f"print(status, sorted(m for m in {_NOT_ON_THE_EXIF_PATH!r} "
              "if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -141,6 +153,35 @@ def test_lossless_output_is_jpegtrans_own(tmp_path: Path, optimize: bool) -> Non
             "-rotate", "90", str(src)]
     oracle = subprocess.run(args, capture_output=True, check=True).stdout
     assert _coding(out.path.read_bytes()) == _coding(oracle)
+
+
+_TUNED = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432"
+
+
+@pytest.mark.parametrize(("given", "seen"), [
+    (None, _TUNED),
+    ("glibc.malloc.arena_max=2", f"glibc.malloc.arena_max=2:{_TUNED}"),
+    ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0:glibc.malloc.mmap_threshold=33554432"),
+])
+def test_jpegtran_gets_huge_pages_and_its_whole_output_comes_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None, seen: str) -> None:
+    """jpegtran's environment asks glibc for huge pages (a tunable the user set is kept), and
+    everything it writes, however long, comes back: a stand-in that echoes its input (3 MiB,
+    far more than a pipe holds) and reports its GLIBC_TUNABLES as a warning, exit status 2."""
+    source = tmp_path / "s.jpg"
+    Image.fromarray(upright_array(160, 112)).save(source, "JPEG")
+    data = source.read_bytes() + os.urandom(3 << 20)
+    source.write_bytes(data)
+    stand_in = tmp_path / "jpegtran"
+    stand_in.write_text('#!/bin/sh\nprintf "tunables=%s" "$GLIBC_TUNABLES" >&2\ncat\nexit 2\n')
+    stand_in.chmod(0o755)
+    if given is None:
+        monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    else:
+        monkeypatch.setenv("GLIBC_TUNABLES", given)
+    done = transform_lossless(source, 6, parse_jpeg(data).frame, str(stand_in))
+    assert done.body == data
+    assert done.warnings == f"tunables={seen}"
 
 
 _FLAT = """

@@ -167,6 +167,19 @@ def test_the_same_large_picture_again_reuses_its_output(tmp_path: Path) -> None:
     assert other.path == out / "IMG_9.1.jpg" and not other.reused
 
 
+def test_a_picture_given_in_pieces_is_written_whole_and_found_again(tmp_path: Path) -> None:
+    """Pieces (bytes and views, as the JPEG writer hands them) are one file: the same bytes
+    as the joined data, and a redo given as one block finds it."""
+    data = os.urandom(2 * (1 << 20) + 777)
+    out = tmp_path / "out"
+    pieces = [data[:2], memoryview(data)[2:1000], data[1000:1001], memoryview(data)[1001:]]
+    first = atomic_write_bytes(out / "IMG_7.jpg", pieces, within=out, keep_existing=True)
+    assert first == Placed(out / "IMG_7.jpg") and first.path.read_bytes() == data
+    again = atomic_write_bytes(out / "IMG_7.jpg", data, within=out, keep_existing=True)
+    assert (again.path, again.reused) == (first.path, True)
+    assert [p.name for p in out.iterdir()] == ["IMG_7.jpg"]  # no temporary file left
+
+
 def test_files_moved_under_one_name_are_numbered_one_two_three(tmp_path: Path) -> None:
     inbox, quarantine = tmp_path / "inbox", tmp_path / "quarantine"
     inbox.mkdir()
