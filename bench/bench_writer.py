@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from rotwatchd.formats.image import UPRIGHT_TRANSPOSE, register_heif
+from rotwatchd.formats.image import UPRIGHT_TRANSPOSE
+from rotwatchd.formats.sniff import register_heif
 from rotwatchd.output.lossless_jpeg import find_jpegtran
 from rotwatchd.output.writer import WriteResult, write_corrected
 

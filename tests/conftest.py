@@ -17,7 +17,7 @@ import pytest
 from helpers import MarkerClassifier, Results
 
 from rotwatchd.config import Config, ModelConfig
-from rotwatchd.formats.image import register_heif
+from rotwatchd.formats.sniff import register_heif
 
 # rotwatchd registers pillow-heif's opener when the first HEIF arrives; tests also make and
 # read HEIF files with Pillow directly

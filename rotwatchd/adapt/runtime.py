@@ -30,12 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rotwatchd.adapt.fit import Adapted, FitSettings, adapt
 from rotwatchd.adapt.labels import LabelStore
 from rotwatchd.config import AdaptConfig, ModelConfig
-from rotwatchd.formats.image import (
-    DEFAULT_MAX_PIXELS,
-    ImageProblem,
-    UnsupportedFormat,
-    load_upright,
-)
+from rotwatchd.formats.image import DEFAULT_MAX_PIXELS, load_upright
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.model.base import ModelError, OrientationClassifier
 from rotwatchd.output.atomic import atomic_write_bytes
 from rotwatchd.power.sleep import PowerState, SleepController

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
-from rotwatchd.formats.image import ImageInfo, ImageProblem, UnsupportedFormat, named_as_image
+from rotwatchd.formats.image import ImageInfo
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat, named_as_image
 from rotwatchd.output.filing import copy_into
 from rotwatchd.output.inboxfile import is_ignored
 from rotwatchd.output.lossless_jpeg import find_jpegtran

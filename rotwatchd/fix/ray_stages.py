@@ -29,7 +29,7 @@ from PIL import Image
 
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.fix.oneshot import fix_file, look
-from rotwatchd.formats.image import ImageProblem, UnsupportedFormat
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.model.base import OrientationClassifier, Prediction
 from rotwatchd.service.decision import Decision, Facts, decide
 

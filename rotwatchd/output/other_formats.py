@@ -17,15 +17,14 @@ from PIL import Image, PngImagePlugin
 from rotwatchd.formats import exif as exif_edit
 from rotwatchd.formats.image import (
     PNG_RAW_EXIF,
-    UnsupportedFormat,
     declared_orientation,
     open_image,
     png_raw_profile_exif,
-    read_head,
     to_upright,
     translate_errors,
 )
 from rotwatchd.formats.jpeg_markers import EXIF_PREFIX
+from rotwatchd.formats.sniff import UnsupportedFormat, read_head
 from rotwatchd.output.metadata import fixed_exif
 
 LOSSY_QUALITY = 95

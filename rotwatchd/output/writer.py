@@ -36,11 +36,8 @@ from rotwatchd.formats import exif as exif_edit
 from rotwatchd.formats.heif import IROT_STEPS, HeifEditError, rotate_heif
 from rotwatchd.formats.image import (
     DEFAULT_MAX_PIXELS,
-    ImageProblem,
     JpegSource,
-    UnsupportedFormat,
     declared_orientation,
-    detect_format,
     open_image,
     read_jpeg,
     translate_errors,
@@ -59,6 +56,7 @@ from rotwatchd.formats.jpeg_markers import (
     parse_jpeg,
     segment_bytes,
 )
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat, detect_format
 from rotwatchd.output.atomic import Placed, atomic_copy, atomic_link, atomic_write_bytes
 from rotwatchd.output.lossless_jpeg import (
     LosslessUnavailable,

@@ -41,7 +41,7 @@ from rotwatchd.config import (
     WebConfig,
     ensure_dirs,
 )
-from rotwatchd.formats.image import bound_heap
+from rotwatchd.formats.heap import bound_heap
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.network import Runtime
 from rotwatchd.model.registry import load_classifier

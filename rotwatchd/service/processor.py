@@ -20,15 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from rotwatchd.config import Config, InboxConfig, ModelConfig
-from rotwatchd.formats.image import (
-    ImageInfo,
-    ImageProblem,
-    UnsupportedFormat,
-    inspect,
-    model_input,
-    named_as_image,
-    verify_jpeg,
-)
+from rotwatchd.formats.image import ImageInfo, inspect, model_input, verify_jpeg
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat, named_as_image
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.filing import (
     CannotMove,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from rotwatchd.config import Config, InboxConfig
-from rotwatchd.formats.image import ImageProblem, UnsupportedFormat
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.filing import CannotMove, dispose_original, relative_to_inbox
 from rotwatchd.output.inboxfile import InboxFile, Replaced, open_inbox_file

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from rotwatchd.formats.image import ImageProblem, UnsupportedFormat
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.service.review import (
     CORRECTIONS,
     AlreadySettled,

@@ -16,7 +16,8 @@ from PIL import Image
 
 from rotwatchd.config import Config, LimitsConfig, ModelConfig, OutputConfig, ensure_dirs
 from rotwatchd.fix.oneshot import fix
-from rotwatchd.formats.image import HEIF_AVAILABLE, load_upright
+from rotwatchd.formats.image import load_upright
+from rotwatchd.formats.sniff import HEIF_AVAILABLE
 from rotwatchd.output.atomic import NAME_MAX, numbered_name
 from rotwatchd.service.classifier_pool import ClassifierPool
 from rotwatchd.service.journal import Journal

@@ -24,8 +24,9 @@ from PIL import Image
 from rotwatchd.config import LimitsConfig, ModelConfig, OutputConfig
 from rotwatchd.config.schema import DEFAULT_IGNORE
 from rotwatchd.fix.oneshot import assess, fix
-from rotwatchd.formats.image import ImageProblem, inspect, load_upright, model_input
+from rotwatchd.formats.image import inspect, load_upright, model_input
 from rotwatchd.formats.jpeg_markers import has_optimized_huffman, parse_jpeg
+from rotwatchd.formats.sniff import ImageProblem
 from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.output.lossless_jpeg import transform_lossless
 from rotwatchd.output.writer import write_corrected
@@ -188,7 +189,7 @@ _FLAT = """
 import gc, io, threading
 import psutil
 from PIL import Image
-from rotwatchd.formats.image import bound_heap
+from rotwatchd.formats.heap import bound_heap
 assert bound_heap()
 buf = io.BytesIO()
 Image.effect_noise((4000, 3000), 40).convert("RGB").save(buf, "JPEG", quality=90)

@@ -14,13 +14,9 @@ import pytest
 from helpers.writer_images import NO_TAG, assert_upright, camera_jpeg, upright_array
 from PIL import Image
 
-from rotwatchd.formats.image import (
-    ImageProblem,
-    UnsupportedFormat,
-    inspect,
-    load_upright,
-)
+from rotwatchd.formats.image import inspect, load_upright
 from rotwatchd.formats.jpeg_markers import parse_jpeg
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 
 
 def _problem(path: Path, **kwargs: int) -> str:

@@ -15,7 +15,8 @@ import pytest
 from helpers.writer_images import camera_jpeg, upright_array
 from PIL import Image
 
-from rotwatchd.formats.image import ImageProblem, UnsupportedFormat, inspect, load_upright
+from rotwatchd.formats.image import inspect, load_upright
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.output.writer import write_corrected
 
 CASES_PER_FORMAT = 40

@@ -23,14 +23,9 @@ from helpers.writer_images import (
 from PIL import Image
 
 from rotwatchd.formats.exif import minimal_exif
-from rotwatchd.formats.image import (
-    UPRIGHT_TRANSPOSE,
-    ImageProblem,
-    UnsupportedFormat,
-    inspect,
-    load_upright,
-)
+from rotwatchd.formats.image import UPRIGHT_TRANSPOSE, inspect, load_upright
 from rotwatchd.formats.jpeg_markers import parse_jpeg
+from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.output.writer import write_corrected
 
 W, H = 96, 64  # MCU-aligned for 4:2:0
