@@ -141,8 +141,9 @@ def _setup_logging(level: str) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from rotwatchd.adapt.runtime import AdaptRuntime
     from rotwatchd.power.runtime import PowerRuntime
-    from rotwatchd.service.daemon import (
-        Daemon,  # heavy imports only for the commands that need them
+    from rotwatchd.service.daemon import (  # heavy imports only for the commands needing them
+        AlreadyRunning,
+        Daemon,
     )
     from rotwatchd.service.supervision import SystemdSupervision
     from rotwatchd.web.page import page_for
@@ -152,7 +153,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = reload_config()
     _setup_logging(args.log_level or config.log_level)
-    daemon = Daemon(config, page=page_for)
+    try:
+        daemon = Daemon(config, page=page_for)
+    except AlreadyRunning as exc:
+        print(f"rotwatchd: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     # Supervision first: its READY=1/STOPPING=1 go out before the power threads start/stop.
     supervision = SystemdSupervision.attach(daemon)
     power = PowerRuntime.attach(daemon)

@@ -13,14 +13,14 @@ given as input later never treats them as pictures.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rotwatchd.output.lock import LockHeld, ProcessLock, lock_held
 
 RECORD_NAME = ".rotwatchd-fix.sqlite"
 LOCK_NAME = ".rotwatchd-fix.lock"
@@ -52,43 +52,24 @@ class FixRunning(Exception):
     """Another ``fix`` holds this output folder's record."""
 
 
-class RunLock:
+class RunLock(ProcessLock):
     """An exclusive lock on ``outdir``'s record for one driver (released when the process
     ends, however it ends). Raises FixRunning when another process holds it."""
 
     def __init__(self, outdir: Path) -> None:
-        self.path = outdir / LOCK_NAME
-        self._fd: int | None = None
+        super().__init__(outdir / LOCK_NAME)
 
     def __enter__(self) -> RunLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            self.acquire()
+        except LockHeld:
             raise FixRunning(f"another rotwatchd fix is writing to {self.path.parent}") from None
-        self._fd = fd
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def run_in_progress(outdir: Path) -> bool:
     """True while some process holds ``outdir``'s RunLock."""
-    try:
-        fd = os.open(outdir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return lock_held(outdir / LOCK_NAME)
 
 
 @dataclass(frozen=True)

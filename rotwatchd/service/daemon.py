@@ -46,6 +46,7 @@ from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.network import Runtime
 from rotwatchd.model.registry import load_classifier
 from rotwatchd.output.atomic import UnsafeFolder
+from rotwatchd.output.lock import LockHeld, ProcessLock
 from rotwatchd.service.classifier_pool import ClassifierPool
 from rotwatchd.service.journal import Journal
 from rotwatchd.service.processor import Processor, Result, WorkHooks
@@ -112,6 +113,14 @@ class Page(Protocol):
 PageFactory = Callable[["Daemon"], Page | None]
 
 
+#: In ``state_dir``: held (flock) by the daemon using that state, from construction to stop.
+LOCK_NAME = "daemon.lock"
+
+
+class AlreadyRunning(RuntimeError):
+    """Another daemon uses the same ``state_dir`` (its journal, review queue and status)."""
+
+
 class Daemon:
     """Owns every thread of a running rotwatchd. Not restartable: start() once, stop() once."""
 
@@ -121,6 +130,13 @@ class Daemon:
                  observer_factory: ObserverFactory | None = None,
                  page: PageFactory | None = None) -> None:
         ensure_dirs(config)
+        self._instance = ProcessLock(config.state_dir / LOCK_NAME)
+        try:
+            self._instance.acquire()
+        except LockHeld as exc:
+            raise AlreadyRunning(
+                f"another rotwatchd (pid {exc.pid}) runs with state in {config.state_dir}; "
+                "stop it first, or give this one its own state_dir") from None
         self.config = config
         self.started_at = time.time()
         self.journal = Journal(config.state_dir)
@@ -382,6 +398,7 @@ class Daemon:
         if self._wake_r < 0:
             return
         self.journal.close()
+        self._instance.release()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
