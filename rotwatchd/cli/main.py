@@ -32,6 +32,7 @@ from rotwatchd.config import (
     load_state_dir,
 )
 from rotwatchd.config.schema import DEFAULT_IGNORE, describe
+from rotwatchd.service.status import one_line
 
 if TYPE_CHECKING:
     from rotwatchd.model.base import ModelError, OrientationClassifier
@@ -113,11 +114,6 @@ def _load(path: Path | None, overrides: list[str]) -> Config:
     return load_config(path, overrides)
 
 
-#: How control characters are written in log lines (a file name may hold any of them).
-_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {
-    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
-
-
 class OneLineFormatter(logging.Formatter):
     """Every log record stays one line: control characters in its message (a file named
     ``a\\nb.jpg``, a carriage return) are escaped, so a file name can neither split a line nor
@@ -125,7 +121,7 @@ class OneLineFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         message = record.message
-        record.message = message.translate(_ESCAPED)
+        record.message = one_line(message)
         try:
             return super().formatMessage(record)
         finally:
@@ -359,15 +355,35 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ran_here(args: argparse.Namespace) -> bool:
+    """For commands about a daemon's state: False, after one line, when no config file is
+    given or found and ``./state`` holds no journal (the built-in defaults would otherwise
+    create ./inbox, ./outbox and ./state in whatever folder the command was typed in)."""
+    from rotwatchd.service.journal import JOURNAL_NAME
+
+    if args.config is not None or DEFAULT_CONFIG.is_file():
+        return True
+    state_dir = Path("state").absolute()
+    if (state_dir / JOURNAL_NAME).is_file():
+        return True
+    print(f"rotwatchd has never run with state in {state_dir} (no {DEFAULT_CONFIG} here; "
+          "give the daemon's config with -c)", file=sys.stderr)
+    return False
+
+
 def _cmd_review(args: argparse.Namespace) -> int:
     from rotwatchd.cli import review as review_cli
 
+    if not _ran_here(args):
+        return EXIT_NOT_RUNNING
     return review_cli.run(args, _load(args.config, args.set))
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
     from rotwatchd.cli import adapt as adapt_cli
 
+    if not _ran_here(args):
+        return EXIT_NOT_RUNNING
     return adapt_cli.run(args, _load(args.config, args.set))
 
 

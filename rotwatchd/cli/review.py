@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from rotwatchd.config import Config
 from rotwatchd.service.decision import ORIENTATION_FOR_CORRECTION
+from rotwatchd.service.status import one_line
 
 if TYPE_CHECKING:  # imported by run(): building the command line (every command) never needs
     # the journal (sqlite3) nor the writer
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         except (UnknownItem, AlreadySettled, CannotSettle) as exc:
             print(f"rotwatchd: review: {exc}", file=sys.stderr)
             return EXIT_FAIL
-    print(f"{settled.item.id}: {settled.item.path} -> {settled.output} "
-          f"({correction} deg, {settled.note})")
+    print(one_line(f"{settled.item.id}: {settled.item.path} -> {settled.output} "
+                   f"({correction} deg, {settled.note})"))
     return EXIT_OK
 
 
@@ -88,7 +89,7 @@ def _print_items(items: list[ReviewItem], as_json: bool) -> None:
     for item in items:
         confidence = "-" if item.confidence is None else f"{item.confidence:.2f}"
         print(f"{item.id:>5}  {_guess(item):>5}  {confidence:>5}  "
-              f"{_age(now - item.arrived_at):>8}  {item.path}")
+              f"{_age(now - item.arrived_at):>8}  {one_line(item.path)}")
 
 
 def _age(seconds: float) -> str:

@@ -138,6 +138,18 @@ def _waiting_lines(waiting: object) -> list[str]:
     return lines
 
 
+#: How control characters are written where text from a file name is shown on one line.
+_ESCAPED = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x1b``...): a file named
+    ``a\\nb.jpg`` or holding a terminal escape can neither split a line, forge one, nor steer
+    the terminal it is printed on."""
+    return text.translate(_ESCAPED)
+
+
 def format_status(document: dict[str, Any]) -> str:
     """Human-readable lines for ``rotwatchd status``."""
     lines = []
@@ -162,7 +174,7 @@ def format_status(document: dict[str, Any]) -> str:
     if errors:
         lines.append("last problems:")
         lines.extend(f"  {e.get('outcome')}: {e.get('path')}: {e.get('detail')}" for e in errors)
-    return "\n".join(lines)
+    return "\n".join(one_line(line) for line in lines)
 
 
 def _adapt_lines(adapt: Any) -> list[str]:

@@ -105,3 +105,33 @@ def test_an_empty_queue_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[st
     (tmp_path / "inbox").mkdir()
     code, out, _ = _run(capsys, "review", "list", "-c", str(config_file))
     assert (code, out) == (0, "nothing waiting for review\n")
+
+
+@pytest.mark.parametrize("argv", [("review", "list"), ("review", "export"),
+                                  ("adapt", "--json")])
+def test_without_a_config_or_a_state_here_nothing_is_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        argv: tuple[str, ...]) -> None:
+    """Typed in a folder where rotwatchd never ran: one line, exit 3 (as `status`), and no
+    ./inbox, ./outbox or ./state appear from the built-in defaults."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, *argv)
+    assert (code, out) == (3, "")
+    assert err.splitlines() == [f"rotwatchd has never run with state in {tmp_path / 'state'} "
+                                "(no rotwatchd.yaml here; give the daemon's config with -c)"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hostile_file_name_is_listed_on_one_line_without_its_control_characters(
+        tmp_path: Path, daemon_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "rotwatchd.yaml"
+    config_file.write_text(CONFIG)
+    (tmp_path / "inbox").mkdir()
+    daemon, results = daemon_factory(load_config(config_file))
+    make_photo(tmp_path / "inbox" / "evil\nline\x1b[31mRED.jpg", correction=90)
+    assert results.wait_count(1)[0].outcome == "review"
+    daemon.stop()
+    code, out, _ = _run(capsys, "review", "list", "-c", str(config_file))
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2 and "\x1b" not in out
+    assert lines[1].endswith("evil\\nline\\x1b[31mRED.jpg")

@@ -149,3 +149,13 @@ def test_a_file_name_cannot_split_or_forge_a_log_line(tmp_path: Path) -> None:
     assert lines[0].startswith("WARNING rotwatchd.service.processor: quarantined")
     assert ("junk.jpg\\n2026-01-01 00:00:00,000 ERROR rotwatchd.service.journal: forged\\r.jpg"
             in lines[0])
+
+
+def test_status_shows_a_hostile_file_name_on_one_line() -> None:
+    from rotwatchd.service.status import format_status
+
+    text = format_status({"running": False, "counts": {"error": 1},
+                          "last_errors": [{"path": "/in/a\nforged line\x1b[2J.jpg",
+                                           "detail": "unreadable", "at": 0}]})
+    assert "\x1b" not in text and "forged line" in text
+    assert not any(line.startswith("forged line") for line in text.splitlines())
