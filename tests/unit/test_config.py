@@ -177,3 +177,14 @@ def test_each_section_dataclass_has_exactly_the_schema_keys_and_their_defaults(
                               source="t.yaml")
     assert (loaded.watch, loaded.power, loaded.limits, loaded.adapt) == (
         cfg.WatchConfig(), cfg.PowerConfig(), cfg.LimitsConfig(), cfg.AdaptConfig())
+
+
+@pytest.mark.parametrize("text", ["inboxes:\n  - path: in\n output: out\n", "a: [1, 2\n",
+                                  "key: value\n\tbad: tab\n", "a: b: c\n"])
+def test_yaml_that_does_not_parse_is_one_line_with_where(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "rotwatchd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (line,) = caught.value.problems
+    assert "\n" not in line and line.startswith(f"{path}: not valid YAML (line ")
