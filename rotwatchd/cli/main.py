@@ -37,6 +37,7 @@ from rotwatchd.service.status import one_line
 if TYPE_CHECKING:
     from rotwatchd.model.base import ModelError, OrientationClassifier
     from rotwatchd.service.classifier_pool import ClassifierPool
+    from rotwatchd.service.daemon import Daemon, Page
 
 DEFAULT_CONFIG = Path("rotwatchd.yaml")
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
@@ -134,6 +135,14 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
+def _page_for(daemon: Daemon) -> Page | None:
+    """The web layer's page for ``daemon``, imported only when ``web.listen`` asks for it (the
+    daemon calls this then): ~2.3 MiB a daemon without the page never spends."""
+    from rotwatchd.web.page import page_for
+
+    return page_for(daemon)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from rotwatchd.adapt.runtime import AdaptRuntime
     from rotwatchd.power.runtime import PowerRuntime
@@ -142,7 +151,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         Daemon,
     )
     from rotwatchd.service.supervision import SystemdSupervision
-    from rotwatchd.web.page import page_for
 
     def reload_config() -> Config:
         return _load(args.config, args.set)
@@ -150,7 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = reload_config()
     _setup_logging(args.log_level or config.log_level)
     try:
-        daemon = Daemon(config, page=page_for)
+        daemon = Daemon(config, page=_page_for)
     except AlreadyRunning as exc:
         print(f"rotwatchd: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -163,7 +163,7 @@ def read_yaml(path: Path) -> object:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        where = f" (line {mark.line + 1})" if mark is not None else ""
         # PyYAML's own text spans several lines (context, the line quoted, a caret): its
         # problem ("expected <block end>, but found '-'") says it in one
         what = getattr(exc, "problem", None) or " ".join(str(exc).split())
