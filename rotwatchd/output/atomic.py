@@ -187,37 +187,35 @@ def _copy_stat(source: Path, fd: int) -> None:
 
 
 def _same_content(dir_fd: int, a: str, b: str) -> bool:
-    """True when regular files ``a`` and ``b`` (names in ``dir_fd``) hold the same bytes."""
+    """True when regular files ``a`` and ``b`` (names in ``dir_fd``) hold the same bytes;
+    False when either is something else or cannot be opened (a symbolic link, no permission):
+    what cannot be compared is never taken for the same."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fa = os.open(a, flags, dir_fd=dir_fd)
-    except OSError:
-        return False
-    try:
+    with contextlib.ExitStack() as stack:
+        def opened(name: str) -> int:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+            stack.callback(os.close, fd)
+            return fd
+
         try:
-            fb = os.open(b, flags, dir_fd=dir_fd)
+            fa, fb = opened(a), opened(b)
         except OSError:
             return False
-        try:
-            sa, sb = os.fstat(fa), os.fstat(fb)
-            if not (stat.S_ISREG(sa.st_mode) and stat.S_ISREG(sb.st_mode)):
+        sa, sb = os.fstat(fa), os.fstat(fb)
+        if not (stat.S_ISREG(sa.st_mode) and stat.S_ISREG(sb.st_mode)):
+            return False
+        if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+            return True
+        if sa.st_size != sb.st_size:
+            return False
+        offset = 0
+        while True:
+            block_a, block_b = os.pread(fa, 1 << 20, offset), os.pread(fb, 1 << 20, offset)
+            if block_a != block_b:
                 return False
-            if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+            if not block_a:
                 return True
-            if sa.st_size != sb.st_size:
-                return False
-            offset = 0
-            while True:
-                block_a, block_b = os.pread(fa, 1 << 20, offset), os.pread(fb, 1 << 20, offset)
-                if block_a != block_b:
-                    return False
-                if not block_a:
-                    return True
-                offset += len(block_a)
-        finally:
-            os.close(fb)
-    finally:
-        os.close(fa)
+            offset += len(block_a)
 
 
 def _exists(name: str, dir_fd: int) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -204,3 +204,33 @@ def test_a_link_planted_under_the_output_name_is_neither_reused_nor_followed(
 
     assert placed == Placed(out / "a.1.jpg", reused=False)
     assert (out / "a.jpg").is_symlink() and twin.read_bytes() == b"the picture"
+
+
+@pytest.mark.parametrize("how", ["write", "copy", "link"])
+def test_a_folder_under_the_output_name_is_passed_over_and_kept(tmp_path: Path,
+                                                                how: str) -> None:
+    """A folder named like the picture (an album called ``IMG_1.jpg``) is never taken for the
+    picture already written, even when the picture has exactly the folder's size, the one
+    figure a folder and a file have in common: the picture gets the next number, the folder
+    keeps its files."""
+    out = tmp_path / "out"
+    album = out / "IMG_1.jpg"
+    album.mkdir(parents=True)
+    (album / "inside.jpg").write_bytes(b"someone else's picture")
+    data = os.urandom(album.stat().st_size)
+    source = tmp_path / "IMG_1.jpg"
+    source.write_bytes(data)
+    writers: dict[str, Callable[[], Placed]] = {
+        "write": lambda: atomic_write_bytes(album, data, within=out, keep_existing=True),
+        "copy": lambda: atomic_copy(source, album, within=out, keep_existing=True),
+        "link": lambda: atomic_link(source, album, within=out, keep_existing=True),
+    }
+
+    placed = writers[how]()
+
+    assert placed == Placed(out / "IMG_1.1.jpg", reused=False)
+    assert placed.path.read_bytes() == data
+    assert [(p.name, p.read_bytes()) for p in album.iterdir()] == [
+        ("inside.jpg", b"someone else's picture")]
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_1.1.jpg", "IMG_1.jpg"]
+
