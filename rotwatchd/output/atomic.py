@@ -174,11 +174,19 @@ def target_folder(target: Path, within: Path | None = None) -> Iterator[int]:
 
 
 def _copy_stat(source: Path, fd: int) -> None:
-    """``source``'s times, permission bits and (best effort) extended attributes onto ``fd``."""
+    """``source``'s times, permission bits and (best effort) extended attributes onto ``fd``.
+
+    Attributes the source's filesystem will not list are skipped with a warning (silently
+    where it has none at all, ENOTSUP); one the target refuses is skipped. Raises OSError
+    when the times or permission bits cannot be read or set."""
     st = os.stat(source)
-    names: list[str] = []
-    with contextlib.suppress(OSError):
+    try:
         names = os.listxattr(source)
+    except OSError as exc:
+        names = []
+        if exc.errno != errno.ENOTSUP:
+            log.warning("%s: its extended attributes cannot be listed (%s); copied without "
+                        "them", source, exc.strerror or exc)
     for name in names:
         with contextlib.suppress(OSError):
             os.setxattr(fd, name, os.getxattr(source, name))

@@ -4,6 +4,8 @@ real copy only where a link cannot be made (another filesystem)."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -234,3 +236,59 @@ def test_a_folder_under_the_output_name_is_passed_over_and_kept(tmp_path: Path,
         ("inside.jpg", b"someone else's picture")]
     assert sorted(p.name for p in out.iterdir()) == ["IMG_1.1.jpg", "IMG_1.jpg"]
 
+
+def _tag(path: Path, name: str, value: bytes) -> None:
+    try:
+        os.setxattr(path, name, value)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENOSPC, errno.EPERM):
+            pytest.skip(f"{path.parent} keeps no (or too few) user extended attributes: "
+                        f"{exc.strerror}")
+        raise
+
+
+def test_a_copy_keeps_the_pictures_extended_attributes(tmp_path: Path) -> None:
+    """Desktop tags and the download origin (``user.xdg.*``) travel with the picture into
+    its copy, as its date and permission bits do."""
+    source = tmp_path / "IMG_4.jpg"
+    source.write_bytes(b"tagged picture")
+    _tag(source, "user.xdg.tags", b"holiday,beach")
+    _tag(source, "user.xdg.origin.url", b"https://example.org/IMG_4.jpg")
+    out = tmp_path / "out"
+
+    copied = atomic_copy(source, out / "IMG_4.jpg", within=out)
+    written = atomic_write_bytes(out / "IMG_4.rotated.jpg", b"rotated", stat_from=source,
+                                 within=out)
+
+    for placed in (copied, written):
+        assert sorted(os.listxattr(placed.path)) == ["user.xdg.origin.url", "user.xdg.tags"]
+        assert os.getxattr(placed.path, "user.xdg.tags") == b"holiday,beach"
+
+
+def test_a_picture_whose_attributes_cannot_be_listed_is_copied_without_them(
+        tmp_path: Path, other_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The kernel refuses to list more than 64 KiB of attribute names (E2BIG), as a network
+    or FUSE filesystem may refuse listing at all: the picture is still copied, with its date
+    and permission bits, and one warning says its attributes were left behind."""
+    source = other_fs / "IMG_5.jpg"
+    source.write_bytes(b"picture with too many attributes")
+    for i in range(300):  # 300 names of 240 bytes: more than the 64 KiB listxattr returns
+        _tag(source, f"user.{i:03d}." + "x" * 231, b"1")
+    with pytest.raises(OSError) as refused:
+        os.listxattr(source)
+    assert refused.value.errno == errno.E2BIG
+    os.chmod(source, 0o640)
+    os.utime(source, ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+    out = tmp_path / "out"
+
+    with caplog.at_level(logging.WARNING, logger="rotwatchd.output.atomic"):
+        placed = atomic_copy(source, out / "IMG_5.jpg", within=out, keep_existing=True)
+
+    assert placed == Placed(out / "IMG_5.jpg", reused=False)
+    assert placed.path.read_bytes() == b"picture with too many attributes"
+    st = placed.path.stat()
+    assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o640, 1_500_000_000_000_000_000)
+    assert os.listxattr(placed.path) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{source}: its extended attributes cannot be listed (Argument list too long); "
+        "copied without them"]
