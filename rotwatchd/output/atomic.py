@@ -73,25 +73,19 @@ def is_temp_name(name: str) -> bool:
 
 
 def numbered_name(name: str, n: int) -> str:
-    """``name`` (n = 0) or ``stem.n.ext``; the stem is shortened (never cutting a character in
-    two) so that the result still fits in NAME_MAX bytes."""
+    """``name`` (n = 0) or ``stem.n.ext``; the stem is shortened by whole characters (a byte
+    of a name that is not UTF-8 counts as one), as few as needed, so that the result still
+    fits in NAME_MAX bytes."""
     if n == 0:
         return name
     stem, dot, suffix = name.rpartition(".")
     if not stem:  # no extension (or a leading-dot name): the number goes at the end
         stem, dot, suffix = name, "", ""
-    tail = os.fsencode(f".{n}{dot}{suffix}")
-    raw = os.fsencode(stem)[:NAME_MAX - len(tail)]
-    for back in range(1, min(4, len(raw)) + 1):  # never keep half of a UTF-8 character
-        byte = raw[-back]
-        if byte < 0x80:
-            break
-        if byte >= 0xC0:
-            width = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            if width > back:
-                raw = raw[:-back]
-            break
-    return os.fsdecode(raw + tail)
+    tail = f".{n}{dot}{suffix}"
+    room = NAME_MAX - len(os.fsencode(tail))
+    while stem and len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return stem + tail
 
 
 def unique_path(target: Path) -> Path:

@@ -292,3 +292,25 @@ def test_a_picture_whose_attributes_cannot_be_listed_is_copied_without_them(
     assert [r.getMessage() for r in caplog.records] == [
         f"{source}: its extended attributes cannot be listed (Argument list too long); "
         "copied without them"]
+
+
+@pytest.mark.parametrize(("name", "second"), [
+    (b"caf\xe9.jpg", b"caf\xe9.1.jpg"),
+    (b"caf\xe9 \xff.jpg", b"caf\xe9 \xff.1.jpg"),
+    (b"\xe9" * 251 + b".jpg", b"\xe9" * 249 + b".1.jpg"),  # 255 bytes: two must go
+])
+def test_a_name_that_is_not_utf8_keeps_every_byte_that_fits_when_numbered(
+        tmp_path: Path, name: bytes, second: bytes) -> None:
+    """A Latin-1 name from an old camera or share ("café" ends in the single byte 0xE9) used
+    twice: the second picture's name keeps every byte that fits; none is taken for the
+    first half of a UTF-8 character and dropped."""
+    out = tmp_path / "out"
+    target = out / os.fsdecode(name)
+
+    first = atomic_write_bytes(target, b"one", within=out, keep_existing=True)
+    other = atomic_write_bytes(target, b"two", within=out, keep_existing=True)
+
+    assert os.fsencode(first.path.name) == name
+    assert os.fsencode(other.path.name) == second
+    assert other.path.read_bytes() == b"two"
+
