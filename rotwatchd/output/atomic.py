@@ -59,7 +59,7 @@ class Placed:
     """Where a file ended up; ``reused`` when that name already held exactly these bytes."""
 
     path: Path
-    reused: bool = False
+    reused: bool
 
 
 def temp_name() -> str:

@@ -314,3 +314,18 @@ def test_a_name_that_is_not_utf8_keeps_every_byte_that_fits_when_numbered(
     assert os.fsencode(other.path.name) == second
     assert other.path.read_bytes() == b"two"
 
+
+def test_a_file_where_an_output_folder_belongs_is_reported_as_not_a_folder(
+        tmp_path: Path) -> None:
+    """A plain file in the place of a dated output folder (``out/2024``) fails the write
+    with "not a directory", the error that says what to fix; it is never reported as a
+    refused symbolic link (which the daemon would hold, waiting for the link to go)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "2024").write_bytes(b"notes")
+
+    with pytest.raises(NotADirectoryError):
+        atomic_write_bytes(out / "2024" / "06" / "IMG_1.jpg", b"picture", within=out)
+
+    assert (out / "2024").read_bytes() == b"notes"
+    assert [p.name for p in out.iterdir()] == ["2024"]
