@@ -88,19 +88,6 @@ def numbered_name(name: str, n: int) -> str:
     return stem + tail
 
 
-def unique_path(target: Path) -> Path:
-    """``target`` if free, else ``name.1.ext``, ``name.2.ext``, ... (never overwrites).
-
-    Only a hint (another writer may take the name next): the writers below choose and take a
-    name in one step."""
-    n = 0
-    while True:
-        candidate = target.with_name(numbered_name(target.name, n))
-        if not os.path.lexists(candidate):
-            return candidate
-        n += 1
-
-
 # --- folders -----------------------------------------------------------------------------
 
 

@@ -329,3 +329,39 @@ def test_a_file_where_an_output_folder_belongs_is_reported_as_not_a_folder(
 
     assert (out / "2024").read_bytes() == b"notes"
     assert [p.name for p in out.iterdir()] == ["2024"]
+
+
+def test_a_read_error_mid_copy_is_reported_as_itself_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    """A source that fails to read (a failing card: EIO; /proc/self/mem answers every read
+    at offset 0 so) fails the copy with that I/O error, the one that says what went wrong,
+    and leaves neither the target nor a temporary file behind."""
+    out = tmp_path / "out"
+
+    with pytest.raises(OSError) as failed:
+        atomic_copy(Path("/proc/self/mem"), out / "IMG_6.jpg", within=out,
+                    keep_existing=True)
+
+    assert failed.value.errno == errno.EIO
+    assert list(out.iterdir()) == []
+
+
+def test_a_move_across_filesystems_keeps_an_identical_file_apart_like_a_rename(
+        tmp_path: Path, other_fs: Path) -> None:
+    """Moving a picture into a folder on another filesystem where its name already holds the
+    same bytes (the same photo filed twice) keeps both, as a rename on one filesystem does:
+    the moved one gets the next number and its own date; the one there is left as it was."""
+    done = other_fs / "done"
+    done.mkdir()
+    (done / "IMG_7.jpg").write_bytes(b"the same photo")
+    os.utime(done / "IMG_7.jpg", ns=(1_400_000_000_000_000_000, 1_400_000_000_000_000_000))
+    source = tmp_path / "IMG_7.jpg"
+    source.write_bytes(b"the same photo")
+    os.utime(source, ns=(1_500_000_000_000_000_000, 1_500_000_000_000_000_000))
+
+    moved = move_no_clobber(source, done, within=done)
+
+    assert moved == done / "IMG_7.1.jpg" and not source.exists()
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in done.iterdir()} == {
+        "IMG_7.jpg": (b"the same photo", 1_400_000_000_000_000_000),
+        "IMG_7.1.jpg": (b"the same photo", 1_500_000_000_000_000_000)}
