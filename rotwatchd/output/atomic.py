@@ -393,14 +393,13 @@ def remove_temporaries(folder: Path) -> int:
     writes to at this moment."""
     removed = 0
     for dirpath, _dirnames, filenames in os.walk(folder, onerror=lambda exc: None):
-        for name in filenames:
-            if not is_temp_name(name):
-                continue
+        for name in filter(is_temp_name, filenames):
+            path = os.path.join(dirpath, name)
             try:
-                os.unlink(os.path.join(dirpath, name))
+                os.unlink(path)
             except OSError as exc:
-                log.warning("cannot remove leftover temporary file %s: %s",
-                            os.path.join(dirpath, name), exc.strerror or exc)
-                continue
-            removed += 1
+                log.warning("cannot remove leftover temporary file %s: %s", path,
+                            exc.strerror or exc)
+            else:
+                removed += 1
     return removed

@@ -4,9 +4,12 @@ real copy only where a link cannot be made (another filesystem)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from rotwatchd.output.atomic import (
     move_no_clobber,
     numbered_name,
     remove_temporaries,
+    temp_name,
 )
 from rotwatchd.output.writer import write_corrected
 
@@ -108,7 +112,7 @@ def test_a_replacing_write_leaves_only_the_new_content(tmp_path: Path) -> None:
     target = tmp_path / "status.json"
     target.write_bytes(b"old")
     placed = atomic_write_bytes(target, b"new")
-    assert placed.path == target and target.read_bytes() == b"new"
+    assert placed == Placed(target, reused=False) and target.read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
@@ -365,3 +369,73 @@ def test_a_move_across_filesystems_keeps_an_identical_file_apart_like_a_rename(
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in done.iterdir()} == {
         "IMG_7.jpg": (b"the same photo", 1_400_000_000_000_000_000),
         "IMG_7.1.jpg": (b"the same photo", 1_500_000_000_000_000_000)}
+
+
+@contextlib.contextmanager
+def _unremovable(path: Path) -> Iterator[str]:
+    """``path`` cannot be removed while inside: immutable for root (FS_IOC_SETFLAGS), its
+    folder read-only for anyone else; yields the reason unlink(2) gives."""
+    if os.geteuid() != 0:
+        os.chmod(path.parent, 0o555)
+        try:
+            yield os.strerror(errno.EACCES)
+        finally:
+            os.chmod(path.parent, 0o755)
+        return
+    get_flags, set_flags, immutable = 0x80086601, 0x40086602, 0x10
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            (flags,) = struct.unpack("i", fcntl.ioctl(fd, get_flags, struct.pack("i", 0)))
+            fcntl.ioctl(fd, set_flags, struct.pack("i", flags | immutable))
+        except OSError as exc:
+            pytest.skip(f"{path.parent} cannot make a file immutable: {exc.strerror}")
+        try:
+            yield os.strerror(errno.EPERM)
+        finally:
+            fcntl.ioctl(fd, set_flags, struct.pack("i", flags))
+    finally:
+        os.close(fd)
+
+
+def test_a_leftover_temporary_that_cannot_be_removed_is_named_and_the_rest_go(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The start after a kill -9 removes the temporary files it left, and counts them; one
+    the filesystem will not let go is named in one warning, with the reason, and neither
+    stops the clean-up of the others nor touches any other file."""
+    out = tmp_path / "out"
+    (out / "locked").mkdir(parents=True)
+    (out / "2024").mkdir()
+    stuck = out / "locked" / temp_name()
+    leftovers = [out / temp_name(), out / "2024" / temp_name(), out / "2024" / temp_name()]
+    for path in (stuck, *leftovers):
+        path.write_bytes(b"half written")
+    (out / "2024" / "IMG_1.jpg").write_bytes(b"a picture")
+
+    with _unremovable(stuck) as reason, caplog.at_level(logging.WARNING,
+                                                        logger="rotwatchd.output.atomic"):
+        removed = remove_temporaries(out)
+
+    assert removed == 3
+    assert caplog.messages == [f"cannot remove leftover temporary file {stuck}: {reason}"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "2024/IMG_1.jpg", f"locked/{stuck.name}"]
+
+
+@pytest.mark.parametrize("keep_existing", [False, True])
+def test_linking_a_name_again_to_the_file_it_already_is_leaves_only_that_name(
+        tmp_path: Path, keep_existing: bool) -> None:
+    """The same upright picture hard-linked twice to one output name (a redo): the name
+    still is the picture, and no temporary name is left beside it (rename(2) does nothing
+    when both names are already one file)."""
+    source = tmp_path / "IMG_8.jpg"
+    source.write_bytes(b"upright picture")
+    out = tmp_path / "out"
+
+    first = atomic_link(source, out / "IMG_8.jpg", within=out, keep_existing=keep_existing)
+    again = atomic_link(source, out / "IMG_8.jpg", within=out, keep_existing=keep_existing)
+
+    assert first == Placed(out / "IMG_8.jpg", reused=False)
+    assert again == Placed(out / "IMG_8.jpg", reused=keep_existing)
+    assert [p.name for p in out.iterdir()] == ["IMG_8.jpg"]
+    assert (out / "IMG_8.jpg").stat().st_ino == source.stat().st_ino
