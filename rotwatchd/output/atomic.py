@@ -294,8 +294,9 @@ def atomic_write_bytes(target: Path, data: bytes | Sequence[bytes | memoryview],
 
 
 def atomic_copy(source: Path, target: Path, *, within: Path | None = None,
-                keep_existing: bool = False) -> Placed:
-    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits."""
+                keep_existing: bool) -> Placed:
+    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits
+    (``keep_existing``, always said: see the module docstring)."""
     with open(source, "rb") as src:
         def fill(handle: BinaryIO) -> None:
             while block := src.read(1 << 20):
@@ -306,8 +307,9 @@ def atomic_copy(source: Path, target: Path, *, within: Path | None = None,
 
 
 def atomic_link(source: Path, target: Path, *, within: Path | None = None,
-                keep_existing: bool = False) -> Placed:
-    """Make ``target`` a hard link to ``source`` (``keep_existing``: see the module docstring).
+                keep_existing: bool) -> Placed:
+    """Make ``target`` a hard link to ``source`` (``keep_existing``, always said: see the
+    module docstring).
 
     Raises OSError (EXDEV across filesystems, EPERM where links are not allowed); callers
     fall back to atomic_copy."""

@@ -260,7 +260,7 @@ def test_a_copy_keeps_the_pictures_extended_attributes(tmp_path: Path) -> None:
     _tag(source, "user.xdg.origin.url", b"https://example.org/IMG_4.jpg")
     out = tmp_path / "out"
 
-    copied = atomic_copy(source, out / "IMG_4.jpg", within=out)
+    copied = atomic_copy(source, out / "IMG_4.jpg", within=out, keep_existing=True)
     written = atomic_write_bytes(out / "IMG_4.rotated.jpg", b"rotated", stat_from=source,
                                  within=out)
 
@@ -439,3 +439,33 @@ def test_linking_a_name_again_to_the_file_it_already_is_leaves_only_that_name(
     assert again == Placed(out / "IMG_8.jpg", reused=keep_existing)
     assert [p.name for p in out.iterdir()] == ["IMG_8.jpg"]
     assert (out / "IMG_8.jpg").stat().st_ino == source.stat().st_ino
+
+
+@pytest.mark.parametrize("keep_existing", [False, True])
+def test_a_name_too_long_for_the_filesystem_fails_and_leaves_nothing(
+        tmp_path: Path, keep_existing: bool) -> None:
+    """An output name over NAME_MAX bytes (a 255-byte ``.jpg`` name given the ``.jpeg``
+    extension) fails with ENAMETOOLONG, the error that says why, and leaves no temporary
+    file in the folder."""
+    out = tmp_path / "out"
+
+    with pytest.raises(OSError) as failed:
+        atomic_write_bytes(out / ("a" * 251 + ".jpeg"), b"picture", within=out,
+                           keep_existing=keep_existing)
+
+    assert failed.value.errno == errno.ENAMETOOLONG
+    assert list(out.iterdir()) == []
+
+
+def test_a_move_across_filesystems_whose_read_fails_leaves_nothing_behind(
+        tmp_path: Path) -> None:
+    """A move onto another filesystem copies: when reading the source fails (an I/O error:
+    /proc/self/mem answers every read at offset 0 so) the move fails with that error and
+    leaves no temporary file in the target folder."""
+    done = tmp_path / "done"
+
+    with pytest.raises(OSError) as failed:
+        move_no_clobber(Path("/proc/self/mem"), done, within=done)
+
+    assert failed.value.errno == errno.EIO
+    assert list(done.iterdir()) == []
