@@ -373,8 +373,9 @@ def test_a_move_across_filesystems_keeps_an_identical_file_apart_like_a_rename(
 
 @contextlib.contextmanager
 def _unremovable(path: Path) -> Iterator[str]:
-    """``path`` cannot be removed while inside: immutable for root (FS_IOC_SETFLAGS), its
-    folder read-only for anyone else; yields the reason unlink(2) gives."""
+    """``path`` cannot be removed or renamed while inside: immutable for root
+    (FS_IOC_SETFLAGS), its folder read-only for anyone else; yields the reason unlink(2)
+    and rename(2) give."""
     if os.geteuid() != 0:
         os.chmod(path.parent, 0o555)
         try:
@@ -469,3 +470,37 @@ def test_a_move_across_filesystems_whose_read_fails_leaves_nothing_behind(
 
     assert failed.value.errno == errno.EIO
     assert list(done.iterdir()) == []
+
+
+@pytest.mark.parametrize("linked", ["2024", "2024/06"])
+def test_a_symlinked_output_folder_is_refused_naming_that_folder(tmp_path: Path,
+                                                                 linked: str) -> None:
+    """The refusal names the folder that is a link, at whatever depth, since that is the
+    one the user must replace (and the one the daemon watches before it tries again)."""
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / linked).parent.mkdir(parents=True, exist_ok=True)
+    (out / linked).symlink_to(elsewhere)
+
+    with pytest.raises(UnsafeFolder) as refused:
+        atomic_write_bytes(out / "2024" / "06" / "IMG_1.jpg", b"picture", within=out)
+
+    assert refused.value.where == out / linked
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_file_that_cannot_leave_its_folder_is_not_copied_instead(tmp_path: Path) -> None:
+    """A picture its folder will not let go (immutable; a read-only inbox for a user) fails
+    its move to quarantine with that error, and no copy of it appears there: the move is a
+    copy only across filesystems, never a way around a refusal."""
+    inbox, quarantine = tmp_path / "inbox", tmp_path / "quarantine"
+    inbox.mkdir()
+    (inbox / "scan.jpg").write_bytes(b"a scan")
+
+    with _unremovable(inbox / "scan.jpg") as reason, pytest.raises(OSError) as refused:
+        move_no_clobber(inbox / "scan.jpg", quarantine, within=quarantine)
+
+    assert refused.value.strerror == reason
+    assert list(quarantine.iterdir()) == []
+    assert (inbox / "scan.jpg").read_bytes() == b"a scan"
