@@ -180,7 +180,7 @@ def test_a_picture_given_in_pieces_is_written_whole_and_found_again(tmp_path: Pa
     out = tmp_path / "out"
     pieces = [data[:2], memoryview(data)[2:1000], data[1000:1001], memoryview(data)[1001:]]
     first = atomic_write_bytes(out / "IMG_7.jpg", pieces, within=out, keep_existing=True)
-    assert first == Placed(out / "IMG_7.jpg") and first.path.read_bytes() == data
+    assert first == Placed(out / "IMG_7.jpg", reused=False) and first.path.read_bytes() == data
     again = atomic_write_bytes(out / "IMG_7.jpg", data, within=out, keep_existing=True)
     assert (again.path, again.reused) == (first.path, True)
     assert [p.name for p in out.iterdir()] == ["IMG_7.jpg"]  # no temporary file left
