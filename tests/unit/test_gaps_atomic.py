@@ -504,3 +504,24 @@ def test_a_file_that_cannot_leave_its_folder_is_not_copied_instead(tmp_path: Pat
     assert refused.value.strerror == reason
     assert list(quarantine.iterdir()) == []
     assert (inbox / "scan.jpg").read_bytes() == b"a scan"
+
+
+def test_a_dangling_link_under_the_output_name_is_kept_and_the_picture_numbered(
+        tmp_path: Path) -> None:
+    """A symbolic link to nothing (a link to a drive not mounted now) named like the picture
+    still takes that name: it is neither replaced nor written through; the picture written,
+    or moved, there gets the next number."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "IMG_1.jpg").symlink_to(tmp_path / "unmounted" / "IMG_1.jpg")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "IMG_1.jpg").write_bytes(b"moved picture")
+
+    written = atomic_write_bytes(out / "IMG_1.jpg", b"picture", within=out, keep_existing=True)
+    moved = move_no_clobber(inbox / "IMG_1.jpg", out, within=out)
+
+    assert written == Placed(out / "IMG_1.1.jpg", reused=False)
+    assert moved == out / "IMG_1.2.jpg" and moved.read_bytes() == b"moved picture"
+    assert os.readlink(out / "IMG_1.jpg") == str(tmp_path / "unmounted" / "IMG_1.jpg")
+    assert not (tmp_path / "unmounted").exists()
