@@ -59,7 +59,7 @@ class Placed:
     """Where a file ended up; ``reused`` when that name already held exactly these bytes."""
 
     path: Path
-    reused: bool = False
+    reused: bool
 
 
 def temp_name() -> str:
@@ -73,38 +73,19 @@ def is_temp_name(name: str) -> bool:
 
 
 def numbered_name(name: str, n: int) -> str:
-    """``name`` (n = 0) or ``stem.n.ext``; the stem is shortened (never cutting a character in
-    two) so that the result still fits in NAME_MAX bytes."""
+    """``name`` (n = 0) or ``stem.n.ext``; the stem is shortened by whole characters (a byte
+    of a name that is not UTF-8 counts as one), as few as needed, so that the result still
+    fits in NAME_MAX bytes."""
     if n == 0:
         return name
     stem, dot, suffix = name.rpartition(".")
     if not stem:  # no extension (or a leading-dot name): the number goes at the end
         stem, dot, suffix = name, "", ""
-    tail = os.fsencode(f".{n}{dot}{suffix}")
-    raw = os.fsencode(stem)[:NAME_MAX - len(tail)]
-    for back in range(1, min(4, len(raw)) + 1):  # never keep half of a UTF-8 character
-        byte = raw[-back]
-        if byte < 0x80:
-            break
-        if byte >= 0xC0:
-            width = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            if width > back:
-                raw = raw[:-back]
-            break
-    return os.fsdecode(raw + tail)
-
-
-def unique_path(target: Path) -> Path:
-    """``target`` if free, else ``name.1.ext``, ``name.2.ext``, ... (never overwrites).
-
-    Only a hint (another writer may take the name next): the writers below choose and take a
-    name in one step."""
-    n = 0
-    while True:
-        candidate = target.with_name(numbered_name(target.name, n))
-        if not os.path.lexists(candidate):
-            return candidate
-        n += 1
+    tail = f".{n}{dot}{suffix}"
+    room = NAME_MAX - len(os.fsencode(tail))
+    while stem and len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return stem + tail
 
 
 # --- folders -----------------------------------------------------------------------------
@@ -174,11 +155,19 @@ def target_folder(target: Path, within: Path | None = None) -> Iterator[int]:
 
 
 def _copy_stat(source: Path, fd: int) -> None:
-    """``source``'s times, permission bits and (best effort) extended attributes onto ``fd``."""
+    """``source``'s times, permission bits and (best effort) extended attributes onto ``fd``.
+
+    Attributes the source's filesystem will not list are skipped with a warning (silently
+    where it has none at all, ENOTSUP); one the target refuses is skipped. Raises OSError
+    when the times or permission bits cannot be read or set."""
     st = os.stat(source)
-    names: list[str] = []
-    with contextlib.suppress(OSError):
+    try:
         names = os.listxattr(source)
+    except OSError as exc:
+        names = []
+        if exc.errno != errno.ENOTSUP:
+            log.warning("%s: its extended attributes cannot be listed (%s); copied without "
+                        "them", source, exc.strerror or exc)
     for name in names:
         with contextlib.suppress(OSError):
             os.setxattr(fd, name, os.getxattr(source, name))
@@ -187,37 +176,35 @@ def _copy_stat(source: Path, fd: int) -> None:
 
 
 def _same_content(dir_fd: int, a: str, b: str) -> bool:
-    """True when regular files ``a`` and ``b`` (names in ``dir_fd``) hold the same bytes."""
+    """True when regular files ``a`` and ``b`` (names in ``dir_fd``) hold the same bytes;
+    False when either is something else or cannot be opened (a symbolic link, no permission):
+    what cannot be compared is never taken for the same."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fa = os.open(a, flags, dir_fd=dir_fd)
-    except OSError:
-        return False
-    try:
+    with contextlib.ExitStack() as stack:
+        def opened(name: str) -> int:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+            stack.callback(os.close, fd)
+            return fd
+
         try:
-            fb = os.open(b, flags, dir_fd=dir_fd)
+            fa, fb = opened(a), opened(b)
         except OSError:
             return False
-        try:
-            sa, sb = os.fstat(fa), os.fstat(fb)
-            if not (stat.S_ISREG(sa.st_mode) and stat.S_ISREG(sb.st_mode)):
+        sa, sb = os.fstat(fa), os.fstat(fb)
+        if not (stat.S_ISREG(sa.st_mode) and stat.S_ISREG(sb.st_mode)):
+            return False
+        if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+            return True
+        if sa.st_size != sb.st_size:
+            return False
+        offset = 0
+        while True:
+            block_a, block_b = os.pread(fa, 1 << 20, offset), os.pread(fb, 1 << 20, offset)
+            if block_a != block_b:
                 return False
-            if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+            if not block_a:
                 return True
-            if sa.st_size != sb.st_size:
-                return False
-            offset = 0
-            while True:
-                block_a, block_b = os.pread(fa, 1 << 20, offset), os.pread(fb, 1 << 20, offset)
-                if block_a != block_b:
-                    return False
-                if not block_a:
-                    return True
-                offset += len(block_a)
-        finally:
-            os.close(fb)
-    finally:
-        os.close(fa)
+            offset += len(block_a)
 
 
 def _exists(name: str, dir_fd: int) -> bool:
@@ -307,8 +294,9 @@ def atomic_write_bytes(target: Path, data: bytes | Sequence[bytes | memoryview],
 
 
 def atomic_copy(source: Path, target: Path, *, within: Path | None = None,
-                keep_existing: bool = False) -> Placed:
-    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits."""
+                keep_existing: bool) -> Placed:
+    """Copy ``source`` to ``target`` atomically, keeping its mtime and permission bits
+    (``keep_existing``, always said: see the module docstring)."""
     with open(source, "rb") as src:
         def fill(handle: BinaryIO) -> None:
             while block := src.read(1 << 20):
@@ -319,8 +307,9 @@ def atomic_copy(source: Path, target: Path, *, within: Path | None = None,
 
 
 def atomic_link(source: Path, target: Path, *, within: Path | None = None,
-                keep_existing: bool = False) -> Placed:
-    """Make ``target`` a hard link to ``source`` (``keep_existing``: see the module docstring).
+                keep_existing: bool) -> Placed:
+    """Make ``target`` a hard link to ``source`` (``keep_existing``, always said: see the
+    module docstring).
 
     Raises OSError (EXDEV across filesystems, EPERM where links are not allowed); callers
     fall back to atomic_copy."""
@@ -406,14 +395,13 @@ def remove_temporaries(folder: Path) -> int:
     writes to at this moment."""
     removed = 0
     for dirpath, _dirnames, filenames in os.walk(folder, onerror=lambda exc: None):
-        for name in filenames:
-            if not is_temp_name(name):
-                continue
+        for name in filter(is_temp_name, filenames):
+            path = os.path.join(dirpath, name)
             try:
-                os.unlink(os.path.join(dirpath, name))
+                os.unlink(path)
             except OSError as exc:
-                log.warning("cannot remove leftover temporary file %s: %s",
-                            os.path.join(dirpath, name), exc.strerror or exc)
-                continue
-            removed += 1
+                log.warning("cannot remove leftover temporary file %s: %s", path,
+                            exc.strerror or exc)
+            else:
+                removed += 1
     return removed
