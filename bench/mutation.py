@@ -60,7 +60,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                 "test_daemon.py"),
     "model/fusion": ("test_gaps_fusion.py", "test_model_fusion.py", "test_model_text.py"),
     "config/__init__": ("test_gaps_config.py", "test_config.py", "test_web_units.py", "test_cli.py",
-               "test_safety_cli.py"),
+               "test_safety_cli.py", "test_power_sleep.py"),
     "output/filing": ("test_gaps_filing.py", "test_gaps_journal.py", "test_safety_symlinks.py",
                "test_safety_crash.py", "test_safety_outputs.py"),
     "output/inboxfile": ("test_gaps_inboxfile.py", "test_gaps_filing.py", "test_safety_symlinks.py",

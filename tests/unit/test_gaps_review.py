@@ -5,6 +5,7 @@ start, and the journal says who decided what."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from pathlib import Path
 
@@ -94,3 +95,64 @@ def test_old_review_rows_outside_the_configuration_do_not_stop_a_start(tmp_path:
         journal.finish(str(inbox.path / "nocopy.jpg"), "c" * 64, "review", detail="unsure")
         queue = ReviewQueue(config, journal)
         assert [item.path for item in queue.waiting()] == [str(original)]
+
+
+def test_an_old_row_outside_the_configuration_listed_first_does_not_hide_the_rest(
+        tmp_path: Path) -> None:
+    config = fast_config(tmp_path)
+    ensure_dirs(config)
+    inbox = config.inboxes[0]
+    original = make_photo(inbox.path / "kept.jpg", correction=90)
+    copy = inbox.review / "kept.jpg"
+    shutil.copyfile(original, copy)
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    with Journal(config.state_dir) as journal:
+        journal.finish(str(tmp_path / "old-inbox" / "b.jpg"), "b" * 64, "review",
+                       correction=0, confidence=0.4, source="model",
+                       output=str(tmp_path / "old-review" / "b.jpg"), detail="unsure")
+        journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
+                       source="model", output=str(copy), detail="confidence 0.500 < 0.9")
+        assert [item.path for item in ReviewQueue(config, journal).waiting()] == [str(original)]
+
+
+def _queued(tmp_path: Path, **overrides: object) -> tuple[ReviewQueue, Journal, Path]:
+    """One photo (needing 180 deg) in the review queue, as the daemon leaves it."""
+    config = fast_config(tmp_path, model={"min_confidence": 1.0}, **overrides)
+    ensure_dirs(config)
+    photo = make_photo(config.inboxes[0].path / "p.jpg", correction=180, size=(96, 64))
+    journal = Journal(config.state_dir)
+    pool = ClassifierPool(MarkerClassifier)
+    assert Processor(config, journal, pool).process(photo, config.inboxes[0]).outcome == "review"
+    return ReviewQueue(config, journal), journal, photo
+
+
+def test_a_person_answering_180_gets_the_photo_turned_half_way(tmp_path: Path) -> None:
+    from helpers import red_edge
+
+    queue, journal, _ = _queued(tmp_path)
+    with journal:
+        (item,) = queue.waiting()
+        settled = queue.settle(item.id, 180)
+    with Image.open(settled.output) as image:
+        assert red_edge(image)[0] == "top" and image.size == (96, 64)
+
+
+def test_an_original_that_cannot_be_moved_away_leaves_the_answer_standing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """output.original: move, but done_dir became a plain file since: the upright copy is
+    written and the answer recorded; the original stays in the inbox, and the log says so."""
+    done = tmp_path / "done"
+    done.mkdir()
+    queue, journal, photo = _queued(tmp_path, output={"original": "move", "done_dir": str(done)})
+    done.rmdir()
+    done.write_text("a file where the folder was")
+    before = photo.read_bytes()
+    with journal, caplog.at_level(logging.INFO, logger="rotwatchd.service.review"):
+        (item,) = queue.waiting()
+        settled = queue.settle(item.id, 180)
+        assert queue.waiting() == []
+        record = journal.lookup(item.path, item.sha256)
+    assert settled.output.is_file() and photo.read_bytes() == before
+    assert record is not None and record.outcome == "done"
+    (line,) = [r.getMessage() for r in caplog.records if "settled" in r.getMessage()]
+    assert "; original left in place (" in line

@@ -157,3 +157,50 @@ def test_a_worker_making_room_wakes_the_settler(tmp_path: Path) -> None:
     finally:
         settler.stop()
         settler.join()
+
+
+def test_a_file_no_event_proves_complete_is_taken_after_a_minute_of_silence(
+        tmp_path: Path) -> None:
+    """A hard link or a writer that never closes (no close event): armed after
+    WRITING_TIMEOUT (60 s) without events, then one quiet period to prove it holds still."""
+    clock = Clock()
+    queue = WorkQueue(maxsize=4)
+    settler = Settler(queue, quiet_period=2.0, clock=clock)
+    inbox = _inbox(tmp_path)
+    path = inbox.path / "linked.jpg"
+    path.write_bytes(b"x")
+    settler.note(path, inbox, armed=False)
+    clock.now += 59.9
+    settler.settle_due()
+    assert settler.is_pending(path) and queue.depth == 0  # not a minute yet: untouched
+    clock.now += 0.1
+    settler.settle_due()  # a minute: armed, and one quiet period to hold still
+    assert queue.depth == 0
+    clock.now += 2.0
+    settler.settle_due()
+    assert queue.depth == 1 and not settler.is_pending(path)
+
+
+def test_a_held_file_waits_for_its_folder_with_doubling_pauses_of_at_least_a_second(
+        tmp_path: Path) -> None:
+    """A retry held until its output folder can take it (disk full) is looked at after its
+    delay, then 2 s, 4 s, 8 s... apart (from at least 1 s, however short the first delay),
+    never in a loop; it is queued once ready() says so."""
+    clock = Clock()
+    queue = WorkQueue(maxsize=4)
+    settler = Settler(queue, quiet_period=0.5, clock=clock)
+    inbox = _inbox(tmp_path)
+    path = inbox.path / "retry.jpg"
+    path.write_bytes(b"x")
+    looks: list[float] = []
+
+    def ready() -> bool:
+        looks.append(clock.now)
+        return len(looks) >= 4
+
+    settler.hold(path, inbox, 0.1, "retry", ready=ready)
+    for _ in range(200):
+        clock.now += 0.1
+        settler.settle_due()
+    assert [round(t - 1000.0, 1) for t in looks] == [0.1, 2.1, 6.1, 14.1]
+    assert queue.depth == 1 and settler.held() == {}
