@@ -76,9 +76,12 @@ def test_a_reload_s_output_folder_is_used_for_the_next_answer(tmp_path: Path) ->
         f"{settled.note}")
 
 
-def test_old_review_rows_outside_the_configuration_do_not_stop_a_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept_first", [True, False])
+def test_old_review_rows_outside_the_configuration_do_not_stop_a_start(
+        tmp_path: Path, kept_first: bool) -> None:
     """A journal from before the queue, whose inbox was since removed from the configuration
-    (or whose row names no copy): those rows are left as they are, the others adopted."""
+    (or whose row names no copy): those rows are left as they are, the others adopted,
+    whichever the journal lists first."""
     config = fast_config(tmp_path)
     ensure_dirs(config)
     inbox = config.inboxes[0]
@@ -87,32 +90,20 @@ def test_old_review_rows_outside_the_configuration_do_not_stop_a_start(tmp_path:
     shutil.copyfile(original, copy)
     digest = hashlib.sha256(original.read_bytes()).hexdigest()
     with Journal(config.state_dir) as journal:
-        journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
-                       source="model", output=str(copy), detail="confidence 0.500 < 0.9")
+        def kept() -> None:
+            journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
+                           source="model", output=str(copy), detail="confidence 0.500 < 0.9")
+
+        if kept_first:
+            kept()
         journal.finish(str(tmp_path / "old-inbox" / "b.jpg"), "b" * 64, "review",
                        correction=0, confidence=0.4, source="model",
                        output=str(tmp_path / "old-review" / "b.jpg"), detail="unsure")
         journal.finish(str(inbox.path / "nocopy.jpg"), "c" * 64, "review", detail="unsure")
+        if not kept_first:
+            kept()
         queue = ReviewQueue(config, journal)
         assert [item.path for item in queue.waiting()] == [str(original)]
-
-
-def test_an_old_row_outside_the_configuration_listed_first_does_not_hide_the_rest(
-        tmp_path: Path) -> None:
-    config = fast_config(tmp_path)
-    ensure_dirs(config)
-    inbox = config.inboxes[0]
-    original = make_photo(inbox.path / "kept.jpg", correction=90)
-    copy = inbox.review / "kept.jpg"
-    shutil.copyfile(original, copy)
-    digest = hashlib.sha256(original.read_bytes()).hexdigest()
-    with Journal(config.state_dir) as journal:
-        journal.finish(str(tmp_path / "old-inbox" / "b.jpg"), "b" * 64, "review",
-                       correction=0, confidence=0.4, source="model",
-                       output=str(tmp_path / "old-review" / "b.jpg"), detail="unsure")
-        journal.finish(str(original), digest, "review", correction=90, confidence=0.5,
-                       source="model", output=str(copy), detail="confidence 0.500 < 0.9")
-        assert [item.path for item in ReviewQueue(config, journal).waiting()] == [str(original)]
 
 
 def _queued(tmp_path: Path, **overrides: object) -> tuple[ReviewQueue, Journal, Path]:
