@@ -1,15 +1,16 @@
 """Fit the temperature, the fusion weights and the review thresholds on validation only.
 
-    python -m training.calibrate models/orientation.tflite --val DIR
+    python -m training.calibrate models/orientation.tflite --val DIR [--val DIR2 ...]
 
 ``DIR`` is the realistic validation set: upright images in one folder per kind (people, pets,
 indoor, street, landscape, food and objects, documents, screenshots, old photos), or a flat
 folder with a ``MANIFEST.json`` list of ``{"file", "kind"}`` rows; files listed in
 ``models/validation-excluded.txt`` (mislabelled: stored turned although listed as upright)
-are skipped. Never the test sources. Each image is scaled to the daemon's model input side,
-turned 4 ways and JPEG re-saved ``--draws`` times at random quality 75-95, exactly as
-``rotwatchd eval`` does; on each decoded case the scene network runs on the 4 turns, the text
-network on the 4 turns of its crop, the face cue once (``cue_table``). From that one table:
+are skipped; several ``--val`` sets are pooled into one. Never the test sources. Each image is
+scaled to the daemon's model input side, turned 4 ways and JPEG re-saved ``--draws`` times at
+random quality 75-95, exactly as ``rotwatchd eval`` does; on each decoded case the scene
+network runs on the 4 turns, the text network on the 4 turns of its crop, the face cue once
+(``cue_table``). From that one table:
 
 1. the softmax temperature of the scene network (minimum negative log-likelihood, one pass);
 2. the fusion weights (``fusion.fuse``: exponents of the scene and text probabilities, and the
@@ -40,6 +41,7 @@ from PIL import Image, ImageOps
 from rotwatchd.evaluation.accuracy import Case, resave, risk_coverage, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusionParams, _faces_for, _text_for, escalates, fuse
+from rotwatchd.model.network import LITERT
 from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, softmax
 from rotwatchd.model.text import text_input
 from rotwatchd.service.processor import MODEL_INPUT_SIDE
@@ -97,8 +99,8 @@ def cue_table(model: Path, images: list[tuple[str, Path]], draws: int, seed: int
               max_side: int = MODEL_INPUT_SIDE) -> CueTable:
     """Run every cue on every case (see the module docstring)."""
     scene = SceneClassifier(model, threads=1)
-    faces = _faces_for(model, 1)
-    text = _text_for(model, 1)
+    faces = _faces_for(model, 1, LITERT)
+    text = _text_for(model, 1, LITERT)
     rows: dict[str, list[object]] = {k: [] for k in CueTable.__dataclass_fields__}
     try:
         for draw in range(draws):
@@ -265,7 +267,8 @@ def pick_threshold(cases: list[Case], target_risk: float
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model", type=Path)
-    p.add_argument("--val", type=Path, default=VAL, help="realistic validation set")
+    p.add_argument("--val", type=Path, action="append",
+                   help=f"realistic validation set (default {VAL}); repeat to pool several")
     p.add_argument("--size", type=int, default=SERVE_SIZE)
     p.add_argument("--target-risk", type=float, default=0.01)
     p.add_argument("--draws", type=int, default=2, help="JPEG re-save draws pooled per image")
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="cache of the cue table (.npz): read if it exists, else written")
     a = p.parse_args(argv)
     sidecar = a.model.with_suffix(".json")
-    images = validation_images(a.val)
+    images = [image for folder in (a.val or [VAL]) for image in validation_images(folder)]
     if a.table is not None and a.table.is_file():
         with np.load(a.table) as z:
             table = CueTable(**{k: z[k] for k in CueTable.__dataclass_fields__})
@@ -300,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             "scene_weight": w1, "text_weight": t1, "tta_scene_weight": w4,
             "tta_text_weight": t4, "text_gate": TEXT_GATE, "text_weight_sure": s1,
             "tta_text_weight_sure": s4,
-            "calibrated_on": f"realistic validation set: {len(images)} upright images of "
+            "calibrated_on": f"realistic validation set{'s' if len(a.val or [VAL]) > 1 else ''}: "
+                             f"{len(images)} upright images of "
                              f"{len({k for k, _ in images})} kinds from public repositories",
             "target_risk": a.target_risk, "draws": a.draws}
     sidecar.write_text(json.dumps(meta, indent=1) + "\n")

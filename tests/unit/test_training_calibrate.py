@@ -1,0 +1,56 @@
+"""The calibration step of the training pipeline, end to end: the shipped networks (scene, text,
+faces) on real fixture photos, turned 4 ways and re-saved, give a sidecar the runtime accepts.
+Several validation folders are pooled into one table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from helpers.paths import FIXTURES_DIR
+
+from rotwatchd.model import default_model_dir
+from rotwatchd.model.sidecar import MODEL_FILE, ModelMeta
+from training import calibrate
+
+
+def _models(folder: Path) -> Path:
+    """The shipped networks copied to ``folder``, without their sidecar."""
+    shipped = default_model_dir()
+    folder.mkdir()
+    shutil.copyfile(shipped / MODEL_FILE, folder / MODEL_FILE)
+    for cue in ("text", "faces"):
+        shutil.copytree(shipped / cue, folder / cue)
+    return folder / MODEL_FILE
+
+
+def _kind_folder(folder: Path, kind: str, sources: list[Path]) -> Path:
+    (folder / kind).mkdir(parents=True)
+    for path in sources:
+        shutil.copyfile(path, folder / kind / path.name)
+    return folder
+
+
+def test_calibration_writes_a_sidecar_the_runtime_loads(tmp_path: Path) -> None:
+    model = _models(tmp_path / "models")
+    photos = sorted((FIXTURES_DIR / "orientation" / "gcompris-qt-data").glob("*.jpg"))[:4]
+    pages = sorted((FIXTURES_DIR / "orientation" / "documents").glob("*.jpg"))[:3]
+    first = _kind_folder(tmp_path / "val-a", "photos", photos)
+    second = _kind_folder(tmp_path / "val-b", "documents", pages)
+    table = tmp_path / "table.npz"
+
+    assert calibrate.main([str(model), "--val", str(first), "--val", str(second),
+                           "--draws", "1", "--table", str(table)]) == 0
+
+    written = json.loads(model.with_suffix(".json").read_text())
+    assert written["calibrated_on"].startswith("realistic validation sets: 7 upright images of 2")
+    with np.load(table) as cached:
+        assert len(cached["truth"]) == 7 * 4  # every image turned 4 ways, one draw
+        assert sorted(set(cached["group"])) == ["documents", "photos"]
+        assert cached["text"].any() and (cached["faces"] >= 0).all()  # every cue ran
+    meta = ModelMeta.for_model(model)  # the runtime's checks accept what it wrote
+    assert meta.temperature > 0
+    for mode in ("single", "tta", "cascade"):
+        assert 0.0 < meta.threshold(mode) <= 1.0
