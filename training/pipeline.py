@@ -56,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill-minutes", type=float, default=88)
     p.add_argument("--stage3-minutes", type=float, default=68)
     p.add_argument("--stage6-minutes", type=float, default=55)
-    p.add_argument("--val", type=Path, default=ROOT / "data" / "validation",
-                   help="realistic validation set for calibration")
+    p.add_argument("--val", type=Path, action="append",
+                   help="realistic validation set for calibration (default data/validation); "
+                        "repeat to pool several")
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     a = p.parse_args(argv)
+    val = [arg for folder in (a.val or [ROOT / "data" / "validation"])
+           for arg in ("--val", str(folder))]
     run, run2, run3, run6 = (ROOT / "runs" / n
                              for n in ("lite0", "lite0-s2", "lite0-s3", "lite0-s6"))
     steps = [
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                             *STAGE6]),
         lambda: average.main([*_second_half(run6), "--out", str(run6 / "swa.pt")]),
         lambda: text_export.main(["--out", str(ROOT / "models")]),
-        lambda: release.main([str(run6 / "swa.pt"), "--variant", a.variant, "--val", str(a.val)]),
+        lambda: release.main([str(run6 / "swa.pt"), "--variant", a.variant, *val]),
         lambda: onnx_export.main([str(run6 / "swa.pt"), "--out", str(ROOT / "models")]),
         lambda: evaluate_all.main([]),
     ]

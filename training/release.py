@@ -33,17 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=SERVE_SIZE)
     p.add_argument("--variant", choices=export.VARIANTS, default="wi8")
     p.add_argument("--skip-export", action="store_true")
-    p.add_argument("--val", type=Path, default=calibrate.VAL, help="realistic validation set")
+    p.add_argument("--val", type=Path, action="append",
+                   help=f"realistic validation set (default {calibrate.VAL}); repeat to pool")
     a = p.parse_args(argv)
+    val = [arg for folder in (a.val or [calibrate.VAL]) for arg in ("--val", str(folder))]
     if not a.skip_export:
         export.main([str(a.checkpoint), "--size", str(a.size), "--out", str(VARIANTS)])
     for variant in export.VARIANTS:
         calibrate.main([str(VARIANTS / f"orientation-{variant}.tflite"), "--size", str(a.size),
-                        "--val", str(a.val)])
+                        *val])
     chosen = VARIANTS / f"orientation-{a.variant}.tflite"
     shutil.copyfile(chosen, MODELS / "orientation.tflite")
-    calibrate.main([str(MODELS / "orientation.tflite"), "--size", str(a.size),
-                    "--val", str(a.val)])
+    calibrate.main([str(MODELS / "orientation.tflite"), "--size", str(a.size), *val])
     fixture_reference.main([str(a.checkpoint), "--size", str(a.size)])
     return 0
 
