@@ -205,8 +205,11 @@ def image_dhash(path: Path) -> int:
         return dhash(im)
 
 
-def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: int) -> list[str]:
-    """Return the problems found (empty when the set is clean)."""
+def check(
+    entries: list[Entry], validation: Path, built: Path | None, max_bits: int,
+    set_name: str = "test set",
+) -> list[str]:
+    """Return the problems found (empty when the set is clean); ``set_name`` names the set."""
     problems: list[str] = []
     val = json.loads(validation.read_text(encoding="utf-8"))
     val_repos = {str(v["repo"]) for v in val}
@@ -242,7 +245,7 @@ def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: 
         for i, (name, h) in enumerate(ours):
             for other, oh in ours[i + 1 :]:
                 if bin(h ^ oh).count("1") <= max_bits:
-                    problems.append(f"{name}: near-copy of {other} (both in the test set)")
+                    problems.append(f"{name}: near-copy of {other} (both in the {set_name})")
     return problems
 
 
