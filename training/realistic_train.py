@@ -43,7 +43,7 @@ MANIFEST = HERE / "realistic_train.json"
 
 def check_against_test(
     entries: list[Entry], test: list[Entry], built: Path | None, test_built: Path | None,
-    max_bits: int,
+    max_bits: int, hash_size: int,
 ) -> list[str]:
     """Problems that would leak the test set into training (empty when clean)."""
     problems: list[str] = []
@@ -56,13 +56,13 @@ def check_against_test(
             problems.append(f"{entry.file}: same bytes as test {test_sha[entry.sha256]}")
     if built is None or test_built is None or not test_built.is_dir():
         return problems
-    theirs = [(e.file, image_dhash(p)) for e in test
+    theirs = [(e.file, image_dhash(p, hash_size)) for e in test
               if (p := test_built / e.kind / e.file).is_file()]
     for entry in entries:
         path = built / entry.kind / entry.file
         if not path.is_file():
             continue
-        h = image_dhash(path)
+        h = image_dhash(path, hash_size)
         for name, th in theirs:
             if bin(h ^ th).count("1") <= max_bits:
                 problems.append(f"{entry.file}: near-copy of test {name}")
@@ -80,15 +80,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="the realistic validation set's MANIFEST.json (needed by --check)")
     parser.add_argument("--test-built", type=Path, default=Path("data/realistic-test"),
                         help="the built realistic test set, for the near-copy check")
-    parser.add_argument("--max-bits", type=int, default=4, help="dHash distance for near-copies")
+    parser.add_argument("--hash-size", type=int, default=16,
+                        help="difference hash of N×N bits for near-copies (finer than the test "
+                             "set's 8: same-layout screenshots and pages differ at 16)")
+    parser.add_argument("--max-bits", type=int, default=16,
+                        help="hash distance for near-copies")
     args = parser.parse_args(argv)
     entries = load_manifest(args.manifest)
     if args.check:
         if args.validation is None or not args.validation.is_file():
             parser.error("--check needs --validation pointing at the validation MANIFEST.json")
-        problems = check(entries, args.validation, args.out, args.max_bits, "training set")
+        problems = check(entries, args.validation, args.out, args.max_bits, "training set",
+                         args.hash_size)
         problems += check_against_test(entries, load_manifest(TEST_MANIFEST), args.out,
-                                       args.test_built, args.max_bits)
+                                       args.test_built, args.max_bits, args.hash_size)
         for p in problems:
             print(p)
         repos = len({e.repo for e in entries})
