@@ -199,14 +199,22 @@ def dhash(img: Image.Image, size: int = 8) -> int:
     return bits
 
 
-def image_dhash(path: Path) -> int:
+def image_dhash(path: Path, size: int = 8) -> int:
+    """Difference hash of an image file (:func:`dhash`, ``size``² bits)."""
     with Image.open(path) as im:
-        im.draft("RGB", (64, 64))
-        return dhash(im)
+        im.draft("RGB", (8 * size, 8 * size))
+        return dhash(im, size)
 
 
-def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: int) -> list[str]:
-    """Return the problems found (empty when the set is clean)."""
+def check(
+    entries: list[Entry], validation: Path, built: Path | None, max_bits: int,
+    set_name: str = "test set", hash_size: int = 8,
+) -> list[str]:
+    """Return the problems found (empty when the set is clean).
+
+    ``set_name`` names the set in messages; near-copies are difference hashes of ``hash_size``²
+    bits at most ``max_bits`` apart.
+    """
     problems: list[str] = []
     val = json.loads(validation.read_text(encoding="utf-8"))
     val_repos = {str(v["repo"]) for v in val}
@@ -227,12 +235,12 @@ def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: 
         if entry.sha256 in val_sha:
             problems.append(f"{entry.file}: same bytes as validation {val_sha[entry.sha256]}")
     if built is not None and built.is_dir():
-        val_hashes = [(p.name, image_dhash(p)) for p in val_files]
+        val_hashes = [(p.name, image_dhash(p, hash_size)) for p in val_files]
         ours: list[tuple[str, int]] = []
         for entry in entries:
             path = built / entry.kind / entry.file
             if path.is_file():
-                ours.append((entry.file, image_dhash(path)))
+                ours.append((entry.file, image_dhash(path, hash_size)))
             else:
                 problems.append(f"{entry.file}: not built under {built}")
         for name, h in ours:
@@ -242,7 +250,7 @@ def check(entries: list[Entry], validation: Path, built: Path | None, max_bits: 
         for i, (name, h) in enumerate(ours):
             for other, oh in ours[i + 1 :]:
                 if bin(h ^ oh).count("1") <= max_bits:
-                    problems.append(f"{name}: near-copy of {other} (both in the test set)")
+                    problems.append(f"{name}: near-copy of {other} (both in the {set_name})")
     return problems
 
 
