@@ -13,13 +13,19 @@ every user's head too: it must lose nothing beyond noise.
 Users (sources kept apart from the realistic validation and test sets):
   clothing     CC0 phone photos of clothes (github alexeygrigorev/clothing-dataset 7ed86a9c),
                only the ones never used in training
+  signs        phone photos of hands showing sign-language digits: 2,062 photos of 218
+               students' hands (github ardamavi/Sign-Language-Digits-Dataset
+               4b09433e, Dataset/<digit>/*.JPG, Apache-2.0; all 100x100 px but 3 of 3024 px
+               whose EXIF Orientation tag is applied); never used in training or evaluation
   documents    the Debian-built dataset's synthetic documents, test and validation splits
   screenshots  games-thumbnails (training split: the network saw these)
   stamps       tuxpaint-stamps-default (training split: the network saw these)
 
 Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared cores):
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_adapt.py \
-      --data /path/to/data --clothing /path/to/clothing-dataset.git
+      --data /path/to/data --clothing /path/to/clothing-dataset.git \
+      --signs /path/to/Sign-Language-Digits-Dataset.git
+(``--users signs,screenshots`` runs only those users.)
 ``--strengths 0.001,0.01,0.1`` also prints the guardrail's held-out figures per strength
 (how the default was chosen); ``--report-test`` adds the project's independent test set
 (report only). ``--resplit 200,10`` judges no later photos: it splits each user's *labels*
@@ -69,6 +75,7 @@ from rotwatchd.model.sidecar import ModelMeta
 from rotwatchd.service.processor import MODEL_INPUT_SIDE  # noqa: E402
 
 CLOTHING_COMMIT = "7ed86a9c"
+SIGNS_COMMIT = "4b09433e"
 Loader = Callable[[], Image.Image]
 
 
@@ -101,6 +108,22 @@ def clothing(repo: Path) -> list[tuple[str, Loader]]:
     def loader(name: str) -> Loader:
         return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{CLOTHING_COMMIT}:{name}"))))
     return [(n, loader(n)) for n in names if n not in trained]
+
+
+def signs(repo: Path) -> list[tuple[str, Loader]]:
+    """Every photo of the sign-language digits dataset (``Dataset/<digit>/*.JPG``) at
+    SIGNS_COMMIT in the bare clone ``repo``, sorted by path; each loader decodes one photo
+    upright (EXIF applied) as RGB. Raises CalledProcessError where the clone lacks the commit."""
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
+                              capture_output=True).stdout
+
+    names = sorted(n for n in git("ls-tree", "-r", "--name-only", SIGNS_COMMIT, "Dataset")
+                   .decode().split() if n.lower().endswith(".jpg"))
+
+    def loader(name: str) -> Loader:
+        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{SIGNS_COMMIT}:{name}"))))
+    return [(n, loader(n)) for n in names]
 
 
 def manifest_source(data: Path, package: str, splits: tuple[str, ...]) -> list[tuple[str, Loader]]:
@@ -205,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=root / "data")
     parser.add_argument("--clothing", type=Path, help="bare clone of clothing-dataset")
-    parser.add_argument("--users", default="clothing,documents,screenshots,stamps")
+    parser.add_argument("--signs", type=Path,
+                        help="bare clone of ardamavi/Sign-Language-Digits-Dataset")
+    parser.add_argument("--users", default="clothing,signs,documents,screenshots,stamps",
+                        help="comma-separated users to run (default: all)")
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--judge", type=int, default=150)
     parser.add_argument("--strengths", default="")
@@ -219,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sources: dict[str, Callable[[], list[tuple[str, Loader]]]] = {
         "clothing": lambda: clothing(args.clothing),
+        "signs": lambda: signs(args.signs),
         "documents": lambda: manifest_source(args.data, "synthetic-documents", ("test", "val")),
         "screenshots": lambda: manifest_source(args.data, "games-thumbnails", ("train",)),
         "stamps": lambda: manifest_source(args.data, "tuxpaint-stamps-default", ("train",)),
