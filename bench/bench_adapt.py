@@ -26,6 +26,9 @@ Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared
       --data /path/to/data --clothing /path/to/clothing-dataset.git \
       --signs /path/to/Sign-Language-Digits-Dataset.git
 (``--users signs,screenshots`` runs only those users.)
+``--personal-thresholds 0.7,0.9,0.99`` also reads each accepted head's judged passes again
+as if its own threshold were each of those (report only: how a floor under the threshold the
+guardrail chose would trade the user's gain against the unlike library's errors).
 ``--strengths 0.001,0.01,0.1`` also prints the guardrail's held-out figures per strength
 (how the default was chosen); ``--report-test`` adds the project's independent test set
 (report only). ``--resplit 200,10`` judges no later photos: it splits each user's *labels*
@@ -61,10 +64,12 @@ from rotwatchd.adapt.fit import (  # noqa: E402
 )
 from rotwatchd.adapt.labels import LabelSet  # noqa: E402
 from rotwatchd.evaluation.accuracy import Case, accuracy, risk_coverage, run_cases  # noqa: E402
+from rotwatchd.model.base import Prediction  # noqa: E402
 from rotwatchd.model.fusion import load_adaptive  # noqa: E402
 from rotwatchd.model.personal import (  # noqa: E402
     Head,
     LabelCues,
+    PersonalClassifier,
     PersonalHead,
     load_personal,
     model_digest,
@@ -218,6 +223,35 @@ def resplit(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetti
             f"{after + wrong} ({wrong / max(1, after + wrong):.2%})")
 
 
+class Recorded:
+    """``classifier`` (a personal one) that keeps, for every case it decides, the personal
+    head's own confidence (on its own scale, before mapping onto the shipped one), or None
+    where the shipped head was sure and decided alone: so the judged passes can be read again
+    at other personal thresholds (``--personal-thresholds``) without deciding anything twice."""
+
+    def __init__(self, classifier: PersonalClassifier) -> None:
+        self.classifier = classifier
+        self.own: list[float | None] = []
+
+    def predict(self, image: Image.Image) -> Prediction:
+        pred = self.classifier.predict(image)
+        if dict(pred.cues).get("personal") == 1.0:
+            head, c = self.classifier.personal, pred.confidence
+            own, shipped = head.threshold, head.shipped_threshold
+            self.own.append(c * own / shipped if c < shipped
+                            else own + (c - shipped) * (1.0 - own) / (1.0 - shipped))
+        else:
+            self.own.append(None)
+        return pred
+
+
+def at_personal(cases: list[Case], own: list[float | None], threshold: float) -> list[Case]:
+    """``cases`` as decided with the personal head at ``threshold`` on its own scale (report
+    only): confidence 1 where the shipped head decided or the personal one reached it, else 0."""
+    return [replace(c, confidence=1.0 if o is None or o >= threshold else 0.0)
+            for c, o in zip(cases, own, strict=True)]
+
+
 def figures(cases: list[Case], threshold: float) -> tuple[float, float, float]:
     row = risk_coverage(cases, [threshold])[0]
     return row.decided_correct, row.risk, accuracy(cases)
@@ -235,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--judge", type=int, default=150)
     parser.add_argument("--strengths", default="")
+    parser.add_argument("--personal-thresholds", default="",
+                        help="also print each accepted head's figures at these thresholds of "
+                        "its own (report only: the guardrail's threshold is what is used)")
     parser.add_argument("--resplit", default="", help="FIRST,SPLITS: labels only, no judging")
     parser.add_argument("--confidences", default="0.95", help="levels of the bound (--resplit)")
     parser.add_argument("--unlike", type=Path, default=root / "data" / "validation",
@@ -291,17 +328,29 @@ def main(argv: list[str] | None = None) -> int:
         if adapted.verdict.accepted and adapted.head is not None:
             personal = PersonalHead(adapted.head, adapted.threshold, threshold,
                                     model_digest(None), adapted.verdict.figures())
-            after_cls = load_personal(None, 1, personal)
+            after_cls = Recorded(load_personal(None, 1, personal))
             after = judged(after_cls, later, tmp)
             row += [*figures(after, threshold)]
+            read_again = [("later", after, before, list(after_cls.own))]
             for name, lib, base in (("unlike", unlike, unlike_before),
                                     ("test", test, test_before)):
                 if lib:
+                    after_cls.own.clear()
                     cases = judged(after_cls, lib, args.cache)
+                    read_again.append((name, cases, base, list(after_cls.own)))
                     print(f"  {user} head on {name} library: decided correctly "
                           f"{figures(base, threshold)[0]:.1%} -> {figures(cases, threshold)[0]:.1%}"
                           f", wrong among decided {figures(base, threshold)[1]:.1%} -> "
                           f"{figures(cases, threshold)[1]:.1%}")
+            for level in [float(t) for t in args.personal_thresholds.split(",") if t]:
+                parts = []
+                for name, cases, base, own in read_again:
+                    correct, wrong, _ = figures(at_personal(cases, own, level), 0.5)
+                    parts.append(f"{name} {figures(base, threshold)[0]:.1%} -> {correct:.1%} "
+                                 f"correct, {wrong:.2%} wrong")
+                line = "; ".join(parts)
+                print(f"  {user} head at personal threshold {level:g} (guardrail's "
+                      f"{adapted.threshold:g}; report only): {line}")
         else:
             row += [*figures(before, threshold)]
         row.append(fit_cpu)
