@@ -13,13 +13,22 @@ every user's head too: it must lose nothing beyond noise.
 Users (sources kept apart from the realistic validation and test sets):
   clothing     CC0 phone photos of clothes (github alexeygrigorev/clothing-dataset 7ed86a9c),
                only the ones never used in training
+  signs        phone photos of hands showing sign-language digits: 2,062 photos of 218
+               students' hands (github ardamavi/Sign-Language-Digits-Dataset
+               4b09433e, Dataset/<digit>/*.JPG, Apache-2.0; all 100x100 px but 3 of 3024 px
+               whose EXIF Orientation tag is applied); never used in training or evaluation
   documents    the Debian-built dataset's synthetic documents, test and validation splits
   screenshots  games-thumbnails (training split: the network saw these)
   stamps       tuxpaint-stamps-default (training split: the network saw these)
 
 Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared cores):
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_adapt.py \
-      --data /path/to/data --clothing /path/to/clothing-dataset.git
+      --data /path/to/data --clothing /path/to/clothing-dataset.git \
+      --signs /path/to/Sign-Language-Digits-Dataset.git
+(``--users signs,screenshots`` runs only those users.)
+``--personal-thresholds 0.7,0.9,0.99`` also reads each accepted head's judged passes again
+as if its own threshold were each of those (report only: how a floor under the threshold the
+guardrail chose would trade the user's gain against the unlike library's errors).
 ``--strengths 0.001,0.01,0.1`` also prints the guardrail's held-out figures per strength
 (how the default was chosen); ``--report-test`` adds the project's independent test set
 (report only). ``--resplit 200,10`` judges no later photos: it splits each user's *labels*
@@ -55,10 +64,12 @@ from rotwatchd.adapt.fit import (  # noqa: E402
 )
 from rotwatchd.adapt.labels import LabelSet  # noqa: E402
 from rotwatchd.evaluation.accuracy import Case, accuracy, risk_coverage, run_cases  # noqa: E402
+from rotwatchd.model.base import Prediction  # noqa: E402
 from rotwatchd.model.fusion import load_adaptive  # noqa: E402
 from rotwatchd.model.personal import (  # noqa: E402
     Head,
     LabelCues,
+    PersonalClassifier,
     PersonalHead,
     load_personal,
     model_digest,
@@ -69,6 +80,7 @@ from rotwatchd.model.sidecar import ModelMeta
 from rotwatchd.service.processor import MODEL_INPUT_SIDE  # noqa: E402
 
 CLOTHING_COMMIT = "7ed86a9c"
+SIGNS_COMMIT = "4b09433e"
 Loader = Callable[[], Image.Image]
 
 
@@ -101,6 +113,22 @@ def clothing(repo: Path) -> list[tuple[str, Loader]]:
     def loader(name: str) -> Loader:
         return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{CLOTHING_COMMIT}:{name}"))))
     return [(n, loader(n)) for n in names if n not in trained]
+
+
+def signs(repo: Path) -> list[tuple[str, Loader]]:
+    """Every photo of the sign-language digits dataset (``Dataset/<digit>/*.JPG``) at
+    SIGNS_COMMIT in the bare clone ``repo``, sorted by path; each loader decodes one photo
+    upright (EXIF applied) as RGB. Raises CalledProcessError where the clone lacks the commit."""
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
+                              capture_output=True).stdout
+
+    names = sorted(n for n in git("ls-tree", "-r", "--name-only", SIGNS_COMMIT, "Dataset")
+                   .decode().split() if n.lower().endswith(".jpg"))
+
+    def loader(name: str) -> Loader:
+        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{SIGNS_COMMIT}:{name}"))))
+    return [(n, loader(n)) for n in names]
 
 
 def manifest_source(data: Path, package: str, splits: tuple[str, ...]) -> list[tuple[str, Loader]]:
@@ -195,6 +223,35 @@ def resplit(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetti
             f"{after + wrong} ({wrong / max(1, after + wrong):.2%})")
 
 
+class Recorded:
+    """``classifier`` (a personal one) that keeps, for every case it decides, the personal
+    head's own confidence (on its own scale, before mapping onto the shipped one), or None
+    where the shipped head was sure and decided alone: so the judged passes can be read again
+    at other personal thresholds (``--personal-thresholds``) without deciding anything twice."""
+
+    def __init__(self, classifier: PersonalClassifier) -> None:
+        self.classifier = classifier
+        self.own: list[float | None] = []
+
+    def predict(self, image: Image.Image) -> Prediction:
+        pred = self.classifier.predict(image)
+        if dict(pred.cues).get("personal") == 1.0:
+            head, c = self.classifier.personal, pred.confidence
+            own, shipped = head.threshold, head.shipped_threshold
+            self.own.append(c * own / shipped if c < shipped
+                            else own + (c - shipped) * (1.0 - own) / (1.0 - shipped))
+        else:
+            self.own.append(None)
+        return pred
+
+
+def at_personal(cases: list[Case], own: list[float | None], threshold: float) -> list[Case]:
+    """``cases`` as decided with the personal head at ``threshold`` on its own scale (report
+    only): confidence 1 where the shipped head decided or the personal one reached it, else 0."""
+    return [replace(c, confidence=1.0 if o is None or o >= threshold else 0.0)
+            for c, o in zip(cases, own, strict=True)]
+
+
 def figures(cases: list[Case], threshold: float) -> tuple[float, float, float]:
     row = risk_coverage(cases, [threshold])[0]
     return row.decided_correct, row.risk, accuracy(cases)
@@ -205,10 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=root / "data")
     parser.add_argument("--clothing", type=Path, help="bare clone of clothing-dataset")
-    parser.add_argument("--users", default="clothing,documents,screenshots,stamps")
+    parser.add_argument("--signs", type=Path,
+                        help="bare clone of ardamavi/Sign-Language-Digits-Dataset")
+    parser.add_argument("--users", default="clothing,signs,documents,screenshots,stamps",
+                        help="comma-separated users to run (default: all)")
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--judge", type=int, default=150)
     parser.add_argument("--strengths", default="")
+    parser.add_argument("--personal-thresholds", default="",
+                        help="also print each accepted head's figures at these thresholds of "
+                        "its own (report only: the guardrail's threshold is what is used)")
     parser.add_argument("--resplit", default="", help="FIRST,SPLITS: labels only, no judging")
     parser.add_argument("--confidences", default="0.95", help="levels of the bound (--resplit)")
     parser.add_argument("--unlike", type=Path, default=root / "data" / "validation",
@@ -219,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sources: dict[str, Callable[[], list[tuple[str, Loader]]]] = {
         "clothing": lambda: clothing(args.clothing),
+        "signs": lambda: signs(args.signs),
         "documents": lambda: manifest_source(args.data, "synthetic-documents", ("test", "val")),
         "screenshots": lambda: manifest_source(args.data, "games-thumbnails", ("train",)),
         "stamps": lambda: manifest_source(args.data, "tuxpaint-stamps-default", ("train",)),
@@ -264,17 +328,29 @@ def main(argv: list[str] | None = None) -> int:
         if adapted.verdict.accepted and adapted.head is not None:
             personal = PersonalHead(adapted.head, adapted.threshold, threshold,
                                     model_digest(None), adapted.verdict.figures())
-            after_cls = load_personal(None, 1, personal)
+            after_cls = Recorded(load_personal(None, 1, personal))
             after = judged(after_cls, later, tmp)
             row += [*figures(after, threshold)]
+            read_again = [("later", after, before, list(after_cls.own))]
             for name, lib, base in (("unlike", unlike, unlike_before),
                                     ("test", test, test_before)):
                 if lib:
+                    after_cls.own.clear()
                     cases = judged(after_cls, lib, args.cache)
+                    read_again.append((name, cases, base, list(after_cls.own)))
                     print(f"  {user} head on {name} library: decided correctly "
                           f"{figures(base, threshold)[0]:.1%} -> {figures(cases, threshold)[0]:.1%}"
                           f", wrong among decided {figures(base, threshold)[1]:.1%} -> "
                           f"{figures(cases, threshold)[1]:.1%}")
+            for level in [float(t) for t in args.personal_thresholds.split(",") if t]:
+                parts = []
+                for name, cases, base, own in read_again:
+                    correct, wrong, _ = figures(at_personal(cases, own, level), 0.5)
+                    parts.append(f"{name} {figures(base, threshold)[0]:.1%} -> {correct:.1%} "
+                                 f"correct, {wrong:.2%} wrong")
+                line = "; ".join(parts)
+                print(f"  {user} head at personal threshold {level:g} (guardrail's "
+                      f"{adapted.threshold:g}; report only): {line}")
         else:
             row += [*figures(before, threshold)]
         row.append(fit_cpu)
