@@ -63,6 +63,11 @@ def _text_pairs(table: CueTable) -> list[tuple[float, float | None]]:
     return [(b, sure) for b in TEXT_GRID for sure in SURE_GRID if sure is None or sure > b]
 
 
+def _kind(folder: str) -> str:
+    """A kind folder's name without its plural: sets name them ``document`` or ``documents``."""
+    return folder.removesuffix("s")
+
+
 def excluded_names() -> set[str]:
     """File names dropped from validation (first word of each non-comment line)."""
     if not EXCLUDED.is_file():
@@ -305,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             "tta_text_weight_sure": s4,
             "calibrated_on": f"realistic validation set{'s' if len(a.val or [VAL]) > 1 else ''}: "
                              f"{len(images)} upright images of "
-                             f"{len({k for k, _ in images})} kinds from public repositories",
+                             f"{len({_kind(k) for k, _ in images})} kinds from public "
+                             "repositories",
             "target_risk": a.target_risk, "draws": a.draws}
     sidecar.write_text(json.dumps(meta, indent=1) + "\n")
     print(json.dumps(meta))

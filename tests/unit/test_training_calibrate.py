@@ -39,16 +39,18 @@ def test_calibration_writes_a_sidecar_the_runtime_loads(tmp_path: Path) -> None:
     pages = sorted((FIXTURES_DIR / "orientation" / "documents").glob("*.jpg"))[:3]
     first = _kind_folder(tmp_path / "val-a", "photos", photos)
     second = _kind_folder(tmp_path / "val-b", "documents", pages)
+    _kind_folder(second, "photo", photos[:1])  # one set's "photo" is another's "photos"
     table = tmp_path / "table.npz"
 
     assert calibrate.main([str(model), "--val", str(first), "--val", str(second),
                            "--draws", "1", "--table", str(table)]) == 0
 
     written = json.loads(model.with_suffix(".json").read_text())
-    assert written["calibrated_on"].startswith("realistic validation sets: 7 upright images of 2")
+    assert written["calibrated_on"].startswith(
+        "realistic validation sets: 8 upright images of 2 kinds")
     with np.load(table) as cached:
-        assert len(cached["truth"]) == 7 * 4  # every image turned 4 ways, one draw
-        assert sorted(set(cached["group"])) == ["documents", "photos"]
+        assert len(cached["truth"]) == 8 * 4  # every image turned 4 ways, one draw
+        assert sorted(set(cached["group"])) == ["documents", "photo", "photos"]
         assert cached["text"].any() and (cached["faces"] >= 0).all()  # every cue ran
     meta = ModelMeta.for_model(model)  # the runtime's checks accept what it wrote
     assert meta.temperature > 0
