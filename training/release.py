@@ -7,9 +7,10 @@
    validation set (``--val``) for each variant and write its sidecar (training.calibrate):
    every variant gets its own calibration, of the scene network alone (bench/models has no
    face or text models), which is how the variants are evaluated;
-3. copy the chosen variant to models/orientation.tflite and calibrate it there, next to the
-   face and text models, so the shipped weights and thresholds are those of the shipped cue
-   set;
+3. copy the chosen variant to models/orientation.tflite, give its graph the pooled features
+   as a second output and write its head beside it (training.feature_output: what on-device
+   adaptation learns on), and calibrate it there, next to the face and text models, so the
+   shipped weights and thresholds are those of the shipped cue set;
 4. store the PyTorch reference predictions on the fixture set (training.fixture_reference).
 """
 
@@ -19,7 +20,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from training import calibrate, export, fixture_reference
+from training import calibrate, export, feature_output, fixture_reference
 from training.augment import SERVE_SIZE
 from training.sources import ROOT
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                         *val])
     chosen = VARIANTS / f"orientation-{a.variant}.tflite"
     shutil.copyfile(chosen, MODELS / "orientation.tflite")
+    feature_output.main([str(MODELS / "orientation.tflite")])
     calibrate.main([str(MODELS / "orientation.tflite"), "--size", str(a.size), *val])
     fixture_reference.main([str(a.checkpoint), "--size", str(a.size)])
     return 0
