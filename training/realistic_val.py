@@ -1,13 +1,14 @@
-"""Build the realistic *training* photo set from fetched public repositories.
+"""Build the second realistic *validation* set (calibration) from fetched public repositories.
 
 Upright images of the kinds the scene network is weak on (food and objects, pets, indoor rooms,
 documents and receipts, screenshots, old photos) plus people, streets and landscapes, listed in
-``training/realistic_train.json`` in the same format as the realistic test set (file, kind, repo,
-commit, path, licence, sha256). Meant for refitting the network on realistic upright examples;
-its repositories are kept apart from the realistic validation and test sets.
+``training/realistic_val.json`` in the same format as the realistic test set (file, kind, repo,
+commit, path, licence, sha256). Pooled with the first realistic validation set, it calibrates
+the model and chooses between networks (``training.calibrate --val ... --val ...``); never
+trained on. Its repositories are kept apart from the first validation set and the test set.
 
-    python -m training.realistic_train --mirror MIRROR --out data/realistic-train
-    python -m training.realistic_train --check --validation VAL/MANIFEST.json \
+    python -m training.realistic_val --mirror MIRROR --out data/realistic-val
+    python -m training.realistic_val --check --validation VAL/MANIFEST.json \
         --test-built data/realistic-test
 
 The build is :func:`training.realistic_test.build` (blob by ``git show``, sha256 checked, EXIF
@@ -38,14 +39,14 @@ from training.realistic_test import (
 )
 
 HERE = Path(__file__).resolve().parent
-MANIFEST = HERE / "realistic_train.json"
+MANIFEST = HERE / "realistic_val.json"
 
 
 def check_against_test(
     entries: list[Entry], test: list[Entry], built: Path | None, test_built: Path | None,
     max_bits: int, hash_size: int,
 ) -> list[str]:
-    """Problems that would leak the test set into training (empty when clean)."""
+    """Problems that would leak the test set into calibration (empty when clean)."""
     problems: list[str] = []
     test_repos = {e.repo for e in test}
     for repo in sorted({e.repo for e in entries} & test_repos):
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
     parser.add_argument("--mirror", type=Path, default=Path("mirror"),
                         help="folder of bare clones, one per repository: <owner>+<name>/repo")
-    parser.add_argument("--out", type=Path, default=Path("data/realistic-train"))
+    parser.add_argument("--out", type=Path, default=Path("data/realistic-val"))
     parser.add_argument("--check", action="store_true", help="check sources instead of building")
     parser.add_argument("--validation", type=Path, default=None,
                         help="the realistic validation set's MANIFEST.json (needed by --check)")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if args.validation is None or not args.validation.is_file():
             parser.error("--check needs --validation pointing at the validation MANIFEST.json")
-        problems = check(entries, args.validation, args.out, args.max_bits, "training set",
+        problems = check(entries, args.validation, args.out, args.max_bits, "second validation set",
                          args.hash_size)
         problems += check_against_test(entries, load_manifest(TEST_MANIFEST), args.out,
                                        args.test_built, args.max_bits, args.hash_size)
