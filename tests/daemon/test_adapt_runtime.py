@@ -30,6 +30,7 @@ from rotwatchd.model.personal import (
     LabelCues,
     PersonalClassifier,
     PersonalHead,
+    Support,
     model_digest,
     model_path_or_default,
     personal_bytes,
@@ -120,8 +121,10 @@ def test_a_file_arriving_stops_the_collection_before_the_next_photo(
 
 def _accepted_head(state_dir: Path, digest: str | None = None) -> None:
     meta = ModelMeta.for_model(model_path_or_default(None))
+    # radius 1: every picture inside (the features are non-negative: cosine distance <= 1)
+    everywhere = Support(np.ones((1, 1280), np.float32) / np.sqrt(1280), 1.0)
     personal = PersonalHead(shipped_head(None, meta.temperature), 0.9,
-                            meta.threshold("cascade"), digest or model_digest(None),
+                            meta.threshold("cascade"), digest or model_digest(None), everywhere,
                             {"accepted": True, "labels_held_out": 40,
                              "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
                              "personal": {"decided_correct": 0.5,
