@@ -215,7 +215,7 @@ def resplit(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetti
         if adapted.verdict.accepted and adapted.head is not None:
             used += 1
             assert adapted.support is not None
-            inside = adapted.support.contains(later.features).reshape(-1).tolist()
+            inside = np.repeat(adapted.support.contains(later.features), 4).tolist()
             op = at_threshold(fallback_cases(cascade_cases(adapted.head, later, meta),
                                              shipped_cases, threshold, inside),
                               adapted.threshold)

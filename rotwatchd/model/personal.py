@@ -85,24 +85,32 @@ def support_rows(features: np.ndarray) -> np.ndarray:
 class Support:
     """Where a personal head's labels lie in feature space: ``centroids`` (k, F) float32 of
     unit length (spherical k-means over the labels' pooled features, every turn, mapped by
-    :func:`support_rows`) and ``radius``, a cosine distance. A photo's distance is 1 - the
+    :func:`support_rows`) and ``radius``, a cosine distance. A view's distance is 1 - the
     largest cosine similarity of its :func:`support_rows` to a centroid (0 on a centroid; at
-    most 1, the features being non-negative); it lies inside
-    when that is at most ``radius``. How the radius is set: ``rotwatchd/adapt/fit.py``
-    (``fit_support``). Memory: k x F float32."""
+    most 1, the features being non-negative); a photo's is the largest of its 4 turns' (the
+    support holds every turn, so all four of a photo like the labels lie in it), and the photo
+    lies inside when that is at most ``radius``. How the radius is set:
+    ``rotwatchd/adapt/fit.py`` (``fit_support``). Memory: k x F float32."""
 
     centroids: np.ndarray
     radius: float
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        """(..., F) features -> (...,) cosine distance to the nearest centroid (float64)."""
+        """(..., F) features of views -> (...,) cosine distance to the nearest centroid
+        (float64)."""
         sims = support_rows(features) @ self.centroids.T
         out: np.ndarray = 1.0 - np.max(sims, axis=-1).astype(np.float64)
         return out
 
-    def contains(self, features: np.ndarray) -> np.ndarray:
-        """(..., F) features -> (...,) bool: inside the support."""
-        out: np.ndarray = self.distance(features) <= self.radius
+    def photo_distance(self, turns: np.ndarray) -> np.ndarray:
+        """(..., 4, F) features of photos' 4 turns (any order) -> (...,) the photos'
+        distances: the largest of their turns'."""
+        out: np.ndarray = self.distance(turns).max(axis=-1)
+        return out
+
+    def contains(self, turns: np.ndarray) -> np.ndarray:
+        """(..., 4, F) features of photos' 4 turns -> (...,) bool: inside the support."""
+        out: np.ndarray = self.photo_distance(turns) <= self.radius
         return out
 
 
@@ -210,9 +218,11 @@ class PersonalClassifier(AdaptiveClassifier):
     """The adaptive backend where the personal head only speaks for images the shipped head
     would send to review and that lie inside its support: the shipped cascade decides first,
     and what it is sure of (at least ``shipped_threshold``) it decides exactly as without
-    adaptation; an unsure image whose one-pass features (the view as it arrived, already
-    computed) lie outside ``personal.support`` keeps the shipped answer too, so pictures unlike
-    the user's labels lose nothing. Inside, the cascade runs again with the personal head on
+    adaptation; an unsure image whose 4 turns lie outside ``personal.support`` keeps the
+    shipped answer too, so pictures unlike the user's labels lose nothing. The turns' features
+    are those the shipped cascade computed: all 4 when it escalated, else the other 3 are
+    computed here (3 passes, only for an image the shipped head is unsure of; the personal
+    cascade then reuses them). Inside, the cascade runs again with the personal head on
     the same features (no extra network pass), its confidence mapped onto the shipped scale
     (:meth:`PersonalHead.on_shipped_scale`). The ``personal`` cue says which head decided;
     the ``support`` cue is the image's distance to the support over its radius (> 1: outside),
@@ -234,10 +244,14 @@ class PersonalClassifier(AdaptiveClassifier):
             if first.confidence >= self.personal.shipped_threshold:
                 return replace(first, cues=(*first.cues, ("personal", 0.0)))
             memo = scene.memo
-            features = memo[0] if 0 in memo else scene.features(
-                preprocess(image, scene.input_size), 0)
+            if len(memo) < 4:
+                arr = preprocess(image, scene.input_size)
+                for m in range(4):
+                    if m not in memo:
+                        memo[m] = scene.features(arr, m)
             support = self.personal.support
-            where = float(support.distance(features)) / max(support.radius, 1e-12)
+            turns = np.stack([memo[m] for m in range(4)])
+            where = float(support.photo_distance(turns)) / max(support.radius, 1e-12)
             if where > 1.0:
                 return replace(first, cues=(*first.cues, ("personal", 0.0), ("support", where)))
             scene.head = self.personal.head

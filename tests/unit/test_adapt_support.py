@@ -107,10 +107,10 @@ def test_the_radius_keeps_the_quantile_of_held_out_labels_inside(
         kinds: dict[str, LabelSet]) -> None:
     photos = kinds["photos"]
     support, inside = _support(photos)
-    assert inside.shape == (len(photos), 4)
-    assert 0.95 <= inside.mean() < 1.0  # 0.99 of 84 held-out views: one is outside
+    assert inside.shape == (len(photos),)
+    assert 0.9 <= inside.mean() < 1.0  # 0.99 of 21 held-out photos: one is outside
     assert support.centroids.shape == (max(1, 4 * len(photos) // 20), 1280)
-    assert support.contains(photos.features).mean() >= 0.95  # its own labels: inside too
+    assert support.contains(photos.features).mean() >= 0.9  # its own labels: inside too
 
 
 def test_the_gate_keeps_the_personal_head_off_pictures_unlike_its_labels(
