@@ -108,9 +108,14 @@ def test_the_radius_keeps_the_quantile_of_held_out_labels_inside(
     photos = kinds["photos"]
     support, inside = _support(photos)
     assert inside.shape == (len(photos),)
-    assert 0.9 <= inside.mean() < 1.0  # 0.99 of 21 held-out photos: one is outside
+    # 21 held-out photos cannot vouch for 99 %: the radius is the largest held-out distance
+    assert np.all(inside)
+    # 200 photos: the ceil(201 x 0.99) = 199th smallest held-out distance, one photo outside
+    many = np.random.default_rng(0).uniform(0, 1, (200, 4, 16)).astype(np.float32)
+    _, inside = fit_support(many, np.arange(200) % 3, SETTINGS)
+    assert inside.sum() == 199
     assert support.centroids.shape == (max(1, 4 * len(photos) // 20), 1280)
-    assert support.contains(photos.features).mean() >= 0.9  # its own labels: inside too
+    assert support.contains(photos.features).mean() >= 0.95  # its own labels: inside too
 
 
 def test_the_gate_keeps_the_personal_head_off_pictures_unlike_its_labels(
