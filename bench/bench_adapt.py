@@ -214,8 +214,11 @@ def resplit(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetti
         base = op = at_threshold(shipped_cases, threshold)
         if adapted.verdict.accepted and adapted.head is not None:
             used += 1
+            assert adapted.support is not None
+            inside = np.repeat(adapted.support.contains(later.features), 4).tolist()
             op = at_threshold(fallback_cases(cascade_cases(adapted.head, later, meta),
-                                             shipped_cases, threshold), adapted.threshold)
+                                             shipped_cases, threshold, inside),
+                              adapted.threshold)
         cases, before, after, wrong = (cases + op.cases, before + base.correct,
                                        after + op.correct, wrong + op.wrong)
     return (f"in use {used}/{splits} splits; {cases} later cases decided correctly "
@@ -232,10 +235,15 @@ class Recorded:
     def __init__(self, classifier: PersonalClassifier) -> None:
         self.classifier = classifier
         self.own: list[float | None] = []
+        self.gated = 0  # cases the shipped head was unsure of, outside the support
 
     def predict(self, image: Image.Image) -> Prediction:
         pred = self.classifier.predict(image)
-        if dict(pred.cues).get("personal") == 1.0:
+        cues = dict(pred.cues)
+        self.gated += cues.get("support", 0.0) > 1.0
+        if cues.get("support", 0.0) > 1.0:  # unsure, outside the support: never decided
+            self.own.append(-1.0)
+        elif cues.get("personal") == 1.0:
             head, c = self.classifier.personal, pred.confidence
             own, shipped = head.threshold, head.shipped_threshold
             self.own.append(c * own / shipped if c < shipped
@@ -326,22 +334,28 @@ def main(argv: list[str] | None = None) -> int:
         before = judged(before_cls, later, tmp)
         row = [user, len(labels), len(later), *figures(before, threshold)]
         if adapted.verdict.accepted and adapted.head is not None:
+            assert adapted.support is not None
             personal = PersonalHead(adapted.head, adapted.threshold, threshold,
-                                    model_digest(None), adapted.verdict.figures())
+                                    model_digest(None), adapted.support,
+                                    adapted.verdict.figures())
             after_cls = Recorded(load_personal(None, 1, personal))
             after = judged(after_cls, later, tmp)
+            print(f"  {user} later photos: {after_cls.gated} of {len(after)} cases unsure and "
+                  "outside the support (the shipped head's answer stands)")
             row += [*figures(after, threshold)]
             read_again = [("later", after, before, list(after_cls.own))]
             for name, lib, base in (("unlike", unlike, unlike_before),
                                     ("test", test, test_before)):
                 if lib:
                     after_cls.own.clear()
+                    after_cls.gated = 0
                     cases = judged(after_cls, lib, args.cache)
                     read_again.append((name, cases, base, list(after_cls.own)))
                     print(f"  {user} head on {name} library: decided correctly "
                           f"{figures(base, threshold)[0]:.1%} -> {figures(cases, threshold)[0]:.1%}"
                           f", wrong among decided {figures(base, threshold)[1]:.1%} -> "
-                          f"{figures(cases, threshold)[1]:.1%}")
+                          f"{figures(cases, threshold)[1]:.1%} ({after_cls.gated} of "
+                          f"{len(cases)} cases unsure and outside the support)")
             for level in [float(t) for t in args.personal_thresholds.split(",") if t]:
                 parts = []
                 for name, cases, base, own in read_again:

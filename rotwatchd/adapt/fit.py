@@ -40,6 +40,31 @@ Pure numpy, no I/O (the label store, the scheduling and the files live in
   fitted on every label is used only if the held-out personal heads decide at least as many
   cases correctly there as the shipped head does at its own threshold, and then with that
   recalibrated threshold. Otherwise it is kept aside, and the verdict says why.
+* **Support** (:func:`fit_support`): the guardrail only ever sees the user's own kind of
+  photo, so it cannot vouch for the personal head on any other (a head fitted on 300 photos
+  of hands got threshold 0.3 and then decided food, documents and rooms at 11 % wrong). The
+  head may therefore only decide photos whose features lie where its labels lie: each of
+  the photo's 4 turns within ``radius`` (cosine distance of the square-rooted,
+  L2-normalised features, ``support_rows``) of one of k centroids found by spherical k-means
+  over the labels' features of all 4 turns (later photos arrive in any turn),
+  k = min(``support_centroids``, max(1, views // ``views_per_centroid``)): 60 for 300
+  labels. The radius is the ``support_quantile`` (q = 0.99) split-conformal quantile of the
+  n *held-out* photo distances (the largest of the 4 turns'): each fold's photos measured
+  against centroids fitted without that fold (the guardrail's folds); the ceil((n + 1) q)-th
+  smallest, so that a later photo of the same kind falls inside with probability at least
+  q: about 1 % of the user's own later photos fall outside (with fewer than 99 labelled
+  photos no finite radius vouches for that: the largest held-out distance then).
+  A photo's 4 turns rather than the one view as it arrived: on the
+  label features of the benchmark's users (``bench/bench_adapt.py``), a support of 300 hand
+  photos held 15 % of clothing photos' and 10 % of screenshots' views one view at a time,
+  and 1 % and 0 % of those photos on all 4 turns, at the same 99 % of held-out hands.
+  This is selective prediction restricted to the training distribution: a novelty reject
+  option ahead of the classifier's own (C. K. Chow, "On optimum recognition error and
+  reject tradeoff", IEEE Trans. Inf. Theory 16, 1970, for the reject option); the quantile
+  of held-out scores is the split-conformal threshold (V. Vovk, A. Gammerman and G. Shafer,
+  "Algorithmic Learning in a Random World", 2005). The guardrail's held-out simulation
+  applies the same gate: a held-out photo outside its fold's support keeps the shipped
+  head's answer, so its figures are what the daemon will do.
 """
 
 from __future__ import annotations
@@ -55,7 +80,7 @@ from rotwatchd.adapt.labels import LabelSet
 from rotwatchd.evaluation.accuracy import Case, RiskRow, risk_coverage
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.fusion import FusionParams, escalates, fuse, weights
-from rotwatchd.model.personal import Head
+from rotwatchd.model.personal import Head, Support, support_rows, unit_rows
 from rotwatchd.model.scene import as_probs, tta_average
 from rotwatchd.model.sidecar import ModelMeta
 
@@ -77,6 +102,13 @@ class FitSettings:
     # every held-out decision: the Clopper-Pearson upper bound at this level <= target_risk
     confidence: float = 0.95
     min_photos: int = 30  # fewer labelled photos and there is nothing to judge on
+    # the support gate (see the module docstring)
+    support_quantile: float = 0.99  # of held-out distances: ~1 % of the user's photos outside
+    # at most (memory k x 1280 float32: 320 KiB); on the cached label features of 5 simulated
+    # users, 64 rather than 16 centroids let 10 % rather than 16 % of screenshots' views into
+    # a support of hand photos, at the same 99 % of the user's own (bench/bench_adapt.py)
+    support_centroids: int = 64
+    views_per_centroid: int = 20
 
 
 def examples(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,11 +192,72 @@ def cascade_cases(head: Head, labels: LabelSet, meta: ModelMeta,
 
 
 def fallback_cases(personal: Sequence[Case], shipped: Sequence[Case],
-                   shipped_threshold: float) -> list[Case]:
+                   shipped_threshold: float, inside: Sequence[bool] | None = None) -> list[Case]:
     """The same cases decided as ``PersonalClassifier`` does: the shipped head's answer where
-    it is sure (confidence 1 here: decided at any threshold), the personal head's elsewhere."""
-    return [replace(s, confidence=1.0) if s.confidence >= shipped_threshold else p
-            for p, s in zip(personal, shipped, strict=True)]
+    it is sure (confidence 1 here: decided at any threshold), the personal head's elsewhere
+    when the case lies inside its support (``inside``, one flag a case; None: all inside),
+    and the shipped head's unsure answer outside it (confidence 0 here: never decided)."""
+    flags = [True] * len(shipped) if inside is None else list(inside)
+    return [replace(s, confidence=1.0) if s.confidence >= shipped_threshold
+            else p if within else replace(s, confidence=0.0)
+            for p, s, within in zip(personal, shipped, flags, strict=True)]
+
+
+def kmeans_centroids(x: np.ndarray, k: int, seed: int = 0, iterations: int = 25) -> np.ndarray:
+    """Spherical k-means of the (N, F) rows ``x`` (scaled to unit length here): (min(k, N), F)
+    float32 centroids of unit length, seeded k-means++ start, ``iterations`` Lloyd steps (a
+    cluster left empty keeps its centroid). Memory: x as float32 and an (N, k) array.
+
+    Raises ValueError when ``x`` has no rows."""
+    if len(x) == 0:
+        raise ValueError("no features to describe")
+    x = unit_rows(x)
+    rng = np.random.default_rng(seed)
+    k = max(1, min(k, len(x)))
+    centroids = [x[int(rng.integers(len(x)))]]
+    gap = 1.0 - x @ centroids[0]
+    for _ in range(1, k):
+        weight = np.maximum(gap, 0.0) ** 2
+        total = float(weight.sum())
+        pick = int(rng.choice(len(x), p=weight / total)) if total > 0 else int(
+            rng.integers(len(x)))
+        centroids.append(x[pick])
+        gap = np.minimum(gap, 1.0 - x @ x[pick])
+    c = np.stack(centroids).astype(np.float32)
+    for _ in range(iterations):
+        nearest = np.argmax(x @ c.T, axis=1)
+        sums = np.zeros_like(c)
+        np.add.at(sums, nearest, x)
+        filled = np.linalg.norm(sums, axis=1) > 0
+        c[filled] = unit_rows(sums[filled])
+    return c
+
+
+def support_centroids(features: np.ndarray, settings: FitSettings) -> np.ndarray:
+    """(N, 4, F) label features -> the support's (k, F) centroids over every turn, k =
+    min(``support_centroids``, max(1, 4N // ``views_per_centroid``))."""
+    views = support_rows(features.reshape(-1, features.shape[-1]))
+    k = min(settings.support_centroids, max(1, len(views) // settings.views_per_centroid))
+    return kmeans_centroids(views, k)
+
+
+def fit_support(features: np.ndarray, fold: np.ndarray,
+                settings: FitSettings) -> tuple[Support, np.ndarray]:
+    """The support of (N, 4, F) label features, and (N,) bool: whether each held-out photo
+    lies inside its fold's support (centroids fitted without that fold; ``fold`` as
+    :func:`folds_of`). The radius is the split-conformal ``support_quantile`` quantile of
+    those held-out photo distances (see the module docstring); the centroids are fitted on
+    every label."""
+    held = np.zeros(len(features), dtype=np.float64)
+    for k in np.unique(fold):
+        if np.all(fold == k):  # one fold only: nothing held out against
+            held[:] = 0.0
+            break
+        c = support_centroids(features[fold != k], settings)
+        held[fold == k] = Support(c, 0.0).photo_distance(features[fold == k])
+    rank = min(len(held), math.ceil((len(held) + 1) * settings.support_quantile))
+    radius = float(np.sort(held)[rank - 1])
+    return Support(support_centroids(features, settings), radius), held <= radius
 
 
 @dataclass(frozen=True)
@@ -282,6 +375,10 @@ class Verdict:
     personal: Operating | None
     trained_on: int
     held_out: int
+    #: the support gate: its centroids and the share of held-out cases inside it (None: no
+    #: gate was simulated)
+    support_centroids: int = 0
+    inside: float | None = None
 
     def figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {"accepted": self.accepted, "reason": self.reason,
@@ -290,49 +387,60 @@ class Verdict:
         if self.shipped is not None and self.personal is not None:
             out["shipped"] = self.shipped.as_dict()
             out["personal"] = self.personal.as_dict()
+        if self.inside is not None:
+            out["support"] = {"centroids": self.support_centroids,
+                              "held_out_inside": round(self.inside, 4)}
         return out
 
 
 def judge(personal: Sequence[Case], shipped: Sequence[Case], shipped_threshold: float,
-          settings: FitSettings, photos: int) -> Verdict:
+          settings: FitSettings, photos: int, inside: Sequence[bool] | None = None) -> Verdict:
     """Compare, on the same held-out cases, the shipped head alone at its own best threshold
     with the combination the daemon would run (``fallback_cases``): the shipped head where it
     is sure (``shipped_threshold``), the personal head elsewhere, at :func:`bounded_threshold`:
     every decision's Clopper-Pearson bound within ``target_risk``, and the personal head's
     *own* decisions within the margin (so that a user whose labels the shipped head already
     decides cannot give it a threshold no other picture would justify).
-    ``personal`` and ``shipped`` are the same cases in the same order."""
+    ``personal`` and ``shipped`` are the same cases in the same order; ``inside`` flags the
+    cases inside the personal head's support (None: all): only those may it decide."""
     target = settings.target_risk * settings.margin
     before = best_operating(shipped, target, pseudo=1)
-    unsure = [p for p, s in zip(personal, shipped, strict=True) if s.confidence < shipped_threshold]
-    combined = fallback_cases(personal, shipped, shipped_threshold)
+    flags = [True] * len(shipped) if inside is None else list(inside)
+    unsure = [p for p, s, within in zip(personal, shipped, flags, strict=True)
+              if s.confidence < shipped_threshold and within]
+    combined = fallback_cases(personal, shipped, shipped_threshold, flags)
     threshold = bounded_threshold(unsure, combined, settings)
     own, after = at_threshold(unsure, threshold), at_threshold(combined, threshold)
     bound = risk_upper_bound(after.wrong, after.correct + after.wrong, settings.confidence)
+    gate = ("" if inside is None else f"; {sum(flags) / max(1, len(flags)):.1%} of the cases "
+            "inside its support")
     figures = (f"{photos} held-out photos x 4 turns: decided correctly, shipped "
                f"{before.correct} (threshold {before.threshold:g}: <= {target:.2%} wrong, +1), "
                f"with the personal head {after.correct} (threshold {threshold:g}: it decides "
                f"{own.correct + own.wrong} of the {len(unsure)} the shipped head is unsure of, "
                f"{own.wrong} wrong; {after.wrong} wrong of all {after.correct + after.wrong} "
-               f"decided, {settings.confidence:.0%} upper bound {bound:.2%})")
+               f"decided, {settings.confidence:.0%} upper bound {bound:.2%}{gate})")
+    share = None if inside is None else sum(flags) / max(1, len(flags))
     if own.correct == 0:
         return Verdict(False, "kept aside: it adds nothing the shipped head decides; "
-                       + figures, before, after, photos, photos)
+                       + figures, before, after, photos, photos, inside=share)
     if after.correct < before.correct or after.risk > settings.target_risk:
         return Verdict(False, "kept aside: it decides fewer correctly than the shipped head; "
-                       + figures, before, after, photos, photos)
-    return Verdict(True, "in use: " + figures, before, after, photos, photos)
+                       + figures, before, after, photos, photos, inside=share)
+    return Verdict(True, "in use: " + figures, before, after, photos, photos, inside=share)
 
 
 @dataclass(frozen=True)
 class Adapted:
     """What :func:`adapt` made: the fitted head (None when cancelled or too few labels), its
-    recalibrated threshold and the guardrail's verdict."""
+    recalibrated threshold, the guardrail's verdict and the support the head may decide in
+    (None with no head)."""
 
     head: Head | None
     threshold: float
     verdict: Verdict
     seconds: float
+    support: Support | None = None
 
 
 def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSettings = FitSettings(),
@@ -365,6 +473,10 @@ def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetting
     order = np.concatenate([np.flatnonzero(fold == k) for k in range(settings.folds)])
     every = cascade_cases(shipped, labels, meta)
     shipped_held = [every[4 * i + t] for i in order for t in range(4)]
-    verdict = judge(held_out, shipped_held, meta.threshold("cascade"), settings, n)
+    # the gate reads a photo's 4 turns: the same for each of its 4 held-out cases
+    support, inside = fit_support(labels.features, fold, settings)
+    verdict = judge(held_out, shipped_held, meta.threshold("cascade"), settings, n,
+                    np.repeat(inside[order], 4).tolist())
+    verdict = replace(verdict, support_centroids=len(support.centroids))
     threshold = verdict.personal.threshold if verdict.personal is not None else 1.0
-    return Adapted(head, threshold, verdict, time.process_time() - start)
+    return Adapted(head, threshold, verdict, time.process_time() - start, support)

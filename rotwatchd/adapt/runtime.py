@@ -13,7 +13,9 @@
   stop between iterations when a file arrives). Nothing runs while files are waiting.
 * **Using it.** A head the guardrail accepts is written to ``<state_dir>/adapt/`` and the
   classifiers are reloaded: the default backend then runs it (``personal_factory``); a rejected
-  one is only recorded (``last-fit.json``) and the log says why.
+  one is only recorded (``last-fit.json``) and the log says why. A head file saved without a
+  support (before the support gate) is never used: it reads as no personal head, and every
+  stored label counts as new, so the next idle spell refits a gated head.
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ class Adapter:
         self.store = LabelStore(self.folder, settings.max_labels)
         self._cues_factory = cues or self._default_cues
         self._max_pixels = max_pixels
+        self._refit_unusable_head()
+
+    def _refit_unusable_head(self) -> None:
+        """A head file that cannot be used (saved without a support, or unreadable) is
+        replaced at the next fit: every stored label counts as new."""
+        from rotwatchd.model.personal import read_personal
+
+        if (self.folder / HEAD_NAME).is_file() and read_personal(self.folder / HEAD_NAME) is None:
+            log.warning("adapt: the personal head on disk has no support gate (or is "
+                        "unreadable): not used; refitted at the next idle spell")
+            self.store.put("added_at_fit", 0.0)
 
     def _default_cues(self) -> Cues:
         from rotwatchd.model.personal import LabelCues
@@ -174,9 +187,9 @@ class Adapter:
         self.store.put("added_at_fit", added)
         figures = {**result.verdict.figures(), "fitted_at": time.time(),
                    "labels": self.store.counts(), "fit_cpu_s": round(result.seconds, 2)}
-        if result.verdict.accepted and result.head is not None:
+        if result.verdict.accepted and result.head is not None and result.support is not None:
             personal = PersonalHead(result.head, result.threshold, meta.threshold("cascade"),
-                                    model_digest(self.model.path), figures)
+                                    model_digest(self.model.path), result.support, figures)
             atomic_write_bytes(self.folder / HEAD_NAME, personal_bytes(personal))
             log.info("adapt: personal head %s", result.verdict.reason)
         else:

@@ -191,6 +191,11 @@ def _adapt_lines(adapt: Any) -> list[str]:
                      f"photos x 4, decided correctly {shipped.get('decided_correct', 0):.1%} "
                      f"(shipped) -> {personal.get('decided_correct', 0):.1%}, wrong among "
                      f"decided {personal.get('wrong_among_decided', 0):.1%}")
+        support = used.get("support")
+        if isinstance(support, dict):
+            lines.append(f"  it decides only photos like its labels: {support.get('centroids')}"
+                         f" centroids, {support.get('held_out_inside', 0):.1%} of held-out "
+                         "photos inside")
     else:
         lines.append("  personal head: none in use (the shipped head decides)")
     last = adapt.get("last_fit")

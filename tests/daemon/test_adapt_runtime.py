@@ -30,6 +30,7 @@ from rotwatchd.model.personal import (
     LabelCues,
     PersonalClassifier,
     PersonalHead,
+    Support,
     model_digest,
     model_path_or_default,
     personal_bytes,
@@ -120,12 +121,15 @@ def test_a_file_arriving_stops_the_collection_before_the_next_photo(
 
 def _accepted_head(state_dir: Path, digest: str | None = None) -> None:
     meta = ModelMeta.for_model(model_path_or_default(None))
+    # radius 1: every picture inside (the features are non-negative: cosine distance <= 1)
+    everywhere = Support(np.ones((1, 1280), np.float32) / np.sqrt(1280), 1.0)
     personal = PersonalHead(shipped_head(None, meta.temperature), 0.9,
-                            meta.threshold("cascade"), digest or model_digest(None),
+                            meta.threshold("cascade"), digest or model_digest(None), everywhere,
                             {"accepted": True, "labels_held_out": 40,
                              "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
                              "personal": {"decided_correct": 0.5,
-                                          "wrong_among_decided": 0.005}})
+                                          "wrong_among_decided": 0.005},
+                             "support": {"centroids": 60, "held_out_inside": 0.99}})
     adapt_dir(state_dir).mkdir(parents=True, exist_ok=True)
     (adapt_dir(state_dir) / HEAD_NAME).write_bytes(personal_bytes(personal))
 
@@ -167,6 +171,8 @@ def test_status_shows_the_head_in_use_and_its_figures(
     text = format_status({**document, "running": True})
     assert "personal head in use: on 40 held-out photos x 4, decided correctly 20.0% " \
            "(shipped) -> 50.0%" in text
+    assert "it decides only photos like its labels: 60 centroids, 99.0% of held-out photos " \
+           "inside" in text
 
 
 def test_adapt_forget_deletes_the_labels_and_the_head(
@@ -186,3 +192,46 @@ def test_adapt_forget_deletes_the_labels_and_the_head(
         assert store.count() == 0
     assert main(["adapt", "-c", str(cfg)]) == 1  # nothing to learn from: said, not crashed
     assert "personal head not fitted: no labels to learn from" in capsys.readouterr().out
+
+
+def _head_without_support(state_dir: Path) -> None:
+    """A head file as written before the support gate: weights, bias and meta only."""
+    meta = ModelMeta.for_model(model_path_or_default(None))
+    head = shipped_head(None, meta.temperature)
+    adapt_dir(state_dir).mkdir(parents=True, exist_ok=True)
+    np.savez(adapt_dir(state_dir) / HEAD_NAME, weight=head.weight, bias=head.bias,
+             meta=np.frombuffer(json.dumps({
+                 "threshold": 0.3, "shipped_threshold": meta.threshold("cascade"),
+                 "model_digest": model_digest(None), "figures": {"accepted": True},
+             }).encode(), dtype=np.uint8))
+
+
+def test_a_head_saved_without_a_support_is_never_used_and_is_refitted(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 3)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    clock = Clock()
+    worker = AdaptWorker(adapter, clock=clock)
+    worker.on_power_state(PowerState.ASLEEP)
+    clock.now += 600
+    assert worker.step() == 0.0 and adapter.store.count() == 3
+    assert worker.step() == 0.0 and worker.fits == 1 and adapter.new_labels() == 0
+    adapter.close()
+
+    _head_without_support(config.state_dir)
+    from rotwatchd.model.personal import read_personal
+    assert read_personal(adapt_dir(config.state_dir) / HEAD_NAME) is None
+    built: list[str] = []
+
+    def base(model: ModelConfig) -> OrientationClassifier:
+        built.append(model.backend)
+        from rotwatchd.model import load_classifier
+        return load_classifier(model.backend, model.path, model.threads)
+
+    assert not isinstance(personal_factory(config.state_dir, base)(ModelConfig()),
+                          PersonalClassifier)  # the shipped head decides: never ungated
+    assert built == ["auto"]
+    again = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    assert again.status()["personal_head"] is False
+    assert again.new_labels() == 3  # every label counts as new: refitted at the next idle
+    again.close()

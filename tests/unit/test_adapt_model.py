@@ -17,7 +17,7 @@ from PIL import Image
 from rotwatchd.evaluation.accuracy import upright_images
 from rotwatchd.model.base import default_model_dir
 from rotwatchd.model.litert import LiteRTNetwork
-from rotwatchd.model.personal import FeatureScene, Head, PersonalHead, shipped_head
+from rotwatchd.model.personal import FeatureScene, Head, PersonalHead, Support, shipped_head
 from rotwatchd.model.scene import SceneClassifier, preprocess
 from rotwatchd.model.sidecar import MODEL_FILE
 
@@ -74,7 +74,8 @@ def test_the_shipped_head_on_the_features_gives_the_networks_probabilities() -> 
 
 def test_confidences_are_reported_on_the_shipped_scale() -> None:
     head = Head(np.zeros((4, 3), np.float32), np.zeros(4))
-    personal = PersonalHead(head, threshold=0.8, shipped_threshold=0.965, model_digest="x")
+    personal = PersonalHead(head, threshold=0.8, shipped_threshold=0.965, model_digest="x",
+                            support=Support(np.ones((1, 3), np.float32) / np.sqrt(3), 1.0))
     mapped = [personal.on_shipped_scale(c) for c in (0.0, 0.4, 0.79, 0.8, 0.9, 1.0)]
     assert mapped[0] == 0.0 and mapped[-1] == pytest.approx(1.0)
     assert mapped[3] == pytest.approx(0.965)  # its own threshold lands on the shipped one
@@ -94,7 +95,9 @@ def test_the_personal_head_never_changes_what_the_shipped_head_is_sure_of() -> N
     shipped = shipped_head(None, meta.temperature)
     opposite = Head(np.roll(shipped.weight, 2, axis=0), np.roll(shipped.bias, 2))
     threshold = meta.threshold("cascade")
-    personal = PersonalHead(opposite, 0.9, threshold, model_digest(None))
+    # radius 1: every picture inside (the features are non-negative: cosine distance <= 1)
+    everywhere = Support(np.ones((1, 1280), np.float32) / np.sqrt(1280), 1.0)
+    personal = PersonalHead(opposite, 0.9, threshold, model_digest(None), everywhere)
     from rotwatchd.model.personal import load_personal
 
     adaptive, mine = load_adaptive(None, 1), load_personal(None, 1, personal)
