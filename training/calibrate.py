@@ -77,7 +77,10 @@ def excluded_names() -> set[str]:
 
 
 def validation_images(folder: Path) -> list[tuple[str, Path]]:
-    """(kind, path) of every validation image, from kind folders or a MANIFEST.json."""
+    """(kind, path) of every validation image, from kind folders or a MANIFEST.json.
+
+    Raises SystemExit naming the folder when it holds no image (a mistyped ``--val`` would
+    otherwise calibrate on the other sets alone, silently)."""
     manifest = folder / "MANIFEST.json"
     skip = excluded_names()
     if manifest.is_file():
@@ -85,7 +88,10 @@ def validation_images(folder: Path) -> list[tuple[str, Path]]:
         found = [(r["kind"], folder / r["file"]) for r in rows]
     else:
         found = upright_images(folder)
-    return [(k, p) for k, p in found if p.name not in skip]
+    images = [(k, p) for k, p in found if p.name not in skip]
+    if not images:
+        raise SystemExit(f"{folder}: no validation images there")
+    return images
 
 
 @dataclass

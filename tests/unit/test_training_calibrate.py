@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from helpers.paths import FIXTURES_DIR
 
 from rotwatchd.model import default_model_dir
@@ -56,3 +57,13 @@ def test_calibration_writes_a_sidecar_the_runtime_loads(tmp_path: Path) -> None:
     assert meta.temperature > 0
     for mode in ("single", "tta", "cascade"):
         assert 0.0 < meta.threshold(mode) <= 1.0
+
+
+def test_a_validation_folder_without_images_is_refused(tmp_path: Path) -> None:
+    """A mistyped --val must not leave calibration to the other sets without a word."""
+    model = _models(tmp_path / "models")
+    photos = sorted((FIXTURES_DIR / "orientation" / "gcompris-qt-data").glob("*.jpg"))[:1]
+    first = _kind_folder(tmp_path / "val-a", "photos", photos)
+    with pytest.raises(SystemExit, match="no validation images"):
+        calibrate.main([str(model), "--val", str(first), "--val", str(tmp_path / "missing")])
+    assert not model.with_suffix(".json").exists()
