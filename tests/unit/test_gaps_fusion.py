@@ -101,9 +101,10 @@ def test_without_a_face_nothing_is_called_a_disagreement() -> None:
 
 
 def _photo(name: str, turn: int) -> Image.Image:
+    """A fixture picture (``folder/file`` under the orientation fixtures) turned ``turn``."""
     from rotwatchd.evaluation.accuracy import turned
 
-    with Image.open(DOCUMENT.parent / name) as raw:
+    with Image.open(DOCUMENT.parent.parent / name) as raw:
         return turned(raw.convert("RGB"), turn)
 
 
@@ -112,7 +113,7 @@ def test_an_unsure_first_pass_gets_exactly_the_four_pass_answer() -> None:
     litert-tta backend's, to the last bit, plus the cue saying it took four passes."""
     from rotwatchd.model import load_classifier
 
-    unsure = _photo("synthetic-00287.jpg", 90)
+    unsure = _photo("gcompris-qt-data/explore_world_animals-00292.jpg", 90)
     adaptive, tta = load_classifier("litert-adaptive"), load_classifier("litert-tta")
     try:
         got, want = adaptive.predict(unsure), tta.predict(unsure)
@@ -128,7 +129,7 @@ def test_a_sure_first_pass_uses_every_cue_once() -> None:
     from rotwatchd.model import load_classifier
     from rotwatchd.model.fusion import AdaptiveClassifier
 
-    sure = _photo("synthetic-00013.jpg", 0)
+    sure = _photo("documents/synthetic-00013.jpg", 0)
     adaptive = load_classifier("litert-adaptive")
     assert isinstance(adaptive, AdaptiveClassifier)
     try:
