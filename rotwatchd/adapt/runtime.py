@@ -174,7 +174,8 @@ class Adapter:
                     else:
                         cues = cues or self._cues_factory()
                         features, text = cues(image)
-                        self.store.add(record.sha256, record.source or "exif", features, text)
+                        self.store.add(record.sha256, record.source or "exif", features, text,
+                                       model=self.model_digest())
                         self.store.put("added", self.store.get("added") + 1)
                         added += 1
                 self.store.put("cursor", record.finished_at or 0.0)
@@ -199,7 +200,7 @@ class Adapter:
         meta = ModelMeta.for_model(model_path_or_default(self.model.path))
         shipped = shipped_head(self.model.path, meta.temperature)
         settings = FitSettings(strength=self.settings.strength, folds=self.settings.folds)
-        labels = self.store.load()
+        labels = self.store.load(self.model_digest())  # not those of an earlier network
         added = self.store.get("added")
         result = adapt(labels, shipped, meta, settings, cancelled)
         if result.verdict.reason.startswith("interrupted"):

@@ -281,3 +281,20 @@ def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -
     assert "personal head: not used (fitted for another scene model; the shipped head " \
            "decides)" in text
     assert "personal head in use" not in text
+
+
+def test_labels_collected_by_an_earlier_network_are_not_fitted_on(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """After an upgrade the store still holds labels whose features the earlier scene
+    network computed: the head is fitted on this network's labels only."""
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 3)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    try:
+        for i in range(40):
+            adapter.store.add(f"{i:064d}", "exif", np.ones((4, 1280)), model="0" * 64)
+        assert adapter.collect() == 3
+        assert len(adapter.store.load(model_digest(None))) == 3
+        result = adapter.fit()
+        assert result.verdict.reason == "not fitted: only 3 labelled photos (need 30)"
+    finally:
+        adapter.close()
