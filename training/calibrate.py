@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from rotwatchd.evaluation.accuracy import Case, resave, risk_coverage, turned, upright_images
-from rotwatchd.model.base import CORRECTIONS
+from rotwatchd.model.base import CORRECTIONS, ModelError
 from rotwatchd.model.fusion import FusionParams, _faces_for, _text_for, escalates, fuse
 from rotwatchd.model.network import LITERT
 from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, softmax
@@ -117,8 +117,11 @@ def cue_table(model: Path, images: list[tuple[str, Path]], draws: int, seed: int
         for draw in range(draws):
             rng = random.Random(seed + draw)
             for group, path in images:
-                with Image.open(path) as raw:
-                    im = ImageOps.exif_transpose(raw).convert("RGB")
+                try:
+                    with Image.open(path) as raw:
+                        im = ImageOps.exif_transpose(raw).convert("RGB")
+                except (OSError, ValueError) as exc:  # a damaged file: say which
+                    raise ValueError(f"{path}: {exc}") from exc
                 if max(im.size) > max_side:  # as the daemon's load_upright(max_side=...)
                     im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
                 for k, corr in enumerate(CORRECTIONS):
@@ -288,14 +291,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", type=Path, default=None,
                    help="cache of the cue table (.npz): read if it exists, else written")
     a = p.parse_args(argv)
+    if not a.model.is_file():
+        raise SystemExit(f"{a.model}: no such model file")
     sidecar = a.model.with_suffix(".json")
     images = [image for folder in (a.val or [VAL]) for image in validation_images(folder)]
     if a.table is not None and a.table.is_file():
         with np.load(a.table) as z:
             table = CueTable(**{k: z[k] for k in CueTable.__dataclass_fields__})
     else:
+        before = sidecar.read_bytes() if sidecar.is_file() else None
         sidecar.write_text(json.dumps({"input_size": a.size, "temperature": 1.0}))
-        table = cue_table(a.model, images, a.draws)
+        try:
+            table = cue_table(a.model, images, a.draws)
+        except BaseException as exc:  # Ctrl-C too: never leave the stub behind
+            if before is None:
+                sidecar.unlink(missing_ok=True)
+            else:
+                sidecar.write_bytes(before)
+            if isinstance(exc, ModelError | OSError | ValueError):
+                raise SystemExit(f"calibration stopped, {sidecar} left as it was: "
+                                 f"{exc}") from None
+            raise
         if a.table is not None:
             np.savez(a.table, **table.__dict__)
     temp = fit_temperature(table.scene_logits[:, 0], table.truth)

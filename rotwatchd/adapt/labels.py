@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS labels (
     added_at REAL NOT NULL,
     dim      INTEGER NOT NULL,
     features BLOB NOT NULL,
-    text     BLOB
+    text     BLOB,
+    model    TEXT
 );
 CREATE INDEX IF NOT EXISTS labels_by_age ON labels (added_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
@@ -73,6 +74,9 @@ class LabelStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA secure_delete=ON")  # dropped labels are zeroed, not left
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(labels)")}
+        if "model" not in columns:  # a store written before labels named their model
+            self._db.execute("ALTER TABLE labels ADD COLUMN model TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -85,9 +89,11 @@ class LabelStore:
         self.close()
 
     def add(self, sha256: str, source: str, features: np.ndarray,
-            text: np.ndarray | None = None, now: float | None = None) -> None:
+            text: np.ndarray | None = None, now: float | None = None,
+            model: str | None = None) -> None:
         """Store (or replace) the label of this content, then drop the oldest rows beyond
-        ``max_labels``. ``features`` (4, F): the upright photo turned 0..3 times."""
+        ``max_labels``. ``features`` (4, F): the upright photo turned 0..3 times; ``model``:
+        the SHA-256 of the scene network that computed them."""
         if source not in SOURCES:
             raise ValueError(f"label source must be one of {SOURCES}, got {source!r}")
         feats = np.asarray(features, dtype=np.float16)
@@ -96,10 +102,11 @@ class LabelStore:
         blob = None if text is None else np.asarray(text, dtype=np.float32).tobytes()
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO labels (sha256, source, added_at, dim, features, text) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO labels "
+                "(sha256, source, added_at, dim, features, text, model) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sha256, source, time.time() if now is None else now, feats.shape[1],
-                 feats.tobytes(), blob))
+                 feats.tobytes(), blob, model))
             self._db.execute(
                 "DELETE FROM labels WHERE sha256 NOT IN "
                 "(SELECT sha256 FROM labels ORDER BY added_at DESC, rowid DESC LIMIT ?)",
@@ -121,14 +128,20 @@ class LabelStore:
             return self._db.execute("SELECT 1 FROM labels WHERE sha256=?",
                                     (sha256,)).fetchone() is not None
 
-    def load(self) -> LabelSet:
-        """Every label, oldest first (memory: ~20 KB a label for F = 1280)."""
+    def load(self, model: str | None = None) -> LabelSet:
+        """Every label, oldest first (memory: ~20 KB a label for F = 1280); with ``model``,
+        only those whose features that scene network computed (features of another network
+        mean nothing to this one's head, even at the same F). Rows of another F than the
+        newest row's are left out too."""
+        query = "SELECT sha256, source, dim, features, text FROM labels"
+        args: tuple[str, ...] = ()
+        if model is not None:
+            query, args = query + " WHERE model = ?", (model,)
         with self._lock:
-            rows = self._db.execute("SELECT sha256, source, dim, features, text FROM labels "
-                                    "ORDER BY added_at, rowid").fetchall()
+            rows = self._db.execute(query + " ORDER BY added_at, rowid", args).fetchall()
         if not rows:
             return LabelSet((), (), np.zeros((0, 4, 0), np.float32), None)
-        dim = int(rows[0][2])
+        dim = int(rows[-1][2])
         rows = [r for r in rows if int(r[2]) == dim]  # a model change leaves old rows behind
         features = np.stack([np.frombuffer(r[3], np.float16).reshape(4, dim) for r in rows])
         text = (np.stack([np.frombuffer(r[4], np.float32).reshape(4, 4) for r in rows])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,8 @@ class Adapter:
         self.store = LabelStore(self.folder, settings.max_labels)
         self._cues_factory = cues or self._default_cues
         self._max_pixels = max_pixels
+        self._closed_counts: dict[str, int] | None = None  # the labels when the store closed
+        self._digest: tuple[Path | None, str | None] | None = None
         self._refit_unusable_head()
 
     def _refit_unusable_head(self) -> None:
@@ -121,7 +124,25 @@ class Adapter:
         return LabelCues(self.model.path, 1)
 
     def close(self) -> None:
+        """Close the label store; :meth:`status` then reports the labels it last held (the
+        daemon publishes a final status after its listeners stopped)."""
+        if self._closed_counts is None:
+            with contextlib.suppress(sqlite3.Error):
+                self._closed_counts = self.store.counts()
         self.store.close()
+
+    def model_digest(self) -> str | None:
+        """SHA-256 of the configured scene model (computed once per path), None when it
+        cannot be read."""
+        from rotwatchd.model.personal import model_digest
+
+        if self._digest is None or self._digest[0] != self.model.path:
+            try:
+                digest: str | None = model_digest(self.model.path)
+            except OSError:
+                digest = None
+            self._digest = (self.model.path, digest)
+        return self._digest[1]
 
     # -- collecting ------------------------------------------------------------------------
     def pending(self, limit: int = 1000) -> int:
@@ -153,7 +174,8 @@ class Adapter:
                     else:
                         cues = cues or self._cues_factory()
                         features, text = cues(image)
-                        self.store.add(record.sha256, record.source or "exif", features, text)
+                        self.store.add(record.sha256, record.source or "exif", features, text,
+                                       model=self.model_digest())
                         self.store.put("added", self.store.get("added") + 1)
                         added += 1
                 self.store.put("cursor", record.finished_at or 0.0)
@@ -178,7 +200,7 @@ class Adapter:
         meta = ModelMeta.for_model(model_path_or_default(self.model.path))
         shipped = shipped_head(self.model.path, meta.temperature)
         settings = FitSettings(strength=self.settings.strength, folds=self.settings.folds)
-        labels = self.store.load()
+        labels = self.store.load(self.model_digest())  # not those of an earlier network
         added = self.store.get("added")
         result = adapt(labels, shipped, meta, settings, cancelled)
         if result.verdict.reason.startswith("interrupted"):
@@ -206,18 +228,31 @@ class Adapter:
 
     def status(self) -> dict[str, Any]:
         """The ``adapt`` object of status.json (plain JSON types)."""
-        return adapt_status(self.folder.parent, self.settings.enabled, self.store.counts())
+        counts = self._closed_counts if self._closed_counts is not None else self.store.counts()
+        return adapt_status(self.folder.parent, self.settings.enabled, counts,
+                            self.model_digest())
 
 
-def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int]) -> dict[str, Any]:
+def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
+                 model_digest: str | None = None) -> dict[str, Any]:
     """Whether a personal head is in use and the figures it was accepted with, the last fit's
-    verdict, and the labels collected."""
+    verdict, and the labels collected. With ``model_digest`` (the configured scene model's
+    SHA-256), a head fitted for another model is reported as not in use (``not_used`` says
+    why), as the daemon then lets the shipped head decide."""
     from rotwatchd.model.personal import read_personal
 
     folder = adapt_dir(state_dir)
     personal = read_personal(folder / HEAD_NAME)
+    if (personal is not None and model_digest is not None
+            and personal.model_digest != model_digest):
+        personal = None
+        not_used = "fitted for another scene model"
+    else:
+        not_used = None
     out: dict[str, Any] = {"enabled": enabled, "labels": labels,
                            "personal_head": personal is not None}
+    if not_used is not None:
+        out["not_used"] = not_used
     if personal is not None:
         out["in_use"] = personal.figures
     with contextlib.suppress(OSError, ValueError):

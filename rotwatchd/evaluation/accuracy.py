@@ -115,14 +115,24 @@ def upright_images(folder: Path) -> list[tuple[str, Path]]:
 
 def run_cases(classifier: OrientationClassifier, images: list[tuple[str, Path]], fmt: str,
               quality: tuple[int, int], max_side: int, seed: int = 0,
-              root: Path | None = None) -> list[Case]:
-    """Classify every image turned 4 ways and re-saved; ``root`` names cases relative to it."""
+              root: Path | None = None,
+              skipped: list[tuple[Path, str]] | None = None) -> list[Case]:
+    """Classify every image turned 4 ways and re-saved; ``root`` names cases relative to it.
+
+    An image that cannot be decoded raises OSError or ValueError, unless ``skipped`` is given:
+    then it is left out and ``(path, reason)`` appended there."""
     rng = random.Random(seed)
     cases = []
     for group, path in images:
         name = str(path.relative_to(root)) if root is not None else path.name
-        with Image.open(path) as raw:
-            im = ImageOps.exif_transpose(raw).convert("RGB")
+        try:
+            with Image.open(path) as raw:
+                im = ImageOps.exif_transpose(raw).convert("RGB")
+        except (OSError, ValueError) as exc:
+            if skipped is None:
+                raise
+            skipped.append((path, str(exc) or type(exc).__name__))
+            continue
         if max(im.size) > max_side:  # like the daemon's load_upright(max_side=...)
             im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         for truth in CORRECTIONS:
@@ -260,10 +270,17 @@ def main(argv: list[str]) -> int:
     except ModelError as exc:
         print(f"rotwatchd eval: {exc}", file=sys.stderr)
         return 1
+    skipped: list[tuple[Path, str]] = []
     try:
-        cases = run_cases(clf, images, a.format, a.quality, a.max_side, root=a.folder)
+        cases = run_cases(clf, images, a.format, a.quality, a.max_side, root=a.folder,
+                          skipped=skipped)
     finally:
         clf.close()
+    for path, reason in skipped:
+        print(f"rotwatchd eval: skipped {path}: cannot be decoded ({reason})", file=sys.stderr)
+    if not cases:
+        print(f"rotwatchd eval: no readable images in {a.folder}", file=sys.stderr)
+        return 2
     threshold = a.threshold
     if threshold is None:
         threshold = getattr(clf, "min_confidence", None)

@@ -266,11 +266,15 @@ def load_personal(model_path: Path | None, threads: int, personal: PersonalHead,
                   runtime: Runtime = LITERT) -> PersonalClassifier:
     """Every cue, as ``litert-adaptive``, with ``personal``'s scene head.
 
-    Raises ModelError when the head was fitted for another scene model, or as the backend."""
+    Raises ModelError when the head was fitted for another scene model or its weights are not
+    of the scene model's shape, or as the backend."""
     if personal.model_digest != model_digest(model_path):
         raise ModelError("the personal head was fitted for another scene model")
     scene = FeatureScene(model_path, threads, runtime=runtime)
     shipped = shipped_head(model_path, scene.meta.temperature)
+    if personal.head.weight.shape != shipped.weight.shape:
+        raise ModelError(f"the personal head's weights are {personal.head.weight.shape}, "
+                         f"the scene model's {shipped.weight.shape}")
     return PersonalClassifier(scene, personal, shipped,
                               faces=_faces_for(model_path, threads, runtime),
                               text=_text_for(model_path, threads, runtime))
@@ -293,24 +297,37 @@ def personal_bytes(personal: PersonalHead) -> bytes:
 
 
 def read_personal(path: Path) -> PersonalHead | None:
-    """The personal head stored at ``path``, or None when there is none, it is unreadable, or
-    it was saved without a support (before the support gate existed: it must not decide
-    ungated). The shipped head is used then, until the next fit writes a gated head."""
+    """The personal head stored at ``path``, or None when there is none, it is unreadable
+    (truncated, corrupt, not an ``.npz`` of :func:`personal_bytes`' shapes), or it was saved
+    without a support (before the support gate existed: it must not decide ungated). The
+    shipped head is used then, until the next fit writes a gated head. Never raises."""
+    import io
     import json
+    import zipfile
+    import zlib
 
     try:
-        with np.load(path) as data:
+        raw = path.read_bytes()  # np.load of a damaged file would leave its handle open
+        with np.load(io.BytesIO(raw)) as data:
             meta = json.loads(bytes(data["meta"]).decode())
             head = Head(data["weight"].astype(np.float32), data["bias"].astype(np.float64))
             centroids = data["centroids"].astype(np.float32)
             radius = float(data["radius"])
-    except (OSError, KeyError, ValueError):
+        threshold = float(meta["threshold"])
+        shipped_threshold = float(meta["shipped_threshold"])
+        digest = str(meta["model_digest"])
+        figures = dict(meta.get("figures", {}))
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, IndexError, EOFError,
+            zipfile.BadZipFile, zlib.error):
+        # np.load of a truncated or empty file raises BadZipFile or EOFError, a bare .npy
+        # gives an array (no context manager), meta of another shape TypeError/KeyError
+        return None
+    if head.weight.ndim != 2 or head.bias.shape != (head.weight.shape[0],):
         return None
     if centroids.ndim != 2 or centroids.shape[1] != head.weight.shape[1] or not len(centroids):
         return None
-    return PersonalHead(head, float(meta["threshold"]), float(meta["shipped_threshold"]),
-                        str(meta["model_digest"]), Support(centroids, radius),
-                        dict(meta.get("figures", {})))
+    return PersonalHead(head, threshold, shipped_threshold, digest, Support(centroids, radius),
+                        figures)
 
 
 class LabelCues:

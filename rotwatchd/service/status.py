@@ -196,6 +196,9 @@ def _adapt_lines(adapt: Any) -> list[str]:
             lines.append(f"  it decides only photos like its labels: {support.get('centroids')}"
                          f" centroids, {support.get('held_out_inside', 0):.1%} of held-out "
                          "photos inside")
+    elif adapt.get("not_used"):
+        lines.append(f"  personal head: not used ({adapt.get('not_used')}; the shipped head "
+                     "decides)")
     else:
         lines.append("  personal head: none in use (the shipped head decides)")
     last = adapt.get("last_fit")

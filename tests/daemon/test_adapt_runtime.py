@@ -242,3 +242,59 @@ def test_a_head_saved_without_a_support_is_never_used_and_is_refitted(
     assert again.status()["personal_head"] is False
     assert again.new_labels() == 3  # every label counts as new: refitted at the next idle
     again.close()
+
+
+def test_the_final_status_of_a_stopped_daemon_still_shows_the_adaptation(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """The label store closes when the daemon stops; the status published after that still
+    counts the labels (it said "Cannot operate on a closed database" and `status` dropped the
+    adaptation lines)."""
+    from rotwatchd.service.status import read_status
+
+    config = fast_config(tmp_path)
+    _accepted_head(config.state_dir)
+    daemon, _ = daemon_factory(config, start=False)
+    runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
+    runtime.worker.adapter.store.add("a" * 64, "human", np.ones((4, 1280)))
+    daemon.start()
+    daemon.stop()
+    document = read_status(config.state_dir)
+    assert document is not None and document["running"] is False
+    assert document["adapt"]["labels"] == {"exif": 0, "human": 1}
+    assert document["adapt"]["personal_head"] is True
+    assert "adaptation: on, labels exif 0, human 1" in format_status(document)
+
+
+def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -> None:
+    from rotwatchd.service.journal import Journal
+
+    _accepted_head(tmp_path / "state", digest="0" * 64)
+    with Journal(tmp_path / "state") as journal:
+        adapter = Adapter(tmp_path / "state", journal, SETTINGS, ModelConfig())
+        try:
+            document = adapter.status()
+        finally:
+            adapter.close()
+    assert document["personal_head"] is False
+    assert document["not_used"] == "fitted for another scene model"
+    text = format_status({"adapt": document})
+    assert "personal head: not used (fitted for another scene model; the shipped head " \
+           "decides)" in text
+    assert "personal head in use" not in text
+
+
+def test_labels_collected_by_an_earlier_network_are_not_fitted_on(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """After an upgrade the store still holds labels whose features the earlier scene
+    network computed: the head is fitted on this network's labels only."""
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 3)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    try:
+        for i in range(40):
+            adapter.store.add(f"{i:064d}", "exif", np.ones((4, 1280)), model="0" * 64)
+        assert adapter.collect() == 3
+        assert len(adapter.store.load(model_digest(None))) == 3
+        result = adapter.fit()
+        assert result.verdict.reason == "not fitted: only 3 labelled photos (need 30)"
+    finally:
+        adapter.close()

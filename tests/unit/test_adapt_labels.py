@@ -67,3 +67,27 @@ def test_a_label_must_be_four_turns_of_one_photo_from_a_known_source(tmp_path: P
             store.add("c" * 64, "model", _features(1))
         with pytest.raises(ValueError, match=r"\(4, F\)"):
             store.add("c" * 64, "exif", np.zeros((3, 16)))
+
+
+def test_labels_of_another_scene_network_are_not_loaded_for_this_one(tmp_path: Path) -> None:
+    """A new release's network computes other features at the same F: labels stored by the
+    earlier one (tagged with its digest, or untagged in a store written before labels named
+    their model) are left out of what this network's head is fitted on."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / LABELS_NAME) as db:  # the earlier schema, one row
+        db.execute("CREATE TABLE labels (sha256 TEXT PRIMARY KEY, source TEXT NOT NULL, "
+                   "added_at REAL NOT NULL, dim INTEGER NOT NULL, features BLOB NOT NULL, "
+                   "text BLOB)")
+        db.execute("INSERT INTO labels VALUES (?, 'exif', 1.0, 16, ?, NULL)",
+                   ("0" * 64, _features(0).astype(np.float16).tobytes()))
+    db.close()
+    with LabelStore(tmp_path) as store:
+        store.add("a" * 64, "exif", _features(1), now=2.0, model="old")
+        store.add("b" * 64, "human", _features(2), now=3.0, model="new")
+        store.add("c" * 64, "exif", _features(3, 32), now=4.0, model="new")
+        assert store.load("new").sha256 == ("c" * 64,)  # the newest F, this network's rows
+        assert store.load("old").sha256 == ("a" * 64,)
+        assert len(store.load("other")) == 0
+        assert store.load().sha256 == ("c" * 64,)  # untagged: every row of the newest F
+        assert store.count() == 4

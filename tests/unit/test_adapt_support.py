@@ -30,6 +30,7 @@ from rotwatchd.adapt.fit import (
 )
 from rotwatchd.adapt.labels import LabelSet
 from rotwatchd.evaluation.accuracy import Case, upright_images
+from rotwatchd.model.base import ModelError
 from rotwatchd.model.fusion import load_adaptive
 from rotwatchd.model.personal import (
     Head,
@@ -167,6 +168,48 @@ def test_a_head_saved_without_a_support_reads_as_no_head(tmp_path: Path) -> None
                  "threshold": 0.3, "shipped_threshold": THRESHOLD,
                  "model_digest": model_digest(None)}).encode(), dtype=np.uint8))
     assert read_personal(path) is None  # an empty support is no support either
+
+
+def test_a_damaged_head_file_reads_as_no_head(kinds: dict[str, LabelSet],
+                                              tmp_path: Path) -> None:
+    """Truncated, bit-flipped, empty, a bare array, or meta of another shape: None, never an
+    exception (the daemon, ``status`` and ``adapt`` read it at start)."""
+    support, _ = _support(kinds["photos"])
+    good = personal_bytes(PersonalHead(SHIPPED, 0.9, THRESHOLD, model_digest(None), support))
+    path = tmp_path / "personal-head.npz"
+    path.write_bytes(good)
+    assert read_personal(path) is not None
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    bare = io.BytesIO()
+    np.save(bare, np.zeros(3))
+    damaged = {"half": good[: len(good) // 2], "tail cut": good[:-10], "empty": b"",
+               "bit flipped": bytes(flipped), "bare .npy": bare.getvalue()}
+    for meta in ({"shipped_threshold": 0.9, "model_digest": "d"}, [1, 2],
+                 {"threshold": "x", "shipped_threshold": 0.9, "model_digest": "d"},
+                 {"threshold": 0.9, "shipped_threshold": 0.9, "model_digest": "d",
+                  "figures": [1]}):
+        buf = io.BytesIO()
+        np.savez(buf, weight=SHIPPED.weight, bias=SHIPPED.bias, centroids=support.centroids,
+                 radius=support.radius,
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        damaged[f"meta {meta}"] = buf.getvalue()
+    buf = io.BytesIO()
+    np.savez(buf, weight=SHIPPED.weight[0], bias=SHIPPED.bias, centroids=support.centroids,
+             radius=support.radius, meta=np.frombuffer(json.dumps({
+                 "threshold": 0.9, "shipped_threshold": 0.9, "model_digest": "d"}).encode(),
+                 dtype=np.uint8))
+    damaged["1-d weight"] = buf.getvalue()
+    for what, data in damaged.items():
+        path.write_bytes(data)
+        assert read_personal(path) is None, what
+
+
+def test_a_head_of_another_shape_is_refused_by_the_classifier() -> None:
+    odd = PersonalHead(Head(np.zeros((4, 10), np.float32), np.zeros(4)), 0.9, THRESHOLD,
+                       model_digest(None), Support(np.ones((1, 10), np.float32), 0.5))
+    with pytest.raises(ModelError, match="weights"):
+        load_personal(None, 1, odd)
 
 
 def _cases(right: int, wrong: int, confidence: float, name: str) -> list[Case]:

@@ -64,6 +64,23 @@ def test_eval_command_on_a_real_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert "kphotoalbum" in text and "documents" in text
 
 
+def test_eval_skips_an_image_it_cannot_decode_with_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged photo in the user's folder is named and left out, not a traceback."""
+    (tmp_path / "documents").mkdir()
+    good = sorted((FIXTURES / "documents").glob("*.jpg"))[0]
+    shutil.copy(good, tmp_path / "documents" / good.name)
+    (tmp_path / "documents" / "cut.jpg").write_bytes(good.read_bytes()[:500])
+    assert evaluate.main([str(tmp_path), "--json", "--backend", "litert-scene"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["cases"] == 4
+    assert captured.err.count("\n") == 1
+    assert f"skipped {tmp_path / 'documents' / 'cut.jpg'}: cannot be decoded" in captured.err
+    (tmp_path / "documents" / good.name).unlink()
+    assert evaluate.main([str(tmp_path), "--backend", "litert-scene"]) == 2
+    assert "no readable images" in capsys.readouterr().err
+
+
 def test_eval_rows_per_kind_and_the_worst_images_by_name() -> None:
     cases = [Case("people", t, t, 0.99, "people/a.jpg") for t in (0, 90, 180, 270)]
     cases += [Case("documents", 0, 180, 0.97, "documents/b.jpg"),

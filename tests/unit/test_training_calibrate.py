@@ -67,3 +67,23 @@ def test_a_validation_folder_without_images_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no validation images"):
         calibrate.main([str(model), "--val", str(first), "--val", str(tmp_path / "missing")])
     assert not model.with_suffix(".json").exists()
+
+
+def test_a_failed_calibration_leaves_the_sidecar_as_it_was(tmp_path: Path) -> None:
+    """The scene network is run with a stub sidecar while the table is built; a damaged
+    validation image (or a missing model) must not leave that stub in place of the shipped
+    calibration, and says what went wrong in one line."""
+    model = _models(tmp_path / "models")
+    shipped = (default_model_dir() / MODEL_FILE).with_suffix(".json").read_bytes()
+    model.with_suffix(".json").write_bytes(shipped)
+    photos = sorted((FIXTURES_DIR / "orientation" / "gcompris-qt-data").glob("*.jpg"))[:1]
+    val = _kind_folder(tmp_path / "val", "photos", photos)
+    damaged = val / "photos" / "zz-damaged.jpg"
+    damaged.write_bytes(photos[0].read_bytes()[:300])
+    with pytest.raises(SystemExit, match="left as it was: .*zz-damaged.jpg"):
+        calibrate.main([str(model), "--val", str(val), "--draws", "1"])
+    assert model.with_suffix(".json").read_bytes() == shipped
+    missing = model.with_name("missing.tflite")
+    with pytest.raises(SystemExit, match="missing.tflite: no such model file"):
+        calibrate.main([str(missing), "--val", str(val), "--draws", "1"])
+    assert not missing.with_suffix(".json").exists()
