@@ -31,7 +31,7 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Carry out ``rotwatchd adapt``; returns the exit status."""
-    from rotwatchd.adapt.runtime import Adapter
+    from rotwatchd.adapt.runtime import HEAD_NAME, Adapter, adapt_dir
     from rotwatchd.service.journal import Journal  # here: building the command line never needs it
 
     with Journal(config.state_dir) as journal:
@@ -52,6 +52,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
             adapter.close()
     figures = {"collected": collected, "labels": counts, "fit_cpu_s": round(result.seconds, 2),
                **result.verdict.figures()}
+    # a rejected fit leaves a head accepted earlier where it was: say so, or exit 1 reads as
+    # "no personal head"
+    earlier = not result.verdict.accepted and (adapt_dir(config.state_dir) / HEAD_NAME).is_file()
+    if earlier:
+        figures["earlier_head_kept"] = True
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
@@ -71,6 +76,9 @@ def _report(f: dict[str, Any]) -> str:
                          f"  wrong among decided {o['wrong_among_decided']:5.1%}"
                          f"  at threshold {o['threshold']:g}")
     lines.append("personal head " + f["reason"])
+    if f.get("earlier_head_kept"):
+        lines.append("the personal head fitted before stays where it was (`rotwatchd status` "
+                     "says whether it decides); `rotwatchd adapt --forget` removes it")
     return "\n".join(lines)
 
 

@@ -201,6 +201,22 @@ def test_adapt_forget_deletes_the_labels_and_the_head(
     assert "personal head not fitted: no labels to learn from" in capsys.readouterr().out
 
 
+def test_a_rejected_fit_says_an_earlier_head_stays(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "inbox").mkdir()
+    cfg = tmp_path / "rotwatchd.yaml"
+    cfg.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n")
+    state = tmp_path / "state"
+    _accepted_head(state)
+    assert main(["adapt", "-c", str(cfg)]) == 1  # this fit: nothing to learn from
+    out = capsys.readouterr().out
+    assert "personal head not fitted: no labels to learn from" in out
+    assert "the personal head fitted before stays where it was" in out
+    assert (adapt_dir(state) / HEAD_NAME).is_file()
+    assert main(["adapt", "-c", str(cfg), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["earlier_head_kept"] is True
+
+
 def _head_without_support(state_dir: Path) -> None:
     """A head file as written before the support gate: weights, bias and meta only."""
     meta = ModelMeta.for_model(model_path_or_default(None))
