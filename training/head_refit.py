@@ -36,6 +36,7 @@ from PIL import Image, ImageOps
 from rotwatchd.adapt.fit import at_threshold, best_operating, cascade_cases, fit_head
 from rotwatchd.adapt.labels import LabelSet
 from rotwatchd.evaluation.accuracy import upright_images
+from rotwatchd.formats.image import load_upright
 from rotwatchd.model.personal import Head, LabelCues, model_path_or_default, shipped_head
 from rotwatchd.model.sidecar import ModelMeta
 from rotwatchd.service.processor import MODEL_INPUT_SIDE
@@ -47,21 +48,8 @@ Loader = Callable[[], Image.Image]
 CAPS = {"document": 400, "stamp": 300}
 
 
-def _rgb(im: Image.Image) -> Image.Image:
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("RGBA", "LA", "P"):
-        im = im.convert("RGBA")
-        flat = Image.new("RGB", im.size, (255, 255, 255))
-        flat.paste(im, mask=im.split()[3])
-        return flat
-    return im.convert("RGB")
-
-
 def _file(path: Path) -> Loader:
-    def load() -> Image.Image:
-        with Image.open(path) as im:
-            return _rgb(im)
-    return load
+    return lambda: load_upright(path)  # the daemon's reader: EXIF orientation, alpha on white
 
 
 def manifest_pool(manifest: Path) -> list[tuple[str, Loader]]:
@@ -85,7 +73,8 @@ def clothing_pool(repo: Path, count: int) -> list[tuple[str, Loader]]:
     random.Random(5).shuffle(rest)  # the adaptation benchmark's order: it takes the first 900
 
     def loader(name: str) -> Loader:
-        return lambda: _rgb(Image.open(io.BytesIO(_git(repo, "show", f"{CLOTHING_COMMIT}:{name}"))))
+        return lambda: ImageOps.exif_transpose(Image.open(io.BytesIO(
+            _git(repo, "show", f"{CLOTHING_COMMIT}:{name}")))).convert("RGB")
     return [(n, loader(n)) for n in rest[900:900 + count]]
 
 
