@@ -182,13 +182,18 @@ def test_status_shows_the_head_in_use_and_its_figures(
            "inside" in text
 
 
-def test_adapt_forget_deletes_the_labels_and_the_head(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _config_with_a_head(tmp_path: Path) -> tuple[Path, Path]:
+    """(config file, state folder) of a setup whose state holds an accepted personal head."""
     (tmp_path / "inbox").mkdir()
     cfg = tmp_path / "rotwatchd.yaml"
     cfg.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n")
-    state = tmp_path / "state"
-    _accepted_head(state)
+    _accepted_head(tmp_path / "state")
+    return cfg, tmp_path / "state"
+
+
+def test_adapt_forget_deletes_the_labels_and_the_head(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, state = _config_with_a_head(tmp_path)
     from rotwatchd.adapt.labels import LabelStore
     with LabelStore(adapt_dir(state)) as store:
         store.add("a" * 64, "exif", np.ones((4, 1280)))
@@ -203,11 +208,7 @@ def test_adapt_forget_deletes_the_labels_and_the_head(
 
 def test_a_rejected_fit_says_an_earlier_head_stays(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "inbox").mkdir()
-    cfg = tmp_path / "rotwatchd.yaml"
-    cfg.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n")
-    state = tmp_path / "state"
-    _accepted_head(state)
+    cfg, state = _config_with_a_head(tmp_path)
     assert main(["adapt", "-c", str(cfg)]) == 1  # this fit: nothing to learn from
     out = capsys.readouterr().out
     assert "personal head not fitted: no labels to learn from" in out
