@@ -174,3 +174,16 @@ def fast_config(tmp_path: Path, **overrides: Any) -> Config:
             value = {"unfinished_wait": 0, **value}
         raw[key] = value
     return config_from_data(raw, base=tmp_path, source="test.yaml")
+
+
+def stored_upright(path: Path) -> Image.Image:
+    """A fixture photo as the daemon stores an EXIF-decided one before it learns from it: at
+    most 384 px, re-saved as JPEG q90 (what on-device adaptation's label collector reads)."""
+    import io
+
+    with Image.open(path) as raw:
+        im = raw.convert("RGB")
+    im.thumbnail((384, 384))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return Image.open(io.BytesIO(buf.getvalue()))

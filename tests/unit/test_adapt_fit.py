@@ -8,16 +8,14 @@ collects.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import stored_upright
 from helpers.paths import FIXTURES_DIR, REPO_ROOT
-from PIL import Image
 
 from rotwatchd.adapt.fit import FitSettings, adapt, cascade_cases, fit_head, judge
 from rotwatchd.adapt.labels import LabelSet
@@ -37,21 +35,12 @@ SHIPPED = shipped_head(None, META.temperature)
 SETTINGS = FitSettings(min_photos=10, target_risk=0.05, margin=1.0)
 
 
-def _stored(path: Path) -> Image.Image:
-    with Image.open(path) as raw:
-        im = raw.convert("RGB")
-    im.thumbnail((384, 384))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=90)
-    return Image.open(io.BytesIO(buf.getvalue()))
-
-
 @pytest.fixture(scope="module")
 def labels() -> LabelSet:
     cues = LabelCues(None, 1)
     shas, feats, texts = [], [], []
     for _group, path in upright_images(FIXTURES):
-        features, text = cues(_stored(path))
+        features, text = cues(stored_upright(path))
         shas.append(hashlib.sha256(path.read_bytes()).hexdigest())
         feats.append(features)
         texts.append(text)

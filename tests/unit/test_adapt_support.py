@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import stored_upright
 from helpers.paths import FIXTURES_DIR
 from PIL import Image
 
@@ -54,15 +55,6 @@ UNSURE = "kphotoalbum-00018.jpg"
 SETTINGS = FitSettings(min_photos=10, target_risk=0.05, margin=1.0)  # as test_adapt_fit.py
 
 
-def _stored(path: Path) -> Image.Image:
-    with Image.open(path) as raw:
-        im = raw.convert("RGB")
-    im.thumbnail((384, 384))
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=90)
-    return Image.open(io.BytesIO(buf.getvalue()))
-
-
 @pytest.fixture(scope="module")
 def kinds() -> dict[str, LabelSet]:
     """``photos`` (without the unsure one) and ``documents``, as label sets."""
@@ -73,7 +65,7 @@ def kinds() -> dict[str, LabelSet]:
         if path.name == UNSURE:
             continue
         shas, feats, texts = found["documents" if group == "documents" else "photos"]
-        features, text = cues(_stored(path))
+        features, text = cues(stored_upright(path))
         shas.append(hashlib.sha256(path.read_bytes()).hexdigest())
         feats.append(features)
         texts.append(text)
