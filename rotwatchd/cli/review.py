@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rotwatchd.config import Config
-from rotwatchd.service.decision import ORIENTATION_FOR_CORRECTION
+from rotwatchd.service.decision import ORIENTATION_FOR_CORRECTION, confidence_text
 from rotwatchd.service.status import one_line
 
 if TYPE_CHECKING:  # imported by run(): building the command line (every command) never needs
@@ -87,7 +87,7 @@ def _print_items(items: list[ReviewItem], as_json: bool) -> None:
     print(f"{'id':>5}  {'guess':>5}  {'conf':>5}  {'waiting':>8}  path")
     now = time.time()
     for item in items:
-        confidence = "-" if item.confidence is None else f"{item.confidence:.2f}"
+        confidence = "-" if item.confidence is None else confidence_text(item.confidence)
         print(f"{item.id:>5}  {_guess(item):>5}  {confidence:>5}  "
               f"{_age(now - item.arrived_at):>8}  {one_line(item.path)}")
 

@@ -23,7 +23,7 @@ from rotwatchd.output.filing import copy_into
 from rotwatchd.output.inboxfile import is_ignored
 from rotwatchd.output.lossless_jpeg import find_jpegtran
 from rotwatchd.output.writer import write_corrected
-from rotwatchd.service.decision import Decision, Facts, decide
+from rotwatchd.service.decision import Decision, Facts, confidence_text, decide
 from rotwatchd.service.processor import Examined, ModelSource, examine, review_threshold
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Assessment:
             return f"{self.path}: ERROR {self.problem}"
         if d.correction is None:
             return f"{self.path}: {d.action} ({d.reason})"
-        confidence = f"{d.confidence:.2f}" if d.confidence is not None else "?"
+        confidence = confidence_text(d.confidence) if d.confidence is not None else "?"
         mirror = (f" then mirror left-right (EXIF orientation {d.exif_orientation})"
                   if d.mirror else "")
         return (f"{self.path}: {d.action} correction {d.correction}{mirror} "

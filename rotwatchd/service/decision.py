@@ -16,8 +16,8 @@ Rules, in order:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Final, Literal
 
 if TYPE_CHECKING:  # the model package is imported only where a model runs
@@ -122,7 +122,7 @@ def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
         raise ValueError("the model must be asked before deciding this file")
     if prediction.confidence < min_confidence:
         return Decision(
-            "review", f"confidence {_floor3(prediction.confidence):.3f} < {min_confidence:g}",
+            "review", f"confidence {confidence_text(prediction.confidence)} < {min_confidence:g}",
             source="model", correction=prediction.correction, confidence=prediction.confidence,
         )
     action: Action = "keep" if prediction.correction == 0 else "rotate"
@@ -133,6 +133,9 @@ def decide(facts: Facts, *, min_confidence: float, max_pixels: int) -> Decision:
     )
 
 
-def _floor3(confidence: float) -> float:
-    """Rounded down, so a confidence just under the threshold never prints as equal to it."""
-    return math.floor(confidence * 1000) / 1000
+def confidence_text(confidence: float) -> str:
+    """``confidence`` (a probability, 0..1) as printed to people: three decimals rounded
+    *down* (0.9199 -> ``"0.919"``), so a confidence under a review threshold of up to three
+    decimals never reads as equal to or above it. Rounded from the shortest decimal form of
+    the float, so 0.29 prints as ``"0.290"``, never ``"0.289"``."""
+    return str(Decimal(repr(float(confidence))).quantize(Decimal("0.001"), rounding=ROUND_FLOOR))

@@ -40,7 +40,7 @@ from rotwatchd.output.atomic import UnsafeFolder
 from rotwatchd.output.filing import CannotMove, dispose_original, relative_to_inbox
 from rotwatchd.output.inboxfile import InboxFile, Replaced, open_inbox_file
 from rotwatchd.output.writer import write_corrected
-from rotwatchd.service.decision import ORIENTATION_FOR_CORRECTION
+from rotwatchd.service.decision import ORIENTATION_FOR_CORRECTION, confidence_text
 from rotwatchd.service.journal import Journal, ReviewItem
 
 __all__ = ["CORRECTIONS", "AlreadySettled", "CannotSettle", "ReviewItem", "ReviewQueue",
@@ -143,7 +143,7 @@ class ReviewQueue:
             with self._open_source(item) as source:
                 output, note = self._write(item, inbox, source, correction)
                 guess = "no guess" if item.guess is None else \
-                    f"model guessed {item.guess} deg at {item.confidence or 0:.2f}"
+                    f"model guessed {item.guess} deg at {confidence_text(item.confidence or 0)}"
                 detail = f"a person said {correction} deg ({guess}), {note}"
                 if not self.journal.settle_review(item.id, correction, str(output), detail):
                     raise AlreadySettled(self.item(item_id))

@@ -249,7 +249,7 @@ def test_check_reports_the_mirror(tmp_path: Path, orientation: int,
     assert main(["check", str(photo)]) == 0
     assert capsys.readouterr().out.strip() == (
         f"{photo}: rotate correction {correction} then mirror left-right "
-        f"(EXIF orientation {orientation}) (confidence 1.00, exif)")
+        f"(EXIF orientation {orientation}) (confidence 1.000, exif)")
 
 
 def test_check_reports_a_mirror_stated_by_the_heif_container(

@@ -14,6 +14,7 @@ from PIL import Image
 
 from rotwatchd.cli.main import main
 from rotwatchd.config import load_config
+from rotwatchd.service.journal import Journal
 
 CONFIG = """\
 inboxes:
@@ -135,3 +136,21 @@ def test_a_hostile_file_name_is_listed_on_one_line_without_its_control_character
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2 and "\x1b" not in out
     assert lines[1].endswith("evil\\nline\\x1b[31mRED.jpg")
+
+
+def test_a_confidence_under_the_threshold_never_reads_as_reaching_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """At a threshold of 0.92, a photo sent to review at 0.9199 lists as 0.919, not 0.92."""
+    config_file = tmp_path / "rotwatchd.yaml"
+    config_file.write_text(CONFIG.replace("min_confidence: 1.0", "min_confidence: 0.92"))
+    (tmp_path / "inbox").mkdir()
+    config = load_config(config_file)
+    photo = make_photo(tmp_path / "inbox" / "near.jpg", correction=90)
+    with Journal(config.state_dir) as journal:
+        journal.add_review(str(photo), "0" * 64, review_copy=str(tmp_path / "r.jpg"),
+                           inbox=str(tmp_path / "inbox"), guess=90, confidence=0.9199,
+                           probabilities=(0.03, 0.9199, 0.03, 0.0201),
+                           reason="confidence 0.919 < 0.92")
+    code, out, _ = _run(capsys, "review", "list", "-c", str(config_file))
+    assert code == 0
+    assert out.splitlines()[1].split()[:3] == ["1", "90", "0.919"]

@@ -74,7 +74,7 @@ def test_check_plain_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     tagged = make_photo(tmp_path / "t.jpg", exif_orientation=3)
     assert main(["check", str(tagged)]) == 0
     assert capsys.readouterr().out.strip() == \
-        f"{tagged}: rotate correction 180 (confidence 1.00, exif)"
+        f"{tagged}: rotate correction 180 (confidence 1.000, exif)"
 
 
 def test_fix_writes_upright_copies_with_progress(tmp_path: Path,

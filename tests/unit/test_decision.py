@@ -8,6 +8,7 @@ from rotwatchd.model.base import Prediction
 from rotwatchd.service.decision import (
     ORIENTATION_FOR_CORRECTION,
     Facts,
+    confidence_text,
     decide,
     needs_model,
     trusted_exif,
@@ -83,3 +84,12 @@ def test_a_person_s_answer_is_applied_without_the_model() -> None:
     broken = decide(Facts(problem="corrupt", human_correction=90), min_confidence=0.99,
                     max_pixels=1000)
     assert broken.action == "quarantine"
+
+
+@pytest.mark.parametrize(("confidence", "text"), [
+    (0.9199, "0.919"), (0.917, "0.917"), (0.92, "0.920"), (0.29, "0.290"), (0.57, "0.570"),
+    (0.99999, "0.999"), (1.0, "1.000"), (0.0, "0.000")])
+def test_confidence_text_rounds_down_to_three_decimals(confidence: float, text: str) -> None:
+    """Below a threshold of up to three decimals never prints as reaching it (0.9199 is not
+    "0.92"), and a value exactly at one is not printed under it either (0.29 is "0.290")."""
+    assert confidence_text(confidence) == text
