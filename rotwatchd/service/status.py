@@ -186,16 +186,14 @@ def _adapt_lines(adapt: Any) -> list[str]:
              + ", ".join(f"{k} {v}" for k, v in labels.items())]
     used = adapt.get("in_use")
     if adapt.get("personal_head") and isinstance(used, dict):
-        shipped, personal = used.get("shipped") or {}, used.get("personal") or {}
-        lines.append(f"  personal head in use: on {used.get('labels_held_out')} held-out "
-                     f"photos x 4, decided correctly {shipped.get('decided_correct', 0):.1%} "
-                     f"(shipped) -> {personal.get('decided_correct', 0):.1%}, wrong among "
-                     f"decided {personal.get('wrong_among_decided', 0):.1%}")
+        lines.append("  personal head in use" + _head_figures(used))
         support = used.get("support")
-        if isinstance(support, dict):
-            lines.append(f"  it decides only photos like its labels: {support.get('centroids')}"
-                         f" centroids, {support.get('held_out_inside', 0):.1%} of held-out "
-                         "photos inside")
+        if isinstance(support, dict) and _is_number(support.get("centroids")):
+            inside = support.get("held_out_inside")
+            share = (f", {inside:.1%} of held-out photos inside" if _is_number(inside)
+                     else "")
+            lines.append(f"  it decides only photos like its labels: {support['centroids']}"
+                         f" centroids{share}")
     elif adapt.get("not_used"):
         lines.append(f"  personal head: not used ({adapt.get('not_used')}; the shipped head "
                      "decides)")
@@ -205,3 +203,26 @@ def _adapt_lines(adapt: Any) -> list[str]:
     if isinstance(last, dict) and not last.get("accepted"):
         lines.append(f"  last fit kept aside: {last.get('reason')}")
     return lines
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _head_figures(used: dict[str, Any]) -> str:
+    """What the guardrail measured when it accepted the head in use, as far as its figures
+    tell (a head whose figures lack a count or a share says nothing about it)."""
+    parts = []
+    held_out = used.get("labels_held_out")
+    if _is_number(held_out):
+        parts.append(f"on {held_out} held-out photos x 4")
+    shipped, personal = used.get("shipped"), used.get("personal")
+    if (isinstance(shipped, dict) and isinstance(personal, dict)
+            and _is_number(shipped.get("decided_correct"))
+            and _is_number(personal.get("decided_correct"))):
+        parts.append(f"decided correctly {shipped['decided_correct']:.1%} (shipped) -> "
+                     f"{personal['decided_correct']:.1%}")
+        if _is_number(personal.get("wrong_among_decided")):
+            parts.append(f"wrong among decided {personal['wrong_among_decided']:.1%}")
+    return ": " + ", ".join(parts) if parts else " (the figures it was accepted with are " \
+        "not recorded)"

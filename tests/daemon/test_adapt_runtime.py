@@ -119,17 +119,20 @@ def test_a_file_arriving_stops_the_collection_before_the_next_photo(
     adapter.close()
 
 
-def _accepted_head(state_dir: Path, digest: str | None = None) -> None:
+HEAD_FIGURES = {"accepted": True, "labels_held_out": 40,
+                "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
+                "personal": {"decided_correct": 0.5, "wrong_among_decided": 0.005},
+                "support": {"centroids": 60, "held_out_inside": 0.99}}
+
+
+def _accepted_head(state_dir: Path, digest: str | None = None,
+                   figures: dict[str, Any] | None = None) -> None:
     meta = ModelMeta.for_model(model_path_or_default(None))
     # radius 1: every picture inside (the features are non-negative: cosine distance <= 1)
     everywhere = Support(np.ones((1, 1280), np.float32) / np.sqrt(1280), 1.0)
     personal = PersonalHead(shipped_head(None, meta.temperature), 0.9,
                             meta.threshold("cascade"), digest or model_digest(None), everywhere,
-                            {"accepted": True, "labels_held_out": 40,
-                             "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
-                             "personal": {"decided_correct": 0.5,
-                                          "wrong_among_decided": 0.005},
-                             "support": {"centroids": 60, "held_out_inside": 0.99}})
+                            HEAD_FIGURES if figures is None else figures)
     adapt_dir(state_dir).mkdir(parents=True, exist_ok=True)
     (adapt_dir(state_dir) / HEAD_NAME).write_bytes(personal_bytes(personal))
 
@@ -180,6 +183,28 @@ def test_status_shows_the_head_in_use_and_its_figures(
            "(shipped) -> 50.0%" in text
     assert "it decides only photos like its labels: 60 centroids, 99.0% of held-out photos " \
            "inside" in text
+
+
+@pytest.mark.parametrize(("figures", "line"), [
+    ({"accepted": True}, "personal head in use (the figures it was accepted with are not "
+                         "recorded)"),
+    ({k: v for k, v in HEAD_FIGURES.items() if k != "labels_held_out"},
+     "personal head in use: decided correctly 20.0% (shipped) -> 50.0%, wrong among "
+     "decided 0.5%"),
+])
+def test_status_says_nothing_of_figures_a_head_does_not_carry(
+        daemon_factory: Callable[..., Any], tmp_path: Path, figures: dict[str, Any],
+        line: str) -> None:
+    """A head whose figures lack the held-out count never reads "on None held-out photos"."""
+    config = fast_config(tmp_path)
+    _accepted_head(config.state_dir, figures=figures)
+    daemon, _ = daemon_factory(config, start=False)
+    runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
+    document = daemon.snapshot()
+    runtime.close()
+    text = format_status({**document, "running": True})
+    assert "  " + line in text.splitlines()
+    assert "None" not in text
 
 
 def _config_with_a_head(tmp_path: Path) -> tuple[Path, Path]:
