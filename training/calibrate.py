@@ -6,7 +6,9 @@
 indoor, street, landscape, food and objects, documents, screenshots, old photos), or a flat
 folder with a ``MANIFEST.json`` list of ``{"file", "kind"}`` rows; files listed in
 ``models/validation-excluded.txt`` (mislabelled: stored turned although listed as upright)
-are skipped; several ``--val`` sets are pooled into one. Never the test sources. Each image is
+are skipped; several ``--val`` sets are pooled into one (under 200 images in all, one warning
+line on stderr says a 1 % risk target means little there; calibration still runs). Never the
+test sources. Each image is
 scaled to the daemon's model input side, turned 4 ways and JPEG re-saved ``--draws`` times at
 random quality 75-95, exactly as ``rotwatchd eval`` does; on each decoded case the scene
 network runs on the 4 turns, the text network on the 4 turns of its crop, the face cue once
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,9 @@ WEIGHT_GRID = (0.5, 0.75, 1.0, 1.25)
 TEXT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 SURE_GRID = (None, 1.0, 1.5)  # text weight past the gate (None: no gate)
 TEXT_GATE = 0.9  # fixed beforehand, not searched: "the text network is sure of itself"
+#: Fewer pooled validation images than this draw a warning: a 1 % risk target is then a
+#: handful of wrong decisions, and one image more or less moves the thresholds.
+FEW_IMAGES = 200
 
 
 def _text_pairs(table: CueTable) -> list[tuple[float, float | None]]:
@@ -92,6 +98,16 @@ def validation_images(folder: Path) -> list[tuple[str, Path]]:
     if not images:
         raise SystemExit(f"{folder}: no validation images there")
     return images
+
+
+def few_images_warning(images: int, target_risk: float) -> str | None:
+    """One warning line when ``images`` (the pooled validation set's upright images) are
+    fewer than FEW_IMAGES, else None."""
+    if images >= FEW_IMAGES:
+        return None
+    return (f"warning: only {images} validation images (fewer than {FEW_IMAGES}): a "
+            f"{target_risk:.0%} risk target means little on so few, the thresholds "
+            "written are not to be trusted")
 
 
 @dataclass
@@ -295,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{a.model}: no such model file")
     sidecar = a.model.with_suffix(".json")
     images = [image for folder in (a.val or [VAL]) for image in validation_images(folder)]
+    warning = few_images_warning(len(images), a.target_risk)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     if a.table is not None and a.table.is_file():
         with np.load(a.table) as z:
             table = CueTable(**{k: z[k] for k in CueTable.__dataclass_fields__})

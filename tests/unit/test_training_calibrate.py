@@ -34,7 +34,8 @@ def _kind_folder(folder: Path, kind: str, sources: list[Path]) -> Path:
     return folder
 
 
-def test_calibration_writes_a_sidecar_the_runtime_loads(tmp_path: Path) -> None:
+def test_calibration_writes_a_sidecar_the_runtime_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _models(tmp_path / "models")
     photos = sorted((FIXTURES_DIR / "orientation" / "gcompris-qt-data").glob("*.jpg"))[:4]
     pages = sorted((FIXTURES_DIR / "orientation" / "documents").glob("*.jpg"))[:3]
@@ -46,6 +47,10 @@ def test_calibration_writes_a_sidecar_the_runtime_loads(tmp_path: Path) -> None:
     assert calibrate.main([str(model), "--val", str(first), "--val", str(second),
                            "--draws", "1", "--table", str(table)]) == 0
 
+    # a handful of images: said once, on one line, and calibration still runs to the end
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: only 8 validation images (fewer than 200): a 1% risk target means little "
+        "on so few, the thresholds written are not to be trusted"]
     written = json.loads(model.with_suffix(".json").read_text())
     assert written["calibrated_on"].startswith(
         "realistic validation sets: 8 upright images of 2 kinds")
@@ -57,6 +62,12 @@ def test_calibration_writes_a_sidecar_the_runtime_loads(tmp_path: Path) -> None:
     assert meta.temperature > 0
     for mode in ("single", "tta", "cascade"):
         assert 0.0 < meta.threshold(mode) <= 1.0
+
+
+def test_only_a_pooled_set_under_200_images_is_warned_of() -> None:
+    assert calibrate.few_images_warning(199, 0.01) is not None
+    assert calibrate.few_images_warning(200, 0.01) is None
+    assert "a 2% risk target" in (calibrate.few_images_warning(50, 0.02) or "")
 
 
 def test_a_validation_folder_without_images_is_refused(tmp_path: Path) -> None:
