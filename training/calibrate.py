@@ -8,9 +8,9 @@ folder with a ``MANIFEST.json`` list of ``{"file", "kind"}`` rows; files listed 
 ``models/validation-excluded.txt`` (mislabelled: stored turned although listed as upright)
 are skipped; several ``--val`` sets are pooled into one (under 200 images in all, one warning
 line on stderr says a 1 % risk target means little there; calibration still runs). Never the
-test sources. Each image is
-scaled to the daemon's model input side, turned 4 ways and JPEG re-saved ``--draws`` times at
-random quality 75-95, exactly as ``rotwatchd eval`` does; on each decoded case the scene
+test sources. Each image is scaled to the daemon's model input side, turned 4 ways and JPEG
+re-saved ``--draws`` times at random quality 75-95, exactly as ``rotwatchd eval`` does; on each
+decoded case the scene
 network runs on the 4 turns, the text network on the 4 turns of its crop, the face cue once
 (``cue_table``). From that one table:
 
