@@ -10,9 +10,8 @@ are skipped; several ``--val`` sets are pooled into one (under 200 images in all
 line on stderr says a 1 % risk target means little there; calibration still runs). Never the
 test sources. Each image is scaled to the daemon's model input side, turned 4 ways and JPEG
 re-saved ``--draws`` times at random quality 75-95, exactly as ``rotwatchd eval`` does; on each
-decoded case the scene
-network runs on the 4 turns, the text network on the 4 turns of its crop, the face cue once
-(``cue_table``). From that one table:
+decoded case the scene network runs on the 4 turns, the text network on the 4 turns of its
+crop, the face cue once (``cue_table``). From that one table:
 
 1. the softmax temperature of the scene network (minimum negative log-likelihood, one pass);
 2. the fusion weights (``fusion.fuse``: exponents of the scene and text probabilities, and the
