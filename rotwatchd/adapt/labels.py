@@ -4,7 +4,13 @@ One row per labelled photo (its content's SHA-256, primary key): the scene netwo
 features of the upright photo turned 0, 1, 2 and 3 times (float16, 4 x F), the text network's
 probabilities for the same four turns when the text cue is installed, where the label came from
 (``exif``: a valid EXIF Orientation decided the photo; ``human``: a person's answer in the
-review queue) and when it was added. Never the picture, never copied elsewhere.
+review queue), when it was added and which scene network computed the features (its model
+file's SHA-256). Never the picture, never copied elsewhere.
+
+After a model upgrade the rows of the earlier network are of no use to the new one: they are
+counted apart (:meth:`LabelStore.counts` with ``model``, :meth:`LabelStore.stale_count`) and
+listed for re-collecting (:meth:`LabelStore.stale`); a row whose photo cannot be read again is
+marked as tried for that network (:meth:`LabelStore.mark_tried`), so it is listed only once.
 
 Bounded: at most ``max_labels`` rows, the oldest dropped first. :meth:`LabelStore.forget`
 deletes every row (and VACUUMs, so the bytes leave the file) and moves the collection cursor to
@@ -34,7 +40,8 @@ CREATE TABLE IF NOT EXISTS labels (
     dim      INTEGER NOT NULL,
     features BLOB NOT NULL,
     text     BLOB,
-    model    TEXT
+    model    TEXT,
+    tried    TEXT
 );
 CREATE INDEX IF NOT EXISTS labels_by_age ON labels (added_at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
@@ -77,6 +84,8 @@ class LabelStore:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(labels)")}
         if "model" not in columns:  # a store written before labels named their model
             self._db.execute("ALTER TABLE labels ADD COLUMN model TEXT")
+        if "tried" not in columns:  # ... or were re-collected after a model upgrade
+            self._db.execute("ALTER TABLE labels ADD COLUMN tried TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -93,7 +102,9 @@ class LabelStore:
             model: str | None = None) -> None:
         """Store (or replace) the label of this content, then drop the oldest rows beyond
         ``max_labels``. ``features`` (4, F): the upright photo turned 0..3 times; ``model``:
-        the SHA-256 of the scene network that computed them."""
+        the SHA-256 of the scene network that computed them; ``now``: when it was added (Unix
+        seconds; re-collecting keeps a label's age). Raises ValueError (unknown source,
+        features not 4 x F)."""
         if source not in SOURCES:
             raise ValueError(f"label source must be one of {SOURCES}, got {source!r}")
         feats = np.asarray(features, dtype=np.float16)
@@ -116,12 +127,40 @@ class LabelStore:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM labels").fetchone()[0])
 
-    def counts(self) -> dict[str, int]:
-        """Labels per source (every source present, zeros included)."""
+    def counts(self, model: str | None = None) -> dict[str, int]:
+        """Labels per source (every source present, zeros included); with ``model``, only
+        those whose features that scene network computed (those :meth:`load` returns)."""
+        query = "SELECT source, count(*) FROM labels"
+        args: tuple[str, ...] = ()
+        if model is not None:
+            query, args = query + " WHERE model = ?", (model,)
         with self._lock:
-            found = dict(self._db.execute(
-                "SELECT source, count(*) FROM labels GROUP BY source").fetchall())
+            found = dict(self._db.execute(query + " GROUP BY source", args).fetchall())
         return {source: int(found.get(source, 0)) for source in SOURCES}
+
+    def stale_count(self, model: str) -> int:
+        """Labels whose features another scene network than ``model`` computed (or an
+        unnamed one: rows stored before labels named their model)."""
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT count(*) FROM labels WHERE model IS NULL OR model != ?",
+                (model,)).fetchone()[0])
+
+    def stale(self, model: str, limit: int) -> list[tuple[str, str, float]]:
+        """Up to ``limit`` labels of another network than ``model`` not yet tried again
+        with it (:meth:`mark_tried`), oldest first: (sha256, source, added_at)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sha256, source, added_at FROM labels WHERE (model IS NULL OR "
+                "model != ?) AND (tried IS NULL OR tried != ?) ORDER BY added_at, rowid "
+                "LIMIT ?", (model, model, limit)).fetchall()
+        return [(str(r[0]), str(r[1]), float(r[2])) for r in rows]
+
+    def mark_tried(self, sha256: str, model: str) -> None:
+        """This label's photo could not be read again for ``model``: leave the row as it is
+        (an earlier network's features, for a return to it) and list it no more."""
+        with self._lock:
+            self._db.execute("UPDATE labels SET tried=? WHERE sha256=?", (model, sha256))
 
     def has(self, sha256: str) -> bool:
         with self._lock:

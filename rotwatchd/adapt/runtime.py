@@ -7,6 +7,11 @@
   photos skip the model when they are processed, so this costs 8 network passes (~0.1 s) a
   photo, paid only here: while the daemon is asleep, one photo at a time, stopping at once
   when a file arrives (the cursor remembers where it was).
+* **After a model upgrade.** Labels whose features an earlier scene network computed are of no
+  use to the new one: status counts them apart, the fit leaves them out, and collecting
+  computes them again with the current network from the same upright output, when the journal
+  still names it, it lies inside a configured inbox or output folder and it has not changed
+  since it was written; a label whose photo is gone stays as it was and is tried only once.
 * **When** (:func:`next_step`, pure): only while the SleepController has the daemon asleep and
   for at least ``adapt.after_idle``; first collect what is pending, then, with at least
   ``adapt.min_labels`` labels added since the last fit, fit (``rotwatchd/adapt/fit.py``; asked to
@@ -23,16 +28,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotwatchd.adapt.fit import Adapted, FitSettings, adapt
 from rotwatchd.adapt.labels import LabelStore
-from rotwatchd.config import AdaptConfig, ModelConfig
+from rotwatchd.config import AdaptConfig, Config, ModelConfig
 from rotwatchd.formats.image import DEFAULT_MAX_PIXELS, load_upright
 from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.model.base import ModelError, OrientationClassifier
@@ -44,6 +51,8 @@ from rotwatchd.service.processor import MODEL_INPUT_SIDE
 from rotwatchd.threads.stoppable import StoppableThread
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from rotwatchd.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
@@ -74,6 +83,11 @@ def adapt_dir(state_dir: Path) -> Path:
     return state_dir / ADAPT_DIR
 
 
+def label_folders(config: Config) -> tuple[Path, ...]:
+    """The folders whose files adaptation may read again: every inbox and its output."""
+    return tuple(folder for inbox in config.inboxes for folder in (inbox.path, inbox.output))
+
+
 def next_step(now: float, asleep_since: float | None, settings: AdaptConfig, pending: int,
               new_labels: int) -> tuple[str | None, float | None]:
     """What adaptation does now: ``("collect" | "fit" | None, wait)``; ``wait`` is how many
@@ -92,19 +106,23 @@ def next_step(now: float, asleep_since: float | None, settings: AdaptConfig, pen
 
 class Adapter:
     """Collects labels and fits the personal head for one ``state_dir`` (no thread here:
-    :class:`AdaptWorker` or ``rotwatchd adapt`` call it)."""
+    :class:`AdaptWorker` or ``rotwatchd adapt`` call it). ``folders`` (``label_folders``):
+    where the photos of labels an earlier scene network computed may be read again; with none,
+    such labels are never re-collected."""
 
     def __init__(self, state_dir: Path, journal: Journal, settings: AdaptConfig,
                  model: ModelConfig, *, cues: Callable[[], Cues] | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, folders: Sequence[Path] = ()) -> None:
         self.folder = adapt_dir(state_dir)
         self.journal = journal
         self.settings = settings
         self.model = model
+        self.folders = tuple(folders)
         self.store = LabelStore(self.folder, settings.max_labels)
         self._cues_factory = cues or self._default_cues
         self._max_pixels = max_pixels
-        self._closed_counts: dict[str, int] | None = None  # the labels when the store closed
+        # the labels when the store closed: this network's, and how many of earlier ones
+        self._closed_counts: tuple[dict[str, int], int] | None = None
         self._digest: tuple[Path | None, str | None] | None = None
         self._refit_unusable_head()
 
@@ -128,8 +146,16 @@ class Adapter:
         daemon publishes a final status after its listeners stopped)."""
         if self._closed_counts is None:
             with contextlib.suppress(sqlite3.Error):
-                self._closed_counts = self.store.counts()
+                self._closed_counts = self._label_counts()
         self.store.close()
+
+    def _label_counts(self) -> tuple[dict[str, int], int]:
+        """Labels per source that the configured scene network can use, and how many more
+        an earlier network computed."""
+        digest = self.model_digest()
+        if digest is None:
+            return self.store.counts(), 0
+        return self.store.counts(digest), self.store.stale_count(digest)
 
     def model_digest(self) -> str | None:
         """SHA-256 of the configured scene model (computed once per path), None when it
@@ -146,25 +172,29 @@ class Adapter:
 
     # -- collecting ------------------------------------------------------------------------
     def pending(self, limit: int = 1000) -> int:
-        """Exactly labelled files not collected yet (counted up to ``limit``)."""
-        return len(self.journal.labelled_after(self.store.get("cursor"), limit))
+        """Exactly labelled files not collected yet, then labels of an earlier scene network
+        not yet tried again with this one (counted up to ``limit``)."""
+        found = len(self.journal.labelled_after(self.store.get("cursor"), limit))
+        digest = self.model_digest()
+        if found < limit and self.folders and digest is not None:
+            found += len(self.store.stale(digest, limit - found))
+        return found
 
     def new_labels(self) -> int:
         """Labels added since the last fit."""
         return int(self.store.get("added") - self.store.get("added_at_fit"))
 
     def collect(self, limit: int = 100, cancelled: Callable[[], bool] = lambda: False) -> int:
-        """Store the features of up to ``limit`` pending files; returns how many were added.
+        """Store the features of up to ``limit`` pending files, then re-collect labels of an
+        earlier scene network with this one (:meth:`pending`); returns how many were added.
         Stops before the next photo once ``cancelled()``."""
         records = self.journal.labelled_after(self.store.get("cursor"), limit)
-        if not records:
-            return 0
         added = 0
         cues: Cues | None = None
         try:
             for record in records:
                 if cancelled():
-                    break
+                    return added
                 if not self.store.has(record.sha256) and record.output is not None:
                     try:
                         image = load_upright(Path(record.output), MODEL_INPUT_SIDE,
@@ -179,10 +209,47 @@ class Adapter:
                         self.store.put("added", self.store.get("added") + 1)
                         added += 1
                 self.store.put("cursor", record.finished_at or 0.0)
+            digest = self.model_digest()
+            if not self.folders or digest is None or len(records) >= limit:
+                return added
+            for sha256, source, added_at in self.store.stale(digest, limit - len(records)):
+                if cancelled():
+                    return added
+                again = self._read_again(sha256)
+                if again is None:
+                    self.store.mark_tried(sha256, digest)
+                    continue
+                cues = cues or self._cues_factory()
+                features, text = cues(again)
+                self.store.add(sha256, source, features, text, now=added_at, model=digest)
+                self.store.put("added", self.store.get("added") + 1)
+                added += 1
         finally:
             if cues is not None:
                 cues.close()
         return added
+
+    def _read_again(self, sha256: str) -> Image.Image | None:
+        """The upright output of this labelled content, read at the model's input size, or
+        None: the journal names none, it lies outside ``folders`` (symbolic links resolved),
+        is itself a symbolic link, changed since it was written, or cannot be read."""
+        record = self.journal.labelled_output(sha256)
+        if record is None or record.output is None or record.finished_at is None:
+            return None
+        path = Path(record.output)
+        try:
+            inside = any(path.resolve().is_relative_to(folder.resolve())
+                         for folder in self.folders)
+            if not inside or stat.S_ISLNK(os.lstat(path).st_mode):
+                log.debug("adapt: %s not read again: outside the configured folders", path)
+                return None
+            if path.stat().st_mtime > record.finished_at:
+                log.debug("adapt: %s not read again: changed since it was written", path)
+                return None
+            return load_upright(path, MODEL_INPUT_SIDE, max_pixels=self._max_pixels)
+        except (ImageProblem, UnsupportedFormat, OSError, RuntimeError) as exc:
+            log.debug("adapt: %s not read again: %s", path, exc)
+            return None
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, cancelled: Callable[[], bool] | None = None) -> Adapted:
@@ -208,7 +275,7 @@ class Adapter:
             return result
         self.store.put("added_at_fit", added)
         figures = {**result.verdict.figures(), "fitted_at": time.time(),
-                   "labels": self.store.counts(), "fit_cpu_s": round(result.seconds, 2)}
+                   "labels": self._label_counts()[0], "fit_cpu_s": round(result.seconds, 2)}
         if result.verdict.accepted and result.head is not None and result.support is not None:
             personal = PersonalHead(result.head, result.threshold, meta.threshold("cascade"),
                                     model_digest(self.model.path), result.support, figures)
@@ -228,15 +295,18 @@ class Adapter:
 
     def status(self) -> dict[str, Any]:
         """The ``adapt`` object of status.json (plain JSON types)."""
-        counts = self._closed_counts if self._closed_counts is not None else self.store.counts()
+        counts, earlier = (self._closed_counts if self._closed_counts is not None
+                           else self._label_counts())
         return adapt_status(self.folder.parent, self.settings.enabled, counts,
-                            self.model_digest())
+                            self.model_digest(), earlier_labels=earlier)
 
 
 def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
-                 model_digest: str | None = None) -> dict[str, Any]:
+                 model_digest: str | None = None, *, earlier_labels: int = 0) -> dict[str, Any]:
     """Whether a personal head is in use and the figures it was accepted with, the last fit's
-    verdict, and the labels collected. With ``model_digest`` (the configured scene model's
+    verdict, and the labels collected (``labels``: those the configured scene network can use,
+    per source; ``earlier_labels``: how many more an earlier network computed, reported as
+    ``labels_earlier_network`` when any). With ``model_digest`` (the configured scene model's
     SHA-256), a head fitted for another model is reported as not in use (``not_used`` says
     why), as the daemon then lets the shipped head decide."""
     from rotwatchd.model.personal import read_personal
@@ -251,6 +321,8 @@ def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
         not_used = None
     out: dict[str, Any] = {"enabled": enabled, "labels": labels,
                            "personal_head": personal is not None}
+    if earlier_labels:
+        out["labels_earlier_network"] = earlier_labels
     if not_used is not None:
         out["not_used"] = not_used
     if personal is not None:
@@ -374,7 +446,7 @@ class AdaptRuntime(Lifecycle):
         cfg = daemon.config
         daemon.classifier_factory = personal_factory(cfg.state_dir, daemon.classifier_factory)
         adapter = Adapter(cfg.state_dir, daemon.journal, cfg.adapt, cfg.model,
-                          max_pixels=cfg.limits.max_pixels)
+                          max_pixels=cfg.limits.max_pixels, folders=label_folders(cfg))
 
         head = adapter.folder / HEAD_NAME
         seen = [_stamp(head)]
@@ -411,4 +483,5 @@ class AdaptRuntime(Lifecycle):
         if error is None:
             adapter = self.worker.adapter
             adapter.settings, adapter.model = self._daemon.config.adapt, self._daemon.config.model
+            adapter.folders = label_folders(self._daemon.config)
             adapter.store.max_labels = adapter.settings.max_labels

@@ -31,12 +31,12 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Carry out ``rotwatchd adapt``; returns the exit status."""
-    from rotwatchd.adapt.runtime import HEAD_NAME, Adapter, adapt_dir
+    from rotwatchd.adapt.runtime import HEAD_NAME, Adapter, adapt_dir, label_folders
     from rotwatchd.service.journal import Journal  # here: building the command line never needs it
 
     with Journal(config.state_dir) as journal:
         adapter = Adapter(config.state_dir, journal, config.adapt, config.model,
-                          max_pixels=config.limits.max_pixels)
+                          max_pixels=config.limits.max_pixels, folders=label_folders(config))
         try:
             if args.forget:
                 deleted = adapter.forget()
@@ -46,12 +46,16 @@ def run(args: argparse.Namespace, config: Config) -> int:
             collected = 0
             while adapter.pending(1):
                 collected += adapter.collect(200)
-            counts = adapter.store.counts()
+            digest = adapter.model_digest()
+            counts = adapter.store.counts(digest)
+            old_labels = 0 if digest is None else adapter.store.stale_count(digest)
             result = adapter.fit()
         finally:
             adapter.close()
     figures = {"collected": collected, "labels": counts, "fit_cpu_s": round(result.seconds, 2),
                **result.verdict.figures()}
+    if old_labels:
+        figures["labels_earlier_network"] = old_labels
     # a rejected fit leaves a head accepted earlier where it was: say so, or exit 1 reads as
     # "no personal head"
     earlier = not result.verdict.accepted and (adapt_dir(config.state_dir) / HEAD_NAME).is_file()
@@ -64,11 +68,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK if result.verdict.accepted else EXIT_FAIL
 
 
+def _earlier(f: dict[str, Any]) -> str:
+    n = f.get("labels_earlier_network")
+    return f"; {n} more of an earlier scene network, not used" if n else ""
+
+
 def _report(f: dict[str, Any]) -> str:
     labels = f["labels"]
     lines = [f"labels: {labels['exif']} from EXIF, {labels['human']} from review answers "
-             f"({f['collected']} collected now); trained on {f['labels_trained']}, judged on "
-             f"{f['labels_held_out']} held out (x 4 turns); fit {f['fit_cpu_s']} s CPU"]
+             f"({f['collected']} collected now{_earlier(f)}); trained on "
+             f"{f['labels_trained']}, judged on {f['labels_held_out']} held out (x 4 turns); "
+             f"fit {f['fit_cpu_s']} s CPU"]
     for name in ("shipped", "personal"):
         if name in f:
             o = f[name]

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_path ON files (path);
 CREATE INDEX IF NOT EXISTS files_by_outcome ON files (outcome, finished_at);
+CREATE INDEX IF NOT EXISTS files_by_hash ON files (sha256);
 CREATE TABLE IF NOT EXISTS reviews (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     path        TEXT NOT NULL,
@@ -413,6 +414,16 @@ class Journal:
                 "SELECT answer FROM reviews WHERE sha256=? AND answer IS NOT NULL "
                 "ORDER BY settled_at DESC LIMIT 1", (sha256,)).fetchone()
         return None if row is None else int(row[0])
+
+    def labelled_output(self, sha256: str) -> Record | None:
+        """The latest file of this content (SHA-256) whose correction is known exactly (as
+        :meth:`labelled_after`), with its upright output; None when there is none."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE sha256=? AND outcome='done' AND "
+                "source IN ('exif','human') AND output IS NOT NULL "
+                "ORDER BY finished_at DESC LIMIT 1", (sha256,)).fetchone()
+        return None if row is None else _record(row)
 
     def labelled_after(self, after: float, limit: int) -> list[Record]:
         """Up to ``limit`` files finished after ``after`` (Unix seconds) whose correction is

@@ -182,8 +182,11 @@ def _adapt_lines(adapt: Any) -> list[str]:
     if not isinstance(adapt, dict) or "labels" not in adapt:
         return []
     labels = adapt.get("labels") or {}
+    earlier = adapt.get("labels_earlier_network")
+    held = (f" ({earlier} more computed by an earlier scene network: not used, computed again "
+            "while idle where the photo is still there)" if _is_number(earlier) else "")
     lines = [f"adaptation: {'on' if adapt.get('enabled') else 'off'}, labels "
-             + ", ".join(f"{k} {v}" for k, v in labels.items())]
+             + ", ".join(f"{k} {v}" for k, v in labels.items()) + held]
     used = adapt.get("in_use")
     if adapt.get("personal_head") and isinstance(used, dict):
         lines.append("  personal head in use" + _head_figures(used))

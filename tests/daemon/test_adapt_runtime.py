@@ -20,6 +20,7 @@ from rotwatchd.adapt.runtime import (
     AdaptRuntime,
     AdaptWorker,
     adapt_dir,
+    label_folders,
     next_step,
     personal_factory,
 )
@@ -297,7 +298,8 @@ def test_the_final_status_of_a_stopped_daemon_still_shows_the_adaptation(
     _accepted_head(config.state_dir)
     daemon, _ = daemon_factory(config, start=False)
     runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
-    runtime.worker.adapter.store.add("a" * 64, "human", np.ones((4, 1280)))
+    runtime.worker.adapter.store.add("a" * 64, "human", np.ones((4, 1280)),
+                                     model=model_digest(None))
     daemon.start()
     daemon.stop()
     document = read_status(config.state_dir)
@@ -338,5 +340,73 @@ def test_labels_collected_by_an_earlier_network_are_not_fitted_on(
         assert len(adapter.store.load(model_digest(None))) == 3
         result = adapter.fit()
         assert result.verdict.reason == "not fitted: only 3 labelled photos (need 30)"
+    finally:
+        adapter.close()
+
+
+def _as_if_an_earlier_network(adapter: Adapter) -> dict[str, np.ndarray]:
+    """Collect now, then store every label again as an earlier network would have: other
+    features, another digest. Returns this network's features by SHA-256."""
+    adapter.collect()
+    current = adapter.store.load(model_digest(None))
+    for sha256, source in zip(current.sha256, current.source, strict=True):
+        adapter.store.add(sha256, source, np.ones((4, 1280)), model="0" * 64)
+    return dict(zip(current.sha256, current.features, strict=True))
+
+
+def test_after_a_model_upgrade_earlier_labels_are_counted_apart_and_computed_again(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """Labels an earlier scene network computed are not counted as labels; collecting
+    computes them again with this network from the upright outputs still in the outbox, once
+    each: not a photo the journal no longer knows, nor an output changed since it was
+    written."""
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 4)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig(),
+                      folders=label_folders(config))
+    try:
+        first = _as_if_an_earlier_network(adapter)
+        assert len(first) == 4
+        adapter.store.add("9" * 64, "human", np.ones((4, 1280)), model="0" * 64)  # long gone
+        edited = next(r for r in daemon.journal.labelled_after(0.0, 10)
+                      if r.output and r.output.endswith("tagged0.jpg"))
+        make_photo(Path(edited.output or ""), seed=50, size=(160, 120))  # the user's edit
+        status = adapter.status()
+        assert status["labels"] == {"exif": 0, "human": 0}
+        assert status["labels_earlier_network"] == 5
+        assert ("adaptation: on, labels exif 0, human 0 (5 more computed by an earlier scene "
+                "network") in format_status({"adapt": status})
+        added = adapter.new_labels()
+        assert adapter.pending() == 5
+        assert adapter.collect() == 3  # the three outputs as the daemon wrote them
+        assert adapter.pending() == 0  # the two others are tried once, not at every idle
+        assert adapter.new_labels() == added + 3  # a refit follows
+        status = adapter.status()
+        assert status["labels"] == {"exif": 3, "human": 0}
+        assert status["labels_earlier_network"] == 2
+        again = adapter.store.load(model_digest(None))
+        assert edited.sha256 not in again.sha256
+        for sha256, features in zip(again.sha256, again.features, strict=True):
+            assert np.allclose(features, first[sha256], atol=1e-2)  # this network's again
+    finally:
+        adapter.close()
+
+
+def test_earlier_labels_are_never_read_again_outside_the_configured_folders(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 2)
+    unconfigured = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    try:  # no folders given: nothing is read again, nothing is pending for it
+        _as_if_an_earlier_network(unconfigured)
+        assert unconfigured.pending() == 0 and unconfigured.collect() == 0
+        assert unconfigured.status()["labels_earlier_network"] == 2
+    finally:
+        unconfigured.close()
+    inbox_only = (config.inboxes[0].path,)  # the outputs lie in the outbox
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig(),
+                      folders=inbox_only)
+    try:
+        assert adapter.pending() == 2
+        assert adapter.collect() == 0 and adapter.pending() == 0
+        assert adapter.status()["labels_earlier_network"] == 2
     finally:
         adapter.close()

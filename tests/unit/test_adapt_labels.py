@@ -91,3 +91,35 @@ def test_labels_of_another_scene_network_are_not_loaded_for_this_one(tmp_path: P
         assert len(store.load("other")) == 0
         assert store.load().sha256 == ("c" * 64,)  # untagged: every row of the newest F
         assert store.count() == 4
+
+
+def test_labels_of_an_earlier_network_are_counted_apart_and_listed_once(
+        tmp_path: Path) -> None:
+    """After an upgrade: this network's labels per source, the earlier ones (tagged with
+    another digest or untagged) counted and listed oldest first for re-collecting; one whose
+    photo could not be read again is listed no more for this network, but kept as it was."""
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / LABELS_NAME) as db:  # a store of the first schema
+        db.execute("CREATE TABLE labels (sha256 TEXT PRIMARY KEY, source TEXT NOT NULL, "
+                   "added_at REAL NOT NULL, dim INTEGER NOT NULL, features BLOB NOT NULL, "
+                   "text BLOB)")
+        db.execute("INSERT INTO labels VALUES (?, 'exif', 1.0, 16, ?, NULL)",
+                   ("0" * 64, _features(0).astype(np.float16).tobytes()))
+    db.close()
+    with LabelStore(tmp_path) as store:
+        store.add("a" * 64, "human", _features(1), now=2.0, model="old")
+        store.add("b" * 64, "exif", _features(2), now=3.0, model="new")
+        assert store.counts("new") == {"exif": 1, "human": 0}
+        assert store.counts() == {"exif": 2, "human": 1}
+        assert store.stale_count("new") == 2
+        assert store.stale("new", 10) == [("0" * 64, "exif", 1.0), ("a" * 64, "human", 2.0)]
+        assert store.stale("new", 1) == [("0" * 64, "exif", 1.0)]
+        store.mark_tried("0" * 64, "new")
+        assert store.stale("new", 10) == [("a" * 64, "human", 2.0)]
+        assert store.stale_count("new") == 2  # still not this network's: still counted apart
+        assert store.stale("newer", 10)[0][0] == "0" * 64  # tried for "new" only
+        store.add("a" * 64, "human", _features(3), now=2.0, model="new")  # computed again
+        assert store.stale("new", 10) == [] and store.stale_count("new") == 1
+        assert store.counts("new") == {"exif": 1, "human": 1}
+        assert store.load("new").sha256 == ("a" * 64, "b" * 64)  # its age kept: still first
