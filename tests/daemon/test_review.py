@@ -16,6 +16,7 @@ from helpers import MarkerClassifier, fast_config, make_photo, red_edge, wait_un
 from PIL import Image
 
 from rotwatchd.config import Config, InboxConfig
+from rotwatchd.service.decision import confidence_text
 from rotwatchd.service.journal import Journal
 from rotwatchd.service.review import (
     AlreadySettled,
@@ -271,7 +272,8 @@ def test_the_journal_says_who_decided_and_what_the_model_had_guessed(
         record = journal.lookup(item.path, item.sha256)
     assert record is not None and record.detail is not None
     assert record.detail.startswith(
-        f"a person said 270 deg (model guessed 90 deg at {item.confidence:.2f}), ")
+        f"a person said 270 deg (model guessed 90 deg at "
+        f"{confidence_text(item.confidence or 0)}), ")
 
 
 def test_an_image_without_a_guess_is_settled_and_journaled_as_such(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from rotwatchd.config import ensure_dirs
 from rotwatchd.service.classifier_pool import ClassifierPool
+from rotwatchd.service.decision import confidence_text
 from rotwatchd.service.journal import Journal
 from rotwatchd.service.processor import Processor
 from rotwatchd.service.review import CannotSettle, ReviewQueue
@@ -72,7 +73,7 @@ def test_a_reload_s_output_folder_is_used_for_the_next_answer(tmp_path: Path) ->
     assert not (tmp_path / "outbox" / "a.jpg").exists()
     assert item.guess == 90 and item.confidence is not None
     assert record is not None and record.detail == (
-        f"a person said 90 deg (model guessed 90 deg at {item.confidence:.2f}), "
+        f"a person said 90 deg (model guessed 90 deg at {confidence_text(item.confidence)}), "
         f"{settled.note}")
 
 
