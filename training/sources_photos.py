@@ -34,6 +34,10 @@ classifier demo): 3 pets, 3 food and objects, 2 indoor, 3 landscape, 1 street. B
 ``microsoft/Cognitive-Face-Windows`` (MIT) and the Android "dogglers" codelab (Apache-2.0)
 were dropped: ``--check`` found their photos near-copied in the realistic test and
 validation sets (the same pictures ship in other repositories).
+Also looked at and left out: ``cristeaioan/ffml_dataset`` (MIT, 1,278 food photos, but cut
+out onto white and mostly seen from above: little cue to "up"), ``weaviate/recipes`` (no
+licence), ``ml5js/ml5-library`` (its own non-standard licence), ``open-mmlab/mmagic``
+(COCO, ImageNet-derived and alpha-matting test images).
 
 ``--check`` refuses any repository of the realistic validation and test manifests, of the
 second validation set, of the reserved list (:func:`training.realistic_test.is_reserved`) or
