@@ -69,19 +69,24 @@ def test_a_label_must_be_four_turns_of_one_photo_from_a_known_source(tmp_path: P
             store.add("c" * 64, "exif", np.zeros((3, 16)))
 
 
-def test_labels_of_another_scene_network_are_not_loaded_for_this_one(tmp_path: Path) -> None:
-    """A new release's network computes other features at the same F: labels stored by the
-    earlier one (tagged with its digest, or untagged in a store written before labels named
-    their model) are left out of what this network's head is fitted on."""
+def _first_schema_store(folder: Path) -> None:
+    """A label store as the first schema wrote it (no model column), with one untagged row."""
     import sqlite3
 
-    with sqlite3.connect(tmp_path / LABELS_NAME) as db:  # the earlier schema, one row
+    with sqlite3.connect(folder / LABELS_NAME) as db:
         db.execute("CREATE TABLE labels (sha256 TEXT PRIMARY KEY, source TEXT NOT NULL, "
                    "added_at REAL NOT NULL, dim INTEGER NOT NULL, features BLOB NOT NULL, "
                    "text BLOB)")
         db.execute("INSERT INTO labels VALUES (?, 'exif', 1.0, 16, ?, NULL)",
                    ("0" * 64, _features(0).astype(np.float16).tobytes()))
     db.close()
+
+
+def test_labels_of_another_scene_network_are_not_loaded_for_this_one(tmp_path: Path) -> None:
+    """A new release's network computes other features at the same F: labels stored by the
+    earlier one (tagged with its digest, or untagged in a store written before labels named
+    their model) are left out of what this network's head is fitted on."""
+    _first_schema_store(tmp_path)
     with LabelStore(tmp_path) as store:
         store.add("a" * 64, "exif", _features(1), now=2.0, model="old")
         store.add("b" * 64, "human", _features(2), now=3.0, model="new")
@@ -98,15 +103,7 @@ def test_labels_of_an_earlier_network_are_counted_apart_and_listed_once(
     """After an upgrade: this network's labels per source, the earlier ones (tagged with
     another digest or untagged) counted and listed oldest first for re-collecting; one whose
     photo could not be read again is listed no more for this network, but kept as it was."""
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / LABELS_NAME) as db:  # a store of the first schema
-        db.execute("CREATE TABLE labels (sha256 TEXT PRIMARY KEY, source TEXT NOT NULL, "
-                   "added_at REAL NOT NULL, dim INTEGER NOT NULL, features BLOB NOT NULL, "
-                   "text BLOB)")
-        db.execute("INSERT INTO labels VALUES (?, 'exif', 1.0, 16, ?, NULL)",
-                   ("0" * 64, _features(0).astype(np.float16).tobytes()))
-    db.close()
+    _first_schema_store(tmp_path)
     with LabelStore(tmp_path) as store:
         store.add("a" * 64, "human", _features(1), now=2.0, model="old")
         store.add("b" * 64, "exif", _features(2), now=3.0, model="new")
