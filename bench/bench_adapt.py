@@ -17,6 +17,11 @@ Users (sources kept apart from the realistic validation and test sets):
                students' hands (github ardamavi/Sign-Language-Digits-Dataset
                4b09433e, Dataset/<digit>/*.JPG, Apache-2.0; all 100x100 px but 3 of 3024 px
                whose EXIF Orientation tag is applied); never used in training or evaluation
+  xrays        a clinic's chest X-rays (front views of children, pneumonia or normal): 5,840
+               radiographs of Kermany, Zhang and Goldbaum's set (Mendeley Data
+               10.17632/rscbjbr9sj.2, CC-BY-4.0) as resized to 224x224 grey JPEG in github
+               waliatushar/ai-pneumonia-detection 362d6d1b, dataset/{train,test}/*/*.jpeg (the
+               repository adds no licence of its own); never used in training or evaluation
   documents    the Debian-built dataset's synthetic documents, test and validation splits
   screenshots  games-thumbnails (training split: the network saw these)
   stamps       tuxpaint-stamps-default (training split: the network saw these)
@@ -24,7 +29,7 @@ Users (sources kept apart from the realistic validation and test sets):
 Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared cores):
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_adapt.py \
       --data /path/to/data --clothing /path/to/clothing-dataset.git \
-      --signs /path/to/Sign-Language-Digits-Dataset.git
+      --signs /path/to/Sign-Language-Digits-Dataset.git --xrays /path/to/ai-pneumonia-detection.git
 (``--users signs,screenshots`` runs only those users.)
 ``--personal-thresholds 0.7,0.9,0.99`` also reads each accepted head's judged passes again
 as if its own threshold were each of those (report only: how a floor under the threshold the
@@ -81,6 +86,7 @@ from rotwatchd.service.processor import MODEL_INPUT_SIDE  # noqa: E402
 
 CLOTHING_COMMIT = "7ed86a9c"
 SIGNS_COMMIT = "4b09433e"
+XRAYS_COMMIT = "362d6d1b"
 Loader = Callable[[], Image.Image]
 
 
@@ -128,6 +134,22 @@ def signs(repo: Path) -> list[tuple[str, Loader]]:
 
     def loader(name: str) -> Loader:
         return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{SIGNS_COMMIT}:{name}"))))
+    return [(n, loader(n)) for n in names]
+
+
+def xrays(repo: Path) -> list[tuple[str, Loader]]:
+    """Every chest X-ray (``dataset/<split>/<class>/*.jpeg``, 224x224 grey JPEG) at
+    XRAYS_COMMIT in the bare clone ``repo``, sorted by path; each loader decodes one X-ray as
+    RGB. Raises CalledProcessError where the clone lacks the commit."""
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
+                              capture_output=True).stdout
+
+    names = sorted(n for n in git("ls-tree", "-r", "--name-only", XRAYS_COMMIT, "dataset")
+                   .decode().split("\n") if n.lower().endswith(".jpeg"))
+
+    def loader(name: str) -> Loader:
+        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{XRAYS_COMMIT}:{name}"))))
     return [(n, loader(n)) for n in names]
 
 
@@ -272,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clothing", type=Path, help="bare clone of clothing-dataset")
     parser.add_argument("--signs", type=Path,
                         help="bare clone of ardamavi/Sign-Language-Digits-Dataset")
-    parser.add_argument("--users", default="clothing,signs,documents,screenshots,stamps",
+    parser.add_argument("--xrays", type=Path,
+                        help="bare clone of waliatushar/ai-pneumonia-detection")
+    parser.add_argument("--users", default="clothing,signs,xrays,documents,screenshots,stamps",
                         help="comma-separated users to run (default: all)")
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--judge", type=int, default=150)
@@ -291,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     sources: dict[str, Callable[[], list[tuple[str, Loader]]]] = {
         "clothing": lambda: clothing(args.clothing),
         "signs": lambda: signs(args.signs),
+        "xrays": lambda: xrays(args.xrays),
         "documents": lambda: manifest_source(args.data, "synthetic-documents", ("test", "val")),
         "screenshots": lambda: manifest_source(args.data, "games-thumbnails", ("train",)),
         "stamps": lambda: manifest_source(args.data, "tuxpaint-stamps-default", ("train",)),
