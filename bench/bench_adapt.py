@@ -22,6 +22,12 @@ Users (sources kept apart from the realistic validation and test sets):
                10.17632/rscbjbr9sj.2, CC-BY-4.0) as resized to 224x224 grey JPEG in github
                waliatushar/ai-pneumonia-detection 362d6d1b, dataset/{train,test}/*/*.jpeg (the
                repository adds no licence of its own); never used in training or evaluation
+  knees        an orthopaedic practice's knee X-rays (front views of one knee joint each): 8,260
+               radiographs of Chen's Knee Osteoarthritis Severity Grading Dataset (Mendeley
+               Data 10.17632/56rmx5bjcr.1, CC-BY-4.0; from the Osteoarthritis Initiative) as
+               224x224 grey PNG in github Rohan-145/KneeOA_Analysis 614e752c,
+               {train,val,test}/<grade>/*.png (the repository adds no licence of its own);
+               never used in training or evaluation
   documents    the Debian-built dataset's synthetic documents, test and validation splits
   screenshots  games-thumbnails (training split: the network saw these)
   stamps       tuxpaint-stamps-default (training split: the network saw these)
@@ -29,7 +35,8 @@ Users (sources kept apart from the realistic validation and test sets):
 Reproduce (from the repo root, one core for the fit; ~3-5 min a user on 2 shared cores):
   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python bench/bench_adapt.py \
       --data /path/to/data --clothing /path/to/clothing-dataset.git \
-      --signs /path/to/Sign-Language-Digits-Dataset.git --xrays /path/to/ai-pneumonia-detection.git
+      --signs /path/to/Sign-Language-Digits-Dataset.git \
+      --xrays /path/to/ai-pneumonia-detection.git --knees /path/to/KneeOA_Analysis.git
 (``--users signs,screenshots`` runs only those users.)
 ``--personal-thresholds 0.7,0.9,0.99`` also reads each accepted head's judged passes again
 as if its own threshold were each of those (report only: how a floor under the threshold the
@@ -87,6 +94,7 @@ from rotwatchd.service.processor import MODEL_INPUT_SIDE  # noqa: E402
 CLOTHING_COMMIT = "7ed86a9c"
 SIGNS_COMMIT = "4b09433e"
 XRAYS_COMMIT = "362d6d1b"
+KNEES_COMMIT = "614e752c"
 Loader = Callable[[], Image.Image]
 
 
@@ -150,6 +158,22 @@ def xrays(repo: Path) -> list[tuple[str, Loader]]:
 
     def loader(name: str) -> Loader:
         return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{XRAYS_COMMIT}:{name}"))))
+    return [(n, loader(n)) for n in names]
+
+
+def knees(repo: Path) -> list[tuple[str, Loader]]:
+    """Every knee X-ray (``{train,val,test}/<grade>/*.png``, 224x224 grey PNG) at KNEES_COMMIT
+    in the bare clone ``repo``, sorted by path; each loader decodes one X-ray as RGB. Raises
+    CalledProcessError where the clone lacks the commit."""
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
+                              capture_output=True).stdout
+
+    names = sorted(n for n in git("ls-tree", "-r", "--name-only", KNEES_COMMIT, "train", "val",
+                                  "test").decode().split("\n") if n.lower().endswith(".png"))
+
+    def loader(name: str) -> Loader:
+        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{KNEES_COMMIT}:{name}"))))
     return [(n, loader(n)) for n in names]
 
 
@@ -296,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="bare clone of ardamavi/Sign-Language-Digits-Dataset")
     parser.add_argument("--xrays", type=Path,
                         help="bare clone of waliatushar/ai-pneumonia-detection")
-    parser.add_argument("--users", default="clothing,signs,xrays,documents,screenshots,stamps",
+    parser.add_argument("--knees", type=Path, help="bare clone of Rohan-145/KneeOA_Analysis")
+    parser.add_argument("--users",
+                        default="clothing,signs,xrays,knees,documents,screenshots,stamps",
                         help="comma-separated users to run (default: all)")
     parser.add_argument("--labels", type=int, default=300)
     parser.add_argument("--judge", type=int, default=150)
@@ -316,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "clothing": lambda: clothing(args.clothing),
         "signs": lambda: signs(args.signs),
         "xrays": lambda: xrays(args.xrays),
+        "knees": lambda: knees(args.knees),
         "documents": lambda: manifest_source(args.data, "synthetic-documents", ("test", "val")),
         "screenshots": lambda: manifest_source(args.data, "games-thumbnails", ("train",)),
         "stamps": lambda: manifest_source(args.data, "tuxpaint-stamps-default", ("train",)),
