@@ -6,7 +6,10 @@
   (``rotwatchd/adapt/labels.py``) keeps its features; the photo itself is never copied. EXIF-decided
   photos skip the model when they are processed, so this costs 8 network passes (~0.1 s) a
   photo, paid only here: while the daemon is asleep, one photo at a time, stopping at once
-  when a file arrives (the cursor remembers where it was).
+  when a file arrives (the cursor remembers where it was). Only an output as the daemon
+  wrote it is read: inside a configured inbox or output folder (links resolved), not itself
+  a symbolic link, not changed since it was written (an edited picture may no longer stand
+  the way its label says); any other is passed over.
 * **After a model upgrade.** Labels whose features an earlier scene network computed are of no
   use to the new one: status counts them apart, the fit leaves them out, and collecting
   computes them again with the current network from the same upright output, when the journal
@@ -195,19 +198,15 @@ class Adapter:
             for record in records:
                 if cancelled():
                     return added
-                if not self.store.has(record.sha256) and record.output is not None:
-                    try:
-                        image = load_upright(Path(record.output), MODEL_INPUT_SIDE,
-                                             max_pixels=self._max_pixels)
-                    except (ImageProblem, UnsupportedFormat, OSError) as exc:
-                        log.debug("adapt: %s not collected: %s", record.output, exc)
-                    else:
-                        cues = cues or self._cues_factory()
-                        features, text = cues(image)
-                        self.store.add(record.sha256, record.source or "exif", features, text,
-                                       model=self.model_digest())
-                        self.store.put("added", self.store.get("added") + 1)
-                        added += 1
+                image = (None if self.store.has(record.sha256) else
+                         self._read_output(record.output, record.finished_at, "not collected"))
+                if image is not None:
+                    cues = cues or self._cues_factory()
+                    features, text = cues(image)
+                    self.store.add(record.sha256, record.source or "exif", features, text,
+                                   model=self.model_digest())
+                    self.store.put("added", self.store.get("added") + 1)
+                    added += 1
                 self.store.put("cursor", record.finished_at or 0.0)
             digest = self.model_digest()
             if not self.folders or digest is None or len(records) >= limit:
@@ -230,25 +229,37 @@ class Adapter:
         return added
 
     def _read_again(self, sha256: str) -> Image.Image | None:
-        """The upright output of this labelled content, read at the model's input size, or
-        None: the journal names none, it lies outside ``folders`` (symbolic links resolved),
-        is itself a symbolic link, changed since it was written, or cannot be read."""
+        """The upright output of this labelled content (:meth:`_read_output`), or None: the
+        journal names none, or it cannot be read safely."""
         record = self.journal.labelled_output(sha256)
-        if record is None or record.output is None or record.finished_at is None:
+        if record is None or record.finished_at is None:
             return None
-        path = Path(record.output)
+        return self._read_output(record.output, record.finished_at, "not read again")
+
+    def _read_output(self, output: str | None, written_at: float | None,
+                     refused: str) -> Image.Image | None:
+        """The daemon's upright output ``output`` read at the model's input size, or None
+        (logged at debug level as ``refused``): none was written, it lies outside ``folders``
+        (symbolic links resolved; not checked when no folders are given), is itself a symbolic
+        link, changed after ``written_at`` (someone edited or replaced it: it may no longer
+        stand the way its label says), or cannot be read."""
+        if output is None:
+            return None
+        path = Path(output)
         try:
-            inside = any(path.resolve().is_relative_to(folder.resolve())
-                         for folder in self.folders)
-            if not inside or stat.S_ISLNK(os.lstat(path).st_mode):
-                log.debug("adapt: %s not read again: outside the configured folders", path)
+            if self.folders and not any(path.resolve().is_relative_to(folder.resolve())
+                                        for folder in self.folders):
+                log.debug("adapt: %s %s: outside the configured folders", path, refused)
                 return None
-            if path.stat().st_mtime > record.finished_at:
-                log.debug("adapt: %s not read again: changed since it was written", path)
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                log.debug("adapt: %s %s: a symbolic link", path, refused)
+                return None
+            if written_at is not None and path.stat().st_mtime > written_at:
+                log.debug("adapt: %s %s: changed since it was written", path, refused)
                 return None
             return load_upright(path, MODEL_INPUT_SIDE, max_pixels=self._max_pixels)
         except (ImageProblem, UnsupportedFormat, OSError, RuntimeError) as exc:
-            log.debug("adapt: %s not read again: %s", path, exc)
+            log.debug("adapt: %s %s: %s", path, refused, exc)
             return None
 
     # -- fitting ---------------------------------------------------------------------------

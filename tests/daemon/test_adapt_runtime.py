@@ -410,3 +410,30 @@ def test_earlier_labels_are_never_read_again_outside_the_configured_folders(
         assert adapter.status()["labels_earlier_network"] == 2
     finally:
         adapter.close()
+
+
+def test_a_first_collection_reads_only_outputs_as_the_daemon_wrote_them(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """An upright output the user edited afterwards (it may no longer stand the way its
+    label says) and one swapped for a symbolic link to a picture outside every configured
+    folder are not collected; the rest are."""
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 4)
+    outputs = {Path(r.output).name: Path(r.output)
+               for r in daemon.journal.labelled_after(0.0, 10) if r.output}
+    make_photo(outputs["tagged0.jpg"], seed=50, size=(160, 120))  # edited after it was written
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    make_photo(outside / "private.jpg", seed=51, size=(160, 120))
+    outputs["tagged1.jpg"].unlink()
+    outputs["tagged1.jpg"].symlink_to(outside / "private.jpg")
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig(),
+                      folders=label_folders(config))
+    try:
+        assert adapter.collect() == 2
+        assert adapter.pending() == 0  # the two refused are passed over, not retried
+        collected = set(adapter.store.load(model_digest(None)).sha256)
+        by_name = {Path(r.output).name: r.sha256
+                   for r in daemon.journal.labelled_after(0.0, 10) if r.output}
+        assert collected == {by_name["tagged2.jpg"], by_name["tagged3.jpg"]}
+    finally:
+        adapter.close()
