@@ -241,8 +241,9 @@ class Adapter:
         """The daemon's upright output ``output`` read at the model's input size, or None
         (logged at debug level as ``refused``): none was written, it lies outside ``folders``
         (symbolic links resolved; not checked when no folders are given), is itself a symbolic
-        link, changed after ``written_at`` (someone edited or replaced it: it may no longer
-        stand the way its label says), or cannot be read."""
+        link, changed after ``written_at`` (someone edited or replaced it, even with the old
+        mtime put back: its mtime or ctime is later; it may no longer stand the way its label
+        says), or cannot be read."""
         if output is None:
             return None
         path = Path(output)
@@ -254,7 +255,11 @@ class Adapter:
             if stat.S_ISLNK(os.lstat(path).st_mode):
                 log.debug("adapt: %s %s: a symbolic link", path, refused)
                 return None
-            if written_at is not None and path.stat().st_mtime > written_at:
+            # the writer carries the original's mtime over, and mv, cp -p or a restore from
+            # a backup put an old one on another picture: only the ctime, which no one can
+            # set back, tells that the file changed or was replaced after it was written
+            st = path.stat()
+            if written_at is not None and max(st.st_mtime, st.st_ctime) > written_at:
                 log.debug("adapt: %s %s: changed since it was written", path, refused)
                 return None
             return load_upright(path, MODEL_INPUT_SIDE, max_pixels=self._max_pixels)
