@@ -377,14 +377,18 @@ class _Idle:
 
 class AdaptWorker(StoppableThread):
     """Runs :func:`next_step` on a stoppable thread, following the SleepController
-    (:meth:`on_power_state` is its listener). ``clock`` is injected; :meth:`step` is what the
-    thread runs, and what tests drive."""
+    (:meth:`on_power_state` is its listener). ``on_changed()`` is called after each
+    collection and each fit (the daemon then publishes status.json again: it may be asleep for
+    hours); ``clock`` is injected; :meth:`step` is what the thread runs, and what tests
+    drive."""
 
     def __init__(self, adapter: Adapter, *, on_new_head: Callable[[], None] = lambda: None,
+                 on_changed: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic, batch: int = 50) -> None:
         super().__init__("rotwatchd-adapt")
         self.adapter = adapter
         self._on_new_head = on_new_head
+        self._on_changed = on_changed
         self._clock = clock
         self._batch = batch
         self._idle = _Idle()
@@ -415,6 +419,7 @@ class AdaptWorker(StoppableThread):
         if action == "collect":
             added = self.adapter.collect(self._batch, self._cancelled)
             log.info("adapt: %d label(s) collected while idle", added)
+            self._on_changed()  # the label counts (and those of an earlier network) moved
         elif action == "fit":
             try:
                 result = self.adapter.fit(self._cancelled)
@@ -425,6 +430,7 @@ class AdaptWorker(StoppableThread):
             self.fits += 1
             if result.verdict.accepted:
                 self._on_new_head()
+            self._on_changed()  # the last fit's figures and verdict
         return wait
 
     def run(self) -> None:
@@ -477,7 +483,8 @@ class AdaptRuntime(Lifecycle):
             if state is PowerState.AWAKE and _stamp(head) != seen[0]:
                 reload_classifiers()  # written (or forgotten) by `rotwatchd adapt` meanwhile
 
-        runtime = cls(daemon, AdaptWorker(adapter, on_new_head=reload_classifiers))
+        runtime = cls(daemon, AdaptWorker(adapter, on_new_head=reload_classifiers,
+                                          on_changed=daemon.mark_status_dirty))
         sleep.add_listener(on_power_state)
         daemon.add_lifecycle_listener(runtime)
         daemon.add_status_section("adapt", adapter.status)

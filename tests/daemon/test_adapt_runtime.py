@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import fast_config, make_photo
+from helpers import fast_config, make_photo, wait_until
 from helpers.paths import FIXTURES_DIR
 from PIL import Image
 
@@ -475,3 +475,32 @@ def test_an_output_replaced_with_its_old_mtime_put_back_is_not_read(
         assert again == {by_name["tagged2.jpg"]}
     finally:
         adapter.close()
+
+
+def test_status_json_follows_what_adaptation_did_while_the_daemon_sleeps(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """Collecting and fitting happen while asleep, when nothing else publishes the status:
+    status.json (what `rotwatchd status` and the web page read) shows the labels just
+    collected and the fit's verdict, not the counts from before the daemon fell asleep."""
+    from rotwatchd.service.status import read_status
+
+    config = fast_config(tmp_path, adapt={"after_idle": 0, "min_labels": 2})
+    daemon, results = daemon_factory(config, start=False)
+    runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
+    daemon.start()
+    for i in range(2):
+        make_photo(tmp_path / "inbox" / f"tagged{i}.jpg", exif_orientation=6, seed=i,
+                   size=(160, 120))
+    results.wait_count(2)
+
+    def published() -> dict[str, Any]:
+        document = read_status(config.state_dir)
+        return {} if document is None else document
+
+    wait_until(lambda: published().get("counts", {}).get("done") == 2)
+    assert published()["adapt"]["labels"] == {"exif": 0, "human": 0}
+    runtime.worker.on_power_state(PowerState.ASLEEP)  # as the SleepController tells it
+    wait_until(lambda: published()["adapt"].get("last_fit") is not None)
+    adapt = published()["adapt"]
+    assert adapt["labels"] == {"exif": 2, "human": 0}
+    assert adapt["last_fit"]["reason"] == "not fitted: only 2 labelled photos (need 30)"
