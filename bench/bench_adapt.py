@@ -347,6 +347,17 @@ def main(argv: list[str] | None = None) -> int:
         "screenshots": lambda: manifest_source(args.data, "games-thumbnails", ("train",)),
         "stamps": lambda: manifest_source(args.data, "tuxpaint-stamps-default", ("train",)),
     }
+    users = args.users.split(",")
+    unknown = [u for u in users if u not in sources]
+    if unknown:
+        parser.error(f"--users: no user {', '.join(unknown)} (known: {', '.join(sources)})")
+    clones = {"clothing": args.clothing, "signs": args.signs, "xrays": args.xrays,
+              "knees": args.knees}
+    for user in users:
+        clone = clones.get(user, Path("."))
+        if clone is None or not clone.is_dir():
+            parser.error(f"user {user} needs --{user} DIR, its bare clone "
+                         f"({'not given' if clone is None else f'no folder {clone}'})")
     meta = ModelMeta.for_model(model_path_or_default(None))
     shipped = shipped_head(None, meta.temperature)
     threshold = meta.threshold("cascade")
@@ -361,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({args.unlike}); fit strength {settings.strength}, iterations "
           f"{settings.iterations}, {settings.folds} folds")
     rows = []
-    for user in args.users.split(","):
+    for user in users:
         items = sources[user]()
         random.Random(5).shuffle(items)
         labelled, later = items[:args.labels], items[args.labels:args.labels + args.judge]

@@ -194,6 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-bits", type=int, default=16)
     a = p.parse_args(argv)
     sources = load_sources(a.sources)
+    try:
+        return _run(a, sources)
+    except FileNotFoundError as exc:  # a repository's bare clone is not under --mirror
+        print(f"error: {exc} (--mirror: a folder of bare clones, <owner>+<name>/repo)",
+              file=sys.stderr)
+    except subprocess.CalledProcessError as exc:  # the clone lacks the pinned commit or path
+        said = exc.stderr.decode(errors="replace").strip() if exc.stderr else ""
+        print(f"error: {' '.join(map(str, exc.cmd))}: {said or f'exit {exc.returncode}'}",
+              file=sys.stderr)
+    return 2
+
+
+def _run(a: argparse.Namespace, sources: list[Source]) -> int:
     if a.check:
         problems = check(sources, a.mirror, a.against, a.validation, a.max_bits)
         for line in problems:

@@ -241,8 +241,9 @@ class Adapter:
         """The daemon's upright output ``output`` read at the model's input size, or None
         (logged at debug level as ``refused``): none was written, it lies outside ``folders``
         (symbolic links resolved; not checked when no folders are given), is itself a symbolic
-        link, changed after ``written_at`` (someone edited or replaced it: it may no longer
-        stand the way its label says), or cannot be read."""
+        link, changed after ``written_at`` (someone edited or replaced it, even with the old
+        mtime put back: its mtime or ctime is later; it may no longer stand the way its label
+        says), or cannot be read."""
         if output is None:
             return None
         path = Path(output)
@@ -254,7 +255,11 @@ class Adapter:
             if stat.S_ISLNK(os.lstat(path).st_mode):
                 log.debug("adapt: %s %s: a symbolic link", path, refused)
                 return None
-            if written_at is not None and path.stat().st_mtime > written_at:
+            # the writer carries the original's mtime over, and mv, cp -p or a restore from
+            # a backup put an old one on another picture: only the ctime, which no one can
+            # set back, tells that the file changed or was replaced after it was written
+            st = path.stat()
+            if written_at is not None and max(st.st_mtime, st.st_ctime) > written_at:
                 log.debug("adapt: %s %s: changed since it was written", path, refused)
                 return None
             return load_upright(path, MODEL_INPUT_SIDE, max_pixels=self._max_pixels)
@@ -372,14 +377,18 @@ class _Idle:
 
 class AdaptWorker(StoppableThread):
     """Runs :func:`next_step` on a stoppable thread, following the SleepController
-    (:meth:`on_power_state` is its listener). ``clock`` is injected; :meth:`step` is what the
-    thread runs, and what tests drive."""
+    (:meth:`on_power_state` is its listener). ``on_changed()`` is called after each
+    collection and each fit (the daemon then publishes status.json again: it may be asleep for
+    hours); ``clock`` is injected; :meth:`step` is what the thread runs, and what tests
+    drive."""
 
     def __init__(self, adapter: Adapter, *, on_new_head: Callable[[], None] = lambda: None,
+                 on_changed: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic, batch: int = 50) -> None:
         super().__init__("rotwatchd-adapt")
         self.adapter = adapter
         self._on_new_head = on_new_head
+        self._on_changed = on_changed
         self._clock = clock
         self._batch = batch
         self._idle = _Idle()
@@ -410,6 +419,7 @@ class AdaptWorker(StoppableThread):
         if action == "collect":
             added = self.adapter.collect(self._batch, self._cancelled)
             log.info("adapt: %d label(s) collected while idle", added)
+            self._on_changed()  # the label counts (and those of an earlier network) moved
         elif action == "fit":
             try:
                 result = self.adapter.fit(self._cancelled)
@@ -420,6 +430,7 @@ class AdaptWorker(StoppableThread):
             self.fits += 1
             if result.verdict.accepted:
                 self._on_new_head()
+            self._on_changed()  # the last fit's figures and verdict
         return wait
 
     def run(self) -> None:
@@ -472,7 +483,8 @@ class AdaptRuntime(Lifecycle):
             if state is PowerState.AWAKE and _stamp(head) != seen[0]:
                 reload_classifiers()  # written (or forgotten) by `rotwatchd adapt` meanwhile
 
-        runtime = cls(daemon, AdaptWorker(adapter, on_new_head=reload_classifiers))
+        runtime = cls(daemon, AdaptWorker(adapter, on_new_head=reload_classifiers,
+                                          on_changed=daemon.mark_status_dirty))
         sleep.add_listener(on_power_state)
         daemon.add_lifecycle_listener(runtime)
         daemon.add_status_section("adapt", adapter.status)

@@ -4,13 +4,14 @@ head comes into use, what status shows, and ``rotwatchd adapt``."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import fast_config, make_photo
+from helpers import fast_config, make_photo, wait_until
 from helpers.paths import FIXTURES_DIR
 from PIL import Image
 
@@ -437,3 +438,69 @@ def test_a_first_collection_reads_only_outputs_as_the_daemon_wrote_them(
         assert collected == {by_name["tagged2.jpg"], by_name["tagged3.jpg"]}
     finally:
         adapter.close()
+
+
+def test_an_output_replaced_with_its_old_mtime_put_back_is_not_read(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """The writer gives an upright output its original's mtime, so ``mv``, ``cp -p`` or a
+    restore from a backup can put another picture in its place with an mtime older than the
+    write: neither a first collection nor one after an upgrade reads such a file (its ctime
+    tells); the outputs left as written are read."""
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 3)
+    outputs = {Path(r.output).name: Path(r.output)
+               for r in daemon.journal.labelled_after(0.0, 10) if r.output}
+    by_name = {Path(r.output).name: r.sha256
+               for r in daemon.journal.labelled_after(0.0, 10) if r.output}
+
+    def swap(name: str, seed: int) -> None:
+        target = outputs[name]
+        old = target.stat()
+        other = tmp_path / f"other{seed}.jpg"
+        make_photo(other, seed=seed, size=(160, 120))
+        os.utime(other, ns=(old.st_atime_ns, old.st_mtime_ns))
+        other.rename(target)  # as mv does: another picture, the old mtime
+        assert target.stat().st_mtime_ns == old.st_mtime_ns
+
+    swap("tagged0.jpg", 60)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig(),
+                      folders=label_folders(config))
+    try:
+        assert adapter.collect() == 2
+        collected = set(adapter.store.load(model_digest(None)).sha256)
+        assert collected == {by_name["tagged1.jpg"], by_name["tagged2.jpg"]}
+        _as_if_an_earlier_network(adapter)  # now as if computed by an earlier network
+        swap("tagged1.jpg", 61)
+        assert adapter.collect() == 1
+        again = set(adapter.store.load(model_digest(None)).sha256)
+        assert again == {by_name["tagged2.jpg"]}
+    finally:
+        adapter.close()
+
+
+def test_status_json_follows_what_adaptation_did_while_the_daemon_sleeps(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """Collecting and fitting happen while asleep, when nothing else publishes the status:
+    status.json (what `rotwatchd status` and the web page read) shows the labels just
+    collected and the fit's verdict, not the counts from before the daemon fell asleep."""
+    from rotwatchd.service.status import read_status
+
+    config = fast_config(tmp_path, adapt={"after_idle": 0, "min_labels": 2})
+    daemon, results = daemon_factory(config, start=False)
+    runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
+    daemon.start()
+    for i in range(2):
+        make_photo(tmp_path / "inbox" / f"tagged{i}.jpg", exif_orientation=6, seed=i,
+                   size=(160, 120))
+    results.wait_count(2)
+
+    def published() -> dict[str, Any]:
+        document = read_status(config.state_dir)
+        return {} if document is None else document
+
+    wait_until(lambda: published().get("counts", {}).get("done") == 2)
+    assert published()["adapt"]["labels"] == {"exif": 0, "human": 0}
+    runtime.worker.on_power_state(PowerState.ASLEEP)  # as the SleepController tells it
+    wait_until(lambda: published()["adapt"].get("last_fit") is not None)
+    adapt = published()["adapt"]
+    assert adapt["labels"] == {"exif": 2, "human": 0}
+    assert adapt["last_fit"]["reason"] == "not fitted: only 2 labelled photos (need 30)"

@@ -6,9 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from training.sources_photos import SOURCES, Source, add, check, load_sources
+from training.sources_photos import SOURCES, Source, add, check, load_sources, main
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -80,3 +81,25 @@ def test_shipped_list_loads_and_keeps_to_its_kinds() -> None:
     sources = load_sources(SOURCES)
     assert len(sources) >= 200
     assert all(s.licence for s in sources)
+
+
+def test_a_missing_clone_or_commit_is_one_error_line_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--check`` (and adding) with a mirror that lacks a repository, or a clone that lacks
+    the pinned commit, say so on one line of stderr and exit 2."""
+    mirror, commit = _mirror(tmp_path)
+    listed = tmp_path / "sources.json"
+    row = {"repo": "someone/pics", "commit": commit, "path": "pics/a.png",
+           "licence": "CC0-1.0", "kind": "pets"}
+    listed.write_text(json.dumps([row]))
+    absent = tmp_path / "no-mirror"
+    assert main(["--check", "--mirror", str(absent), "--sources", str(listed),
+                 "--against"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("error: no snapshot of someone/pics at ")
+    listed.write_text(json.dumps([{**row, "commit": "0" * 40}]))
+    assert main(["--mirror", str(mirror), "--sources", str(listed),
+                 "--out", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: git ")
