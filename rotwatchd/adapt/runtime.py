@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import sqlite3
-import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +45,8 @@ from rotwatchd.config import AdaptConfig, Config, ModelConfig
 from rotwatchd.formats.image import DEFAULT_MAX_PIXELS, load_upright
 from rotwatchd.formats.sniff import ImageProblem, UnsupportedFormat
 from rotwatchd.model.base import ModelError, OrientationClassifier
-from rotwatchd.output.atomic import atomic_write_bytes
+from rotwatchd.output.atomic import UnsafeFolder, atomic_write_bytes
+from rotwatchd.output.inboxfile import Replaced, open_inbox_file
 from rotwatchd.power.sleep import PowerState, SleepController
 from rotwatchd.service.daemon import Lifecycle
 from rotwatchd.service.journal import Journal
@@ -240,29 +240,36 @@ class Adapter:
                      refused: str) -> Image.Image | None:
         """The daemon's upright output ``output`` read at the model's input size, or None
         (logged at debug level as ``refused``): none was written, it lies outside ``folders``
-        (symbolic links resolved; not checked when no folders are given), is itself a symbolic
-        link, changed after ``written_at`` (someone edited or replaced it, even with the old
-        mtime put back: its mtime or ctime is later; it may no longer stand the way its label
-        says), or cannot be read."""
+        (with none given, only the file itself is checked), it or a folder on its way below
+        the configured one is a symbolic link, it changed after ``written_at`` (someone edited
+        or replaced it, even with the old mtime put back: its mtime or ctime is later; it may
+        no longer stand the way its label says), or it cannot be read. The checks and the
+        decoding use one descriptor opened without following links
+        (``rotwatchd/output/inboxfile.py``), so a name swapped in between is never read."""
         if output is None:
             return None
-        path = Path(output)
+        path = Path(os.path.abspath(output))
+        roots = ([Path(os.path.abspath(f)) for f in self.folders] if self.folders
+                 else [path.parent])
+        root = next((r for r in roots if path.is_relative_to(r) and path != r), None)
+        if root is None:
+            log.debug("adapt: %s %s: outside the configured folders", path, refused)
+            return None
         try:
-            if self.folders and not any(path.resolve().is_relative_to(folder.resolve())
-                                        for folder in self.folders):
-                log.debug("adapt: %s %s: outside the configured folders", path, refused)
-                return None
-            if stat.S_ISLNK(os.lstat(path).st_mode):
-                log.debug("adapt: %s %s: a symbolic link", path, refused)
-                return None
-            # the writer carries the original's mtime over, and mv, cp -p or a restore from
-            # a backup put an old one on another picture: only the ctime, which no one can
-            # set back, tells that the file changed or was replaced after it was written
-            st = path.stat()
-            if written_at is not None and max(st.st_mtime, st.st_ctime) > written_at:
-                log.debug("adapt: %s %s: changed since it was written", path, refused)
-                return None
-            return load_upright(path, MODEL_INPUT_SIDE, max_pixels=self._max_pixels)
+            with open_inbox_file(path, root) as handle:
+                # the writer carries the original's mtime over, and mv, cp -p or a restore
+                # from a backup put an old one on another picture: only the ctime, which no
+                # one can set back, tells that the file changed or was replaced after it was
+                # written
+                st = handle.st
+                if written_at is not None and max(st.st_mtime, st.st_ctime) > written_at:
+                    log.debug("adapt: %s %s: changed since it was written", path, refused)
+                    return None
+                return load_upright(handle.reader, MODEL_INPUT_SIDE,
+                                    max_pixels=self._max_pixels)
+        except (Replaced, UnsafeFolder) as exc:
+            log.debug("adapt: %s %s: a symbolic link on its way (%s)", path, refused, exc)
+            return None
         except (ImageProblem, UnsupportedFormat, OSError, RuntimeError) as exc:
             log.debug("adapt: %s %s: %s", path, refused, exc)
             return None

@@ -504,3 +504,31 @@ def test_status_json_follows_what_adaptation_did_while_the_daemon_sleeps(
     adapt = published()["adapt"]
     assert adapt["labels"] == {"exif": 2, "human": 0}
     assert adapt["last_fit"]["reason"] == "not fitted: only 2 labelled photos (need 30)"
+
+
+def test_an_output_folder_swapped_for_a_link_outside_is_not_read(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """The subfolder holding an output is replaced by a symbolic link to a folder outside every
+    configured one, holding a picture of the same name: nothing there is read (the output is
+    opened folder by folder from the configured one, never following a link)."""
+    config = fast_config(tmp_path)
+    make_photo(tmp_path / "inbox" / "sub" / "tagged.jpg", exif_orientation=6, seed=1,
+               size=(160, 120))
+    make_photo(tmp_path / "inbox" / "kept.jpg", exif_orientation=6, seed=2, size=(160, 120))
+    daemon, results = daemon_factory(config)
+    results.wait_count(2)
+    outputs = {Path(r.output).name: Path(r.output)
+               for r in daemon.journal.labelled_after(0.0, 10) if r.output}
+    sub = outputs["tagged.jpg"].parent
+    assert sub.name == "sub"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (sub / "tagged.jpg").rename(outside / "tagged.jpg")  # the same picture, unchanged
+    sub.rmdir()
+    sub.symlink_to(outside, target_is_directory=True)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig(),
+                      folders=label_folders(config))
+    try:
+        assert adapter.collect() == 1  # only kept.jpg, read where the daemon wrote it
+    finally:
+        adapter.close()
