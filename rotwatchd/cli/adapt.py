@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         finally:
             adapter.close()
     figures = {"collected": collected, "labels": counts, "fit_cpu_s": round(result.seconds, 2),
-               **result.verdict.figures()}
+               "fitted": result.head is not None, **result.verdict.figures()}
     if old_labels:
         figures["labels_earlier_network"] = old_labels
     # a rejected fit leaves a head accepted earlier where it was: say so, or exit 1 reads as
@@ -75,10 +75,10 @@ def _earlier(f: dict[str, Any]) -> str:
 
 def _report(f: dict[str, Any]) -> str:
     labels = f["labels"]
+    fit = (f"trained on {f['labels_trained']}, judged on {f['labels_held_out']} held out "
+           f"(x 4 turns); fit {f['fit_cpu_s']} s CPU" if f.get("fitted") else "no fit")
     lines = [f"labels: {labels['exif']} from EXIF, {labels['human']} from review answers "
-             f"({f['collected']} collected now{_earlier(f)}); trained on "
-             f"{f['labels_trained']}, judged on {f['labels_held_out']} held out (x 4 turns); "
-             f"fit {f['fit_cpu_s']} s CPU"]
+             f"({f['collected']} collected now{_earlier(f)}); {fit}"]
     for name in ("shipped", "personal"):
         if name in f:
             o = f[name]

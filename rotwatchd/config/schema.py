@@ -168,7 +168,8 @@ SCHEMA: tuple[Field, ...] = (
         Field("enabled", "bool", True, "collect labels and fit while asleep"),
         Field("max_labels", "int", 2000, "labels kept (about 20 KB each); the oldest are "
               "dropped", minimum=20),
-        Field("min_labels", "int", 100, "new labels needed before the next fit", minimum=1),
+        Field("min_labels", "int", 100, "new labels needed before the next fit (and 30 "
+              "labelled photos in all)", minimum=1),
         Field("after_idle", "duration", 900.0, "asleep this long before collecting or fitting",
               minimum=0),
         Field("strength", "float", 0.003, "pull of the personal head toward the shipped one "
