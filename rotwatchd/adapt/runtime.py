@@ -192,8 +192,18 @@ class Adapter:
         earlier scene network with this one (:meth:`pending`); returns how many were added.
         Stops before the next photo once ``cancelled()``."""
         records = self.journal.labelled_after(self.store.get("cursor"), limit)
+        digest = self.model_digest()
         added = 0
         cues: Cues | None = None
+
+        def learn(image: Image.Image, sha256: str, source: str, now: float | None) -> None:
+            nonlocal added, cues
+            cues = cues or self._cues_factory()
+            features, text = cues(image)
+            self.store.add(sha256, source, features, text, now=now, model=digest)
+            self.store.put("added", self.store.get("added") + 1)
+            added += 1
+
         try:
             for record in records:
                 if cancelled():
@@ -201,14 +211,8 @@ class Adapter:
                 image = (None if self.store.has(record.sha256) else
                          self._read_output(record.output, record.finished_at, "not collected"))
                 if image is not None:
-                    cues = cues or self._cues_factory()
-                    features, text = cues(image)
-                    self.store.add(record.sha256, record.source or "exif", features, text,
-                                   model=self.model_digest())
-                    self.store.put("added", self.store.get("added") + 1)
-                    added += 1
+                    learn(image, record.sha256, record.source or "exif", None)
                 self.store.put("cursor", record.finished_at or 0.0)
-            digest = self.model_digest()
             if not self.folders or digest is None or len(records) >= limit:
                 return added
             for sha256, source, added_at in self.store.stale(digest, limit - len(records)):
@@ -217,12 +221,8 @@ class Adapter:
                 again = self._read_again(sha256)
                 if again is None:
                     self.store.mark_tried(sha256, digest)
-                    continue
-                cues = cues or self._cues_factory()
-                features, text = cues(again)
-                self.store.add(sha256, source, features, text, now=added_at, model=digest)
-                self.store.put("added", self.store.get("added") + 1)
-                added += 1
+                else:  # re-collecting keeps the label's age
+                    learn(again, sha256, source, added_at)
         finally:
             if cues is not None:
                 cues.close()

@@ -77,6 +77,9 @@ CREATE INDEX IF NOT EXISTS reviews_by_hash ON reviews (sha256, settled_at);
 _ADDED_COLUMNS: Final = (("ctime_ns", "INTEGER"), ("inode", "INTEGER"), ("intent", "TEXT"))
 _RECORD_COLUMNS: Final = ("path, sha256, outcome, correction, confidence, source, output, "
                           "detail, started_at, finished_at, intent, inode")
+# files whose correction is known exactly (a valid EXIF orientation or a person's answer) and
+# whose upright output exists: what on-device adaptation learns from
+_LABELLED: Final = "outcome='done' AND source IN ('exif','human') AND output IS NOT NULL"
 _REVIEW_COLUMNS: Final = ("id, path, sha256, review_copy, inbox, guess, confidence, probs, "
                           "reason, arrived_at, answer, settled_at, output")
 
@@ -420,8 +423,7 @@ class Journal:
         :meth:`labelled_after`), with its upright output; None when there is none."""
         with self._lock:
             row = self._db.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM files WHERE sha256=? AND outcome='done' AND "
-                "source IN ('exif','human') AND output IS NOT NULL "
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE {_LABELLED} AND sha256=? "
                 "ORDER BY finished_at DESC LIMIT 1", (sha256,)).fetchone()
         return None if row is None else _record(row)
 
@@ -431,7 +433,6 @@ class Journal:
         (``human``), with their upright output; oldest first (on-device adaptation)."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM files WHERE outcome='done' AND source IN "
-                "('exif','human') AND output IS NOT NULL AND finished_at > ? "
+                f"SELECT {_RECORD_COLUMNS} FROM files WHERE {_LABELLED} AND finished_at > ? "
                 "ORDER BY finished_at LIMIT ?", (after, limit)).fetchall()
         return [_record(row) for row in rows]
