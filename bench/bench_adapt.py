@@ -115,66 +115,43 @@ def _file(path: Path) -> Loader:
     return load
 
 
-def clothing(repo: Path) -> list[tuple[str, Loader]]:
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
-                              capture_output=True).stdout
-
-    names = sorted(n for n in git("ls-tree", "-r", "--name-only", CLOTHING_COMMIT, "images")
-                   .decode().split() if n.lower().endswith(".jpg"))
-    trained = set(random.Random(17).sample(names, 450))  # training/sources_clothing.py
-
-    def loader(name: str) -> Loader:
-        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{CLOTHING_COMMIT}:{name}"))))
-    return [(n, loader(n)) for n in names if n not in trained]
-
-
-def signs(repo: Path) -> list[tuple[str, Loader]]:
-    """Every photo of the sign-language digits dataset (``Dataset/<digit>/*.JPG``) at
-    SIGNS_COMMIT in the bare clone ``repo``, sorted by path; each loader decodes one photo
+def git_images(repo: Path, commit: str, folders: tuple[str, ...], suffix: str
+               ) -> list[tuple[str, Loader]]:
+    """(path, loader) of every file under ``folders`` ending in ``suffix`` (any case) at
+    ``commit`` in the bare clone ``repo``, sorted by path; each loader decodes one picture
     upright (EXIF applied) as RGB. Raises CalledProcessError where the clone lacks the commit."""
     def git(*args: str) -> bytes:
         return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
                               capture_output=True).stdout
 
-    names = sorted(n for n in git("ls-tree", "-r", "--name-only", SIGNS_COMMIT, "Dataset")
-                   .decode().split() if n.lower().endswith(".jpg"))
+    names = sorted(n for n in git("ls-tree", "-r", "--name-only", commit, *folders)
+                   .decode().split("\n") if n.lower().endswith(suffix))
 
     def loader(name: str) -> Loader:
-        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{SIGNS_COMMIT}:{name}"))))
+        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{commit}:{name}"))))
     return [(n, loader(n)) for n in names]
+
+
+def clothing(repo: Path) -> list[tuple[str, Loader]]:
+    """The clothing photos (``images/*.jpg``) never used in training."""
+    items = git_images(repo, CLOTHING_COMMIT, ("images",), ".jpg")
+    trained = set(random.Random(17).sample([n for n, _ in items], 450))  # sources_clothing
+    return [(n, load) for n, load in items if n not in trained]
+
+
+def signs(repo: Path) -> list[tuple[str, Loader]]:
+    """Every photo of the sign-language digits dataset (``Dataset/<digit>/*.JPG``)."""
+    return git_images(repo, SIGNS_COMMIT, ("Dataset",), ".jpg")
 
 
 def xrays(repo: Path) -> list[tuple[str, Loader]]:
-    """Every chest X-ray (``dataset/<split>/<class>/*.jpeg``, 224x224 grey JPEG) at
-    XRAYS_COMMIT in the bare clone ``repo``, sorted by path; each loader decodes one X-ray as
-    RGB. Raises CalledProcessError where the clone lacks the commit."""
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
-                              capture_output=True).stdout
-
-    names = sorted(n for n in git("ls-tree", "-r", "--name-only", XRAYS_COMMIT, "dataset")
-                   .decode().split("\n") if n.lower().endswith(".jpeg"))
-
-    def loader(name: str) -> Loader:
-        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{XRAYS_COMMIT}:{name}"))))
-    return [(n, loader(n)) for n in names]
+    """Every chest X-ray (``dataset/<split>/<class>/*.jpeg``, 224x224 grey JPEG)."""
+    return git_images(repo, XRAYS_COMMIT, ("dataset",), ".jpeg")
 
 
 def knees(repo: Path) -> list[tuple[str, Loader]]:
-    """Every knee X-ray (``{train,val,test}/<grade>/*.png``, 224x224 grey PNG) at KNEES_COMMIT
-    in the bare clone ``repo``, sorted by path; each loader decodes one X-ray as RGB. Raises
-    CalledProcessError where the clone lacks the commit."""
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", "--git-dir", str(repo), *args], check=True,
-                              capture_output=True).stdout
-
-    names = sorted(n for n in git("ls-tree", "-r", "--name-only", KNEES_COMMIT, "train", "val",
-                                  "test").decode().split("\n") if n.lower().endswith(".png"))
-
-    def loader(name: str) -> Loader:
-        return lambda: _rgb(Image.open(io.BytesIO(git("show", f"{KNEES_COMMIT}:{name}"))))
-    return [(n, loader(n)) for n in names]
+    """Every knee X-ray (``{train,val,test}/<grade>/*.png``, 224x224 grey PNG)."""
+    return git_images(repo, KNEES_COMMIT, ("train", "val", "test"), ".png")
 
 
 def manifest_source(data: Path, package: str, splits: tuple[str, ...]) -> list[tuple[str, Loader]]:
