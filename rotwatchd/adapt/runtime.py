@@ -18,7 +18,10 @@
 * **When** (:func:`next_step`, pure): only while the SleepController has the daemon asleep and
   for at least ``adapt.after_idle``; first collect what is pending, then, with at least
   ``adapt.min_labels`` labels added since the last fit, fit (``rotwatchd/adapt/fit.py``; asked to
-  stop between iterations when a file arrives). Nothing runs while files are waiting.
+  stop between iterations when a file arrives). Nothing runs while files are waiting. With
+  nothing due, it looks again every ``adapt.after_idle`` (at least :data:`RECHECK_MIN` s)
+  while the daemon stays asleep: review answers given meanwhile (``rotwatchd review apply``
+  or the web page) wake nothing else, and are collected then; one journal query each time.
 * **Using it.** A head the guardrail accepts is written to ``<state_dir>/adapt/`` and the
   classifiers are reloaded: the default backend then runs it (``personal_factory``); a rejected
   one is only recorded (``last-fit.json``) and the log says why. A head file saved without a
@@ -91,10 +94,17 @@ def label_folders(config: Config) -> tuple[Path, ...]:
     return tuple(folder for inbox in config.inboxes for folder in (inbox.path, inbox.output))
 
 
+#: Shortest wait between two looks for new labels while asleep with nothing due (seconds):
+#: ``adapt.after_idle`` may be 0.
+RECHECK_MIN = 60.0
+
+
 def next_step(now: float, asleep_since: float | None, settings: AdaptConfig, pending: int,
               new_labels: int) -> tuple[str | None, float | None]:
     """What adaptation does now: ``("collect" | "fit" | None, wait)``; ``wait`` is how many
-    seconds until something may be due, or None for "until the power state changes"."""
+    seconds until something may be due, or None for "until the power state changes" (awake,
+    or adaptation off). Asleep with nothing due, ``wait`` is ``max(after_idle, RECHECK_MIN)``:
+    labels may arrive without waking the daemon (a review answer given from the CLI)."""
     if not settings.enabled or asleep_since is None:
         return None, None
     due = asleep_since + settings.after_idle
@@ -104,7 +114,7 @@ def next_step(now: float, asleep_since: float | None, settings: AdaptConfig, pen
         return "collect", 0.0
     if new_labels >= settings.min_labels:
         return "fit", 0.0
-    return None, None
+    return None, max(settings.after_idle, RECHECK_MIN)
 
 
 class Adapter:

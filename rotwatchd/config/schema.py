@@ -170,7 +170,9 @@ SCHEMA: tuple[Field, ...] = (
               "dropped", minimum=20),
         Field("min_labels", "int", 100, "new labels needed before the next fit (and 30 "
               "labelled photos in all)", minimum=1),
-        Field("after_idle", "duration", 900.0, "asleep this long before collecting or fitting",
+        Field("after_idle", "duration", 900.0, "asleep this long before collecting or "
+              "fitting; then, with nothing due, between looks for new review answers "
+              "(at least 60 s)",
               minimum=0),
         Field("strength", "float", 0.003, "pull of the personal head toward the shipped one "
               "(L2); larger = fewer changes", minimum=0),

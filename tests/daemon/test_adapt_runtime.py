@@ -17,6 +17,7 @@ from PIL import Image
 
 from rotwatchd.adapt.runtime import (
     HEAD_NAME,
+    RECHECK_MIN,
     Adapter,
     AdaptRuntime,
     AdaptWorker,
@@ -52,7 +53,9 @@ def test_adaptation_waits_for_a_long_enough_sleep_then_collects_then_fits() -> N
     assert next_step(1100.0, 1000.0, s, 10, 500) == (None, 500.0)  # asleep 100 s of 600
     assert next_step(1600.0, 1000.0, s, 10, 500) == ("collect", 0.0)
     assert next_step(1600.0, 1000.0, s, 0, 3) == ("fit", 0.0)
-    assert next_step(1600.0, 1000.0, s, 0, 2) == (None, None)  # too few new labels
+    # too few new labels: look again later (a review answer needs no wake-up)
+    assert next_step(1600.0, 1000.0, s, 0, 2) == (None, 600.0)
+    assert next_step(1600.0, 1000.0, AdaptConfig(after_idle=0.0), 0, 2) == (None, RECHECK_MIN)
     off = AdaptConfig(enabled=False)
     assert next_step(9999.0, 0.0, off, 10, 500) == (None, None)
 
@@ -95,7 +98,7 @@ def test_labels_are_collected_and_fitted_only_while_asleep(
     status = adapter.status()
     assert status["personal_head"] is False
     assert "only 3 labelled photos" in status["last_fit"]["reason"]  # too few to judge
-    assert worker.step() is None and worker.fits == 1  # nothing new: nothing more
+    assert worker.step() == 600.0 and worker.fits == 1  # nothing new: look again later
     adapter.close()
 
 
@@ -120,6 +123,31 @@ def test_a_file_arriving_stops_the_collection_before_the_next_photo(
     assert adapter.store.count() == 1 and adapter.pending() == 2  # the rest waits
     adapter.close()
 
+
+
+def test_a_review_answer_given_while_asleep_is_collected_without_a_wake_up(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    from rotwatchd.service.journal import Journal
+    from rotwatchd.service.review import ReviewQueue
+
+    config = fast_config(tmp_path, model={"min_confidence": 1.0})  # every guess goes to review
+    make_photo(config.inboxes[0].path / "turned.jpg", correction=90, size=(160, 120))
+    daemon, results = daemon_factory(config)
+    assert results.wait_count(1)[0].outcome == "review"
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    clock = Clock()
+    worker = AdaptWorker(adapter, clock=clock)
+    worker.on_power_state(PowerState.ASLEEP)
+    clock.now += 600
+    wait = worker.step()
+    assert wait == 600.0 and adapter.store.count() == 0  # nothing to learn yet: look later
+    with Journal(config.state_dir) as journal:  # as `rotwatchd review apply` does, apart
+        queue = ReviewQueue(config, journal)
+        queue.settle(queue.waiting()[0].id, 90)
+    clock.now += wait  # still asleep: no power change notifies the worker
+    assert worker.step() == 0.0
+    assert adapter.store.counts() == {"exif": 0, "human": 1}
+    adapter.close()
 
 HEAD_FIGURES = {"accepted": True, "labels_held_out": 40,
                 "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
