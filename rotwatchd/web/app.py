@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def create_app(sources: PageSources) -> Flask:
         return render_template(
             "review.html", items=waiting[:PAGE_ITEMS], more=max(0, len(waiting) - PAGE_ITEMS),
             backlog=len(waiting), csrf=sources.csrf, corrections=CORRECTIONS,
-            labels=TURN_LABELS, name=_name, percent=_percent, ago=_ago, now=time.time())
+            labels=TURN_LABELS, name=_name, percent=percent_text, ago=_ago, now=time.time())
 
     @app.post("/review/<int:item_id>")
     def settle(item_id: int) -> Any:
@@ -227,8 +228,13 @@ def _name(item: ReviewItem) -> str:
     return Path(item.path).name
 
 
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.0f} %"
+def percent_text(value: float | None) -> str:
+    """A probability (0..1) as a whole percent rounded *down* (0.9996 -> ``"99 %"``), so a
+    turn the model was not sure of never reads as 100 % on the review page; None -> ``""``.
+    Rounded from the float's shortest decimal form (0.29 -> ``"29 %"``)."""
+    if value is None:
+        return ""
+    return f"{(Decimal(repr(float(value))) * 100).to_integral_value(rounding=ROUND_FLOOR)} %"
 
 
 def _ago(then: float | None, now: float) -> str:

@@ -139,3 +139,13 @@ def test_access_rules() -> None:
     assert guard.cross_site(fetch_site="cross-site", origin=None, **same)
     assert guard.cross_site(fetch_site=None, origin="http://127.0.0.1:8751", **same)
     assert not guard.csrf_ok("secret", None) and guard.csrf_ok("secret", "secret")
+
+
+def test_review_page_percentages_round_down_so_unsure_never_reads_100() -> None:
+    from rotwatchd.web.app import percent_text
+
+    assert percent_text(0.9996) == "99 %"  # sent to review: not "100 %"
+    assert percent_text(0.917) == "91 %"
+    assert percent_text(0.29) == "29 %"  # 0.29 * 100 is 28.999... as a float
+    assert percent_text(1.0) == "100 %" and percent_text(0.0) == "0 %"
+    assert percent_text(None) == ""
