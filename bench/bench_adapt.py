@@ -59,7 +59,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,7 +196,8 @@ def label_set(items: list[tuple[str, Loader]], cues: LabelCues, cache: Path) -> 
         shas.append(hashlib.sha256(name.encode()).hexdigest())
         feats.append(features)
         texts.append(text)
-    text_arr = np.stack(texts) if all(t is not None for t in texts) else None
+    known = [t for t in texts if t is not None]
+    text_arr = np.stack(known) if len(known) == len(texts) else None
     labels = LabelSet(tuple(shas), ("exif",) * len(shas), np.stack(feats).astype(np.float16)
                       .astype(np.float32), text_arr)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -205,7 +206,7 @@ def label_set(items: list[tuple[str, Loader]], cues: LabelCues, cache: Path) -> 
     return labels
 
 
-def judged(classifier: object, items: list[tuple[str, Path]] | list[tuple[str, Loader]],
+def judged(classifier: object, items: Sequence[tuple[str, Path | Loader]],
            tmp: Path) -> list[Case]:
     """Cases of ``items`` turned 4 ways and re-saved (rotwatchd.evaluation.accuracy.run_cases)."""
     paths: list[tuple[str, Path]] = []
