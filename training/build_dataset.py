@@ -15,6 +15,8 @@ import argparse
 import hashlib
 import json
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from PIL import Image
@@ -49,6 +51,34 @@ def _normalise(im: Image.Image, kind: str) -> Image.Image:
 def _sha(im: Image.Image) -> str:
     return hashlib.sha256(im.tobytes()).hexdigest()
 
+
+
+def replace_train_photos(out: Path, owns: Callable[[str], bool],
+                         photos: Iterable[tuple[str, Image.Image, dict[str, object]]]
+                         ) -> Counter[str]:
+    """Replace a photo source's rows in ``out/manifest.jsonl`` (created when missing): drop
+    every row whose package ``owns``, then write each ``(package, upright image, fields)`` as
+    PNG at ``images/train/<package>/NNNNN.png`` (numbered per package, ``_normalise``d as a
+    photo) and append its row: file, package, sha256 of the pixels, split ``train``, kind
+    ``photo``, ``alpha`` false, and ``fields`` (version, licence, origin ...). Running it
+    again replaces, never duplicates. Returns images written per package."""
+    manifest = out / "manifest.jsonl"
+    old = manifest.read_text().splitlines() if manifest.is_file() else []
+    rows = [r for r in old if not owns(json.loads(r)["package"])]
+    counts: Counter[str] = Counter()
+    for package, im, fields in photos:
+        rel = Path("images") / "train" / package / f"{counts[package]:05d}.png"
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        _normalise(im, "photo").save(out / rel, compress_level=1)
+        rows.append(json.dumps({"file": str(rel), "package": package, "version": fields["version"],
+                                "licence": fields["licence"], "sha256": _sha(im),
+                                "split": "train", "kind": "photo", "origin": fields["origin"],
+                                "alpha": False, **{k: v for k, v in fields.items()
+                                                   if k not in ("version", "licence", "origin")}}))
+        counts[package] += 1
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("\n".join(rows) + "\n")
+    return counts
 
 def build(out: Path = DATA) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from training.build_dataset import DATA, _normalise, _sha
+from training.build_dataset import DATA, replace_train_photos
 
 REPO = "github:alexeygrigorev/clothing-dataset"
 COMMIT = "7ed86a9c"
@@ -46,24 +46,14 @@ def add(repo: Path, count: int, out: Path = DATA, seed: int = 17) -> int:
     names = sorted(n for n in _git(repo, "ls-tree", "-r", "--name-only", COMMIT, "images")
                    .decode().split() if n.lower().endswith(".jpg"))
     picked = random.Random(seed).sample(names, min(count, len(names)))
-    manifest = out / "manifest.jsonl"
-    rows = [r for r in manifest.read_text().splitlines()
-            if json.loads(r)["package"] != PACKAGE]
-    folder = out / "images" / "train" / PACKAGE
-    folder.mkdir(parents=True, exist_ok=True)
-    added = 0
-    for n, name in enumerate(sorted(picked)):
-        raw = Image.open(io.BytesIO(_git(repo, "show", f"{COMMIT}:{name}")))
-        im = ImageOps.exif_transpose(raw).convert("RGB")
-        rel = Path("images") / "train" / PACKAGE / f"{n:05d}.png"
-        _normalise(im, "photo").save(out / rel, compress_level=1)
-        rows.append(json.dumps({"file": str(rel), "package": PACKAGE,
-                                "version": f"{REPO}@{COMMIT}", "licence": LICENCE,
-                                "sha256": _sha(im), "split": "train", "kind": "photo",
-                                "origin": name, "alpha": False}))
-        added += 1
-    manifest.write_text("\n".join(rows) + "\n")
-    return added
+
+    def photos() -> Iterator[tuple[str, Image.Image, dict[str, object]]]:
+        for name in sorted(picked):
+            raw = Image.open(io.BytesIO(_git(repo, "show", f"{COMMIT}:{name}")))
+            yield PACKAGE, ImageOps.exif_transpose(raw).convert("RGB"), {
+                "version": f"{REPO}@{COMMIT}", "licence": LICENCE, "origin": name}
+
+    return replace_train_photos(out, lambda package: package == PACKAGE, photos())[PACKAGE]
 
 
 def main(argv: list[str] | None = None) -> int:

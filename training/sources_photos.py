@@ -57,7 +57,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.build_dataset import DATA, _normalise, _sha
+from training.build_dataset import DATA, replace_train_photos
 from training.realistic_test import (
     MANIFEST as TEST_MANIFEST,
 )
@@ -124,25 +124,11 @@ def read_source(mirror: Path, source: Source) -> bytes:
 def add(sources: list[Source], mirror: Path, out: Path = DATA) -> Counter[str]:
     """Write each source as PNG under ``out/images/train/<package>/`` and replace this module's
     rows in ``out/manifest.jsonl`` (created when missing); returns images written per package."""
-    manifest = out / "manifest.jsonl"
-    old = manifest.read_text().splitlines() if manifest.is_file() else []
-    rows = [r for r in old if not json.loads(r)["package"].startswith(PREFIX)]
-    counts: Counter[str] = Counter()
-    for source in sources:
-        n = counts[source.package]
-        rel = Path("images") / "train" / source.package / f"{n:05d}.png"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        im = upright(read_source(mirror, source))
-        _normalise(im, "photo").save(out / rel, compress_level=1)
-        rows.append(json.dumps({"file": str(rel), "package": source.package,
-                                "version": f"{source.repo}@{source.commit}",
-                                "licence": source.licence, "sha256": _sha(im),
-                                "split": "train", "kind": "photo", "origin": source.path,
-                                "alpha": False, "scene": source.kind}))
-        counts[source.package] += 1
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text("\n".join(rows) + "\n")
-    return counts
+    return replace_train_photos(out, lambda package: package.startswith(PREFIX), (
+        (source.package, upright(read_source(mirror, source)),
+         {"version": f"{source.repo}@{source.commit}", "licence": source.licence,
+          "origin": source.path, "scene": source.kind})
+        for source in sources))
 
 
 def _repos_of(path: Path) -> set[str]:
