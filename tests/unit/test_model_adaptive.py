@@ -143,6 +143,19 @@ def test_escalation_floor_is_the_highest_that_loses_no_decided_case() -> None:
     assert floor == 0.9
 
 
+
+def test_escalation_floor_keeps_the_ensembles_right_guesses_even_where_they_stay_unsure() -> None:
+    # a one-pass guess at 0.2 that the ensemble turns right but not sure (0.6): no decided
+    # case is won by escalating it, yet the answer a person sees in review is
+    # (a wrong guess at 0.8 either way keeps the threshold above 0.8: 0.6 is never decided)
+    one = [_case(0, 90, 0.2), _case(0, 90, 0.7), _case(0, 90, 0.8)]
+    four = [_case(0, 0, 0.6), _case(0, 0, 0.99), _case(0, 90, 0.8)]
+    sure = [_case(0, 0, 0.99)] * 50
+    floor, _threshold, _rows = pick_escalation(one + sure, four + sure, 0.95, 0.01)
+    assert floor <= 0.2
+    cases = cascade(one + sure, four + sure, 0.95, floor)
+    assert sum(c.predicted != c.truth for c in cases) == 1  # only the wrong guess at 0.8
+
 def test_threshold_is_the_lowest_with_risk_within_target() -> None:
     # 100 right answers at 0.9..0.99 and one wrong at 0.93: below 0.935 the risk is > 1 %
     right = [_case(0, 0, 0.9 + i * 0.0009) for i in range(100)]
