@@ -193,6 +193,13 @@ class Adapter:
             found += len(self.store.stale(digest, limit - found))
         return found
 
+    def fingerprint(self) -> tuple[object, ...]:
+        """What the ``adapt`` status changes with: the labels stored (count, how many were ever
+        added) and the head and last-fit files (stamps), which ``rotwatchd adapt`` and its
+        ``--forget`` change from another process."""
+        return (self.store.count(), self.store.get("added"), _stamp(self.folder / HEAD_NAME),
+                _stamp(self.folder / LAST_FIT))
+
     def new_labels(self) -> int:
         """Labels added since the last fit."""
         return int(self.store.get("added") - self.store.get("added_at_fit"))
@@ -395,9 +402,10 @@ class _Idle:
 class AdaptWorker(StoppableThread):
     """Runs :func:`next_step` on a stoppable thread, following the SleepController
     (:meth:`on_power_state` is its listener). ``on_changed()`` is called after each
-    collection and each fit (the daemon then publishes status.json again: it may be asleep for
-    hours); ``clock`` is injected; :meth:`step` is what the thread runs, and what tests
-    drive."""
+    collection and each fit, and while asleep when a look finds the labels or the head changed
+    from another process (``rotwatchd adapt [--forget]``; once at each sleep's first look): the
+    daemon then publishes status.json again, as it may be asleep for hours. ``clock`` is
+    injected; :meth:`step` is what the thread runs, and what tests drive."""
 
     def __init__(self, adapter: Adapter, *, on_new_head: Callable[[], None] = lambda: None,
                  on_changed: Callable[[], None] = lambda: None,
@@ -411,6 +419,7 @@ class AdaptWorker(StoppableThread):
         self._idle = _Idle()
         self._seen = 0
         self.fits = 0
+        self._shown: tuple[object, ...] | None = None  # the fingerprint status last showed
 
     def on_power_state(self, state: object) -> None:
         """SleepController listener: asleep from now, or awake (stop what runs)."""
@@ -418,6 +427,7 @@ class AdaptWorker(StoppableThread):
         with self._cond:
             self._idle.asleep_since = self._clock() if asleep else None
             self._idle.changes += 1
+            self._shown = None  # the first look while asleep publishes status once
             self._cond.notify_all()
 
     def _cancelled(self) -> bool:
@@ -448,6 +458,12 @@ class AdaptWorker(StoppableThread):
             if result.verdict.accepted:
                 self._on_new_head()
             self._on_changed()  # the last fit's figures and verdict
+        elif asleep_since is not None:
+            # nothing due: `rotwatchd adapt` (or --forget) may have run from another process
+            seen = self.adapter.fingerprint()
+            if seen != self._shown:
+                self._on_changed()
+            self._shown = seen
         return wait
 
     def run(self) -> None:

@@ -149,6 +149,28 @@ def test_a_review_answer_given_while_asleep_is_collected_without_a_wake_up(
     assert adapter.store.counts() == {"exif": 0, "human": 1}
     adapter.close()
 
+
+def test_status_follows_an_adapt_forget_from_another_process_while_asleep(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    config, daemon = _exif_photos(daemon_factory, tmp_path, 2)
+    adapter = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())
+    clock, published = Clock(), []
+    worker = AdaptWorker(adapter, clock=clock, on_changed=lambda: published.append(
+        adapter.status()["labels"]))
+    worker.on_power_state(PowerState.ASLEEP)
+    clock.now += 600
+    assert worker.step() == 0.0 and published == [{"exif": 2, "human": 0}]  # collected
+    wait = worker.step()
+    assert wait == 600.0 and len(published) == 2  # the first idle look of this sleep
+    assert worker.step() == 600.0 and len(published) == 2  # nothing changed: nothing sent
+    other = Adapter(config.state_dir, daemon.journal, SETTINGS, ModelConfig())  # the CLI's
+    assert other.forget() == 2
+    other.close()
+    clock.now += wait
+    worker.step()
+    assert published[-1] == {"exif": 0, "human": 0}  # no wake-up needed to show it
+    adapter.close()
+
 HEAD_FIGURES = {"accepted": True, "labels_held_out": 40,
                 "shipped": {"decided_correct": 0.2, "wrong_among_decided": 0.0},
                 "personal": {"decided_correct": 0.5, "wrong_among_decided": 0.005},
