@@ -522,10 +522,14 @@ def trainable(graph: OnnxGraph) -> list[torch.nn.Parameter]:
     return params
 
 
-def load_finetuned(onnx_path: Path, weights: Path) -> TextNetNHWC:
-    """The wrapped network with the fine-tuned weights of ``weights`` (a .pt state dict)."""
+def load_finetuned(onnx_path: Path, weights: Path, mix: float = 1.0) -> TextNetNHWC:
+    """The wrapped network with the fine-tuned weights of ``weights`` (a .pt state dict);
+    ``mix`` < 1 takes ``mix * fine-tuned + (1 - mix) * original`` of every float tensor
+    (weight-space ensembling, WiSE-FT: Wortsman et al., CVPR 2022)."""
     graph = OnnxGraph(onnx_path)
-    graph.load_state_dict(torch.load(weights, map_location="cpu"))
+    tuned = torch.load(weights, map_location="cpu")
+    original = graph.state_dict()
+    graph.load_state_dict({k: mix * v + (1 - mix) * original[k] for k, v in tuned.items()})
     return TextNetNHWC(graph).eval()
 
 
@@ -566,12 +570,13 @@ def train(a: argparse.Namespace) -> Path:
     return target
 
 
-def export(onnx_path: Path, weights: Path, out: Path) -> None:
-    """``out/text/text.tflite`` and ``out/text/text.onnx`` of the fine-tuned network."""
+def export(onnx_path: Path, weights: Path, out: Path, mix: float = 1.0) -> None:
+    """``out/text/text.tflite`` and ``out/text/text.onnx`` of the fine-tuned network (mixed
+    with the original by ``mix``, see :func:`load_finetuned`)."""
     from training.onnx_export import report, run_onnx, torch_to_onnx, weight_only_int8
     from training.text_export import export_wi8
 
-    net = load_finetuned(onnx_path, weights)
+    net = load_finetuned(onnx_path, weights, mix)
     rng = np.random.default_rng(0)
     samples = [rng.uniform(0, 255, (INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
                for _ in range(4)]
@@ -611,9 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=40.0)
     p.add_argument("--export-only", action="store_true",
                    help="export OUT/text-finetuned.pt without training")
+    p.add_argument("--weights", type=Path, help="with --export-only: the .pt to export "
+                   "(default OUT/text-finetuned.pt)")
+    p.add_argument("--mix", type=float, default=1.0,
+                   help="export mix * fine-tuned + (1 - mix) * original weights")
     a = p.parse_args(argv)
-    weights = a.out / "text-finetuned.pt" if a.export_only else train(a)
-    export(fetch_onnx(a.cache), weights, a.out)
+    weights = (a.weights or a.out / "text-finetuned.pt") if a.export_only else train(a)
+    export(fetch_onnx(a.cache), weights, a.out, a.mix)
     return 0
 
 
