@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,30 @@ def check_against_onnx(onnx_path: Path, tflite_path: Path, samples: list[np.ndar
     return worst
 
 
+def export_wi8(wrapped: torch.nn.Module, target: Path,
+               check: Callable[[Path], float] | None = None, reference: str = "reference"
+               ) -> None:
+    """Convert ``wrapped`` (NHWC 1x224x224x3 in) with litert-torch to a float32 TFLite graph,
+    store it weight-only int8 (``wi8``) at ``target``; ``check(tflite)`` (the max abs
+    probability difference against ``reference``) is printed for both files."""
+    import litert_torch
+    from ai_edge_quantizer import quantizer, recipe
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = Path(tmp) / "text-f32.tflite"
+        sample = (torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3),)
+        litert_torch.convert(wrapped.eval(), sample).export(str(f32))
+        if check is not None:
+            print(f"float32 vs {reference}: max |dp| {check(f32):.2e}")
+        qt = quantizer.Quantizer(str(f32))
+        qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+        qt.quantize().export_model(str(target), overwrite=True)
+        if check is not None:
+            print(f"wi8 vs {reference}: max |dp| {check(target):.2e}")
+        print("wrote", target, target.stat().st_size, "bytes")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", type=Path, default=Path("models"))
@@ -178,33 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-images", type=Path, nargs="*", default=[],
                    help="real images to compare ONNX Runtime and TFLite on")
     a = p.parse_args(argv)
-    import litert_torch
-    from ai_edge_quantizer import quantizer, recipe
     from PIL import Image
 
     onnx_path = fetch_onnx(a.cache)
     wrapped = TextNetNHWC(OnnxGraph(onnx_path)).eval()
-    out_dir = a.out / "text"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        f32 = Path(tmp) / "text-f32.tflite"
-        sample = (torch.zeros(1, INPUT_SIZE, INPUT_SIZE, 3),)
-        litert_torch.convert(wrapped, sample).export(str(f32))
-        rng = np.random.default_rng(0)
-        samples = [rng.uniform(0, 255, (INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
-                   for _ in range(4)]
-        for path in a.check_images:
-            with Image.open(path) as im:
-                small = im.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE))
-            samples.append(np.asarray(small, np.float32))
-        diff = check_against_onnx(onnx_path, f32, samples)
-        print(f"float32 vs ONNX Runtime: max |dp| {diff:.2e}")
-        qt = quantizer.Quantizer(str(f32))
-        qt.load_quantization_recipe(recipe.weight_only_wi8_afp32())
-        target = out_dir / "text.tflite"
-        qt.quantize().export_model(str(target), overwrite=True)
-        print(f"wi8 vs ONNX Runtime: max |dp| {check_against_onnx(onnx_path, target, samples):.2e}")
-        print("wrote", target, target.stat().st_size, "bytes")
+    rng = np.random.default_rng(0)
+    samples = [rng.uniform(0, 255, (INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
+               for _ in range(4)]
+    for path in a.check_images:
+        with Image.open(path) as im:
+            small = im.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE))
+        samples.append(np.asarray(small, np.float32))
+    export_wi8(wrapped, a.out / "text" / "text.tflite",
+               lambda tflite: check_against_onnx(onnx_path, tflite, samples), "ONNX Runtime")
     return 0
 
 
