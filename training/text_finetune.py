@@ -479,25 +479,30 @@ def as_read(rng: random.Random, im: Image.Image, correction: int) -> np.ndarray:
     return text_input(stored)
 
 
-def batches(seed: int, src: Sources, groups: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless (N, 224, 224, 3) float inputs and (N,) labels; each picture in all 4 turns."""
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def batches(seed: int, src: Sources, groups: int) -> Iterator[Batch]:
+    """Endless (N, 224, 224, 3) float inputs, (N,) labels and (N,) bool "carries text" flags;
+    each picture in all 4 turns."""
     rng = random.Random(seed)
     while True:
-        xs, ys = [], []
+        xs, ys, texts = [], [], []
         for _ in range(groups):
             im, text = upright(rng, src)
             im = augment(rng, src, im, text)
             for k, corr in enumerate(CORRECTIONS):
                 xs.append(as_read(rng, im, corr))
                 ys.append(k)
-        yield torch.from_numpy(np.stack(xs)), torch.tensor(ys)
+                texts.append(text)
+        yield torch.from_numpy(np.stack(xs)), torch.tensor(ys), torch.tensor(texts)
 
 
 class _Stream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     def __init__(self, seed: int, data: Path, groups: int) -> None:
         self.seed, self.data, self.groups = seed, data, groups
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         rng = random.Random(self.seed)
         return batches(self.seed + 1, Sources(self.data, rng), self.groups)
 
@@ -555,11 +560,23 @@ def train(a: argparse.Namespace) -> Path:
                                          prefetch_factor=4 if a.workers else None)
     t0 = time.time()
     running = []
-    for step, (x, y) in enumerate(loader):
+    teacher = TextNetNHWC(OnnxGraph(fetch_onnx(a.cache))).eval() if a.distill else None
+    for step, (x, y, text) in enumerate(loader):
         if step >= a.steps or (time.time() - t0) > a.max_minutes * 60:
             break
         probs = net(x)
-        loss = torch.nn.functional.nll_loss(torch.log(probs.clamp_min(1e-7)), y)
+        logp = torch.log(probs.clamp_min(1e-7))
+        if teacher is None or bool(text.all()):
+            loss = torch.nn.functional.nll_loss(logp, y)
+        else:
+            # pictures without text keep the original network's answers (knowledge
+            # distillation, Hinton et al. 2015): its confidence on photos is what the fusion
+            # was calibrated for; pictures with text learn their true turn
+            with torch.no_grad():
+                target = teacher(x[~text])
+            photo = torch.nn.functional.kl_div(logp[~text], target, reduction="sum")
+            page = torch.nn.functional.nll_loss(logp[text], y[text], reduction="sum")
+            loss = (photo + page) / len(y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -621,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workers", type=int, default=1, help="sample-making processes")
     p.add_argument("--max-minutes", type=float, default=40.0)
+    p.add_argument("--distill", action="store_true",
+                   help="pictures without text learn the original network's answers, not "
+                        "their true turn")
     p.add_argument("--export-only", action="store_true",
                    help="export OUT/text-finetuned.pt without training")
     p.add_argument("--weights", type=Path, help="with --export-only: the .pt to export "
