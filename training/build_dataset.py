@@ -52,7 +52,6 @@ def _sha(im: Image.Image) -> str:
     return hashlib.sha256(im.tobytes()).hexdigest()
 
 
-
 def replace_train_photos(out: Path, owns: Callable[[str], bool],
                          photos: Iterable[tuple[str, Image.Image, dict[str, object]]]
                          ) -> Counter[str]:
@@ -64,7 +63,7 @@ def replace_train_photos(out: Path, owns: Callable[[str], bool],
     again replaces, never duplicates. Returns images written per package."""
     manifest = out / "manifest.jsonl"
     old = manifest.read_text().splitlines() if manifest.is_file() else []
-    rows = [r for r in old if not owns(json.loads(r)["package"])]
+    rows = [r for r in old if r.strip() and not owns(json.loads(r)["package"])]
     counts: Counter[str] = Counter()
     for package, im, fields in photos:
         rel = Path("images") / "train" / package / f"{counts[package]:05d}.png"
@@ -77,8 +76,9 @@ def replace_train_photos(out: Path, owns: Callable[[str], bool],
                                                    if k not in ("version", "licence", "origin")}}))
         counts[package] += 1
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text("\n".join(rows) + "\n")
+    manifest.write_text("".join(f"{row}\n" for row in rows))  # none: empty, not one blank line
     return counts
+
 
 def build(out: Path = DATA) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []

@@ -298,16 +298,31 @@ def pick_threshold(cases: list[Case], target_risk: float
     return chosen, rows
 
 
+def share_arg(text: str) -> float:
+    """An argparse type: a share of the validation cases, 0..1 (``"0.5"`` -> 0.5). Raises
+    argparse.ArgumentTypeError otherwise: ``--max-escalated 50`` meant as a percent would
+    silently lift the latency budget."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1 (0.5 = half)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model", type=Path)
     p.add_argument("--val", type=Path, action="append",
                    help=f"realistic validation set (default {VAL}); repeat to pool several")
     p.add_argument("--size", type=int, default=SERVE_SIZE)
-    p.add_argument("--target-risk", type=float, default=0.01)
+    p.add_argument("--target-risk", type=share_arg, default=0.01,
+                   help="most decided cases that may be wrong, a share (default 0.01 = 1 %%)")
     p.add_argument("--draws", type=int, default=2, help="JPEG re-save draws pooled per image")
-    p.add_argument("--max-escalated", type=float, default=0.5,
-                   help="most cases the adaptive backend may escalate (latency budget)")
+    p.add_argument("--max-escalated", type=share_arg, default=0.5,
+                   help="most validation cases the adaptive backend may escalate to 4 passes, "
+                        "a share (latency budget; default 0.5 = half)")
     p.add_argument("--table", type=Path, default=None,
                    help="cache of the cue table (.npz): read if it exists, else written")
     a = p.parse_args(argv)

@@ -430,6 +430,14 @@ class AdaptWorker(StoppableThread):
             self._shown = None  # the first look while asleep publishes status once
             self._cond.notify_all()
 
+    def settings_changed(self) -> None:
+        """The adapter's settings were replaced (a config reload): look again now with them,
+        instead of sleeping out a wait the old ``adapt.after_idle`` set (up to its whole
+        length) or, with adaptation turned on, until the next power change."""
+        with self._cond:
+            self._idle.changes += 1
+            self._cond.notify_all()
+
     def _cancelled(self) -> bool:
         with self._cond:
             return self._idle.asleep_since is None or self._stopping
@@ -541,3 +549,4 @@ class AdaptRuntime(Lifecycle):
             adapter.settings, adapter.model = self._daemon.config.adapt, self._daemon.config.model
             adapter.folders = label_folders(self._daemon.config)
             adapter.store.max_labels = adapter.settings.max_labels
+            self.worker.settings_changed()  # asleep, it may wait on the old after_idle

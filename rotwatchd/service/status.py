@@ -204,7 +204,8 @@ def _adapt_lines(adapt: Any) -> list[str]:
         lines.append("  personal head: none in use (the shipped head decides)")
     last = adapt.get("last_fit")
     if isinstance(last, dict) and not last.get("accepted"):
-        lines.append(f"  last fit kept aside: {last.get('reason')}")
+        # the verdict says itself what happened ("kept aside: ...", "not fitted: ...")
+        lines.append(f"  last fit: {last.get('reason')}")
     return lines
 
 

@@ -584,3 +584,52 @@ def test_an_output_folder_swapped_for_a_link_outside_is_not_read(
         assert adapter.collect() == 1  # only kept.jpg, read where the daemon wrote it
     finally:
         adapter.close()
+
+
+def test_a_reload_while_asleep_applies_the_new_after_idle_at_once(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """Asleep under a long ``adapt.after_idle``, the worker waits that long for its first look;
+    a reload that shortens it (SIGHUP) makes it look again with the new setting, so the labels
+    are collected now rather than when the old wait runs out."""
+    from rotwatchd.service.status import read_status
+
+    config = fast_config(tmp_path, adapt={"after_idle": "1h"})
+    daemon, results = daemon_factory(config, start=False)
+    runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
+    daemon.start()
+    for i in range(2):
+        make_photo(tmp_path / "inbox" / f"tagged{i}.jpg", exif_orientation=6, seed=i,
+                   size=(160, 120))
+    results.wait_count(2)
+    runtime.worker.on_power_state(PowerState.ASLEEP)  # the first look is an hour away
+    assert runtime.worker.adapter.store.count() == 0
+    daemon.reload(fast_config(tmp_path, adapt={"after_idle": 0}))
+
+    def labels() -> Any:
+        document = read_status(config.state_dir)
+        return None if document is None else document["adapt"]["labels"]
+
+    assert wait_until(lambda: labels() == {"exif": 2, "human": 0})
+
+
+def test_status_gives_the_last_fit_verdict_once_in_its_own_words(tmp_path: Path) -> None:
+    """The verdict starts with what happened; status printed "last fit kept aside: kept aside:
+    ..." for a head kept aside, and "last fit kept aside: not fitted: ..." when none was fitted
+    at all."""
+    for reason in ("kept aside: it adds nothing the shipped head decides; 40 held-out photos",
+                   "not fitted: only 2 labelled photos (need 30)"):
+        document = _adapt_status_with_last_fit(tmp_path / reason[:4], reason)
+        lines = format_status({"adapt": document}).splitlines()
+        assert f"  last fit: {reason}" in lines
+        assert not any("kept aside: kept aside" in line or "kept aside: not fitted" in line
+                       for line in lines)
+
+
+def _adapt_status_with_last_fit(state_dir: Path, reason: str) -> dict[str, Any]:
+    """The ``adapt`` status of a state_dir whose last fit was not accepted for ``reason``."""
+    from rotwatchd.adapt.runtime import LAST_FIT, adapt_status
+
+    adapt_dir(state_dir).mkdir(parents=True)
+    (adapt_dir(state_dir) / LAST_FIT).write_text(json.dumps({"accepted": False,
+                                                             "reason": reason}))
+    return adapt_status(state_dir, True, {"exif": 2, "human": 0})

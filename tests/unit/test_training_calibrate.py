@@ -98,3 +98,18 @@ def test_a_failed_calibration_leaves_the_sidecar_as_it_was(tmp_path: Path) -> No
     with pytest.raises(SystemExit, match="missing.tflite: no such model file"):
         calibrate.main([str(missing), "--val", str(val), "--draws", "1"])
     assert not missing.with_suffix(".json").exists()
+
+
+def test_shares_given_as_percents_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--max-escalated 50`` (meant as 50 %) would lift the latency budget without a word,
+    and ``--target-risk 1`` would accept every wrong turn: both take a share, 0..1."""
+    model = _models(tmp_path / "models")
+    for option, value in (("--max-escalated", "50"), ("--target-risk", "1.5"),
+                          ("--max-escalated", "nan"), ("--target-risk", "-0.01")):
+        with pytest.raises(SystemExit) as stopped:
+            calibrate.main([str(model), option, value])
+        assert stopped.value.code == 2
+        assert f"{option}: '{value}' is not a share between 0 and 1" in capsys.readouterr().err
+    assert not model.with_suffix(".json").exists()  # nothing was started
+    assert calibrate.share_arg("0.5") == 0.5 and calibrate.share_arg("0") == 0.0

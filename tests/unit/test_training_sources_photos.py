@@ -103,3 +103,16 @@ def test_a_missing_clone_or_commit_is_one_error_line_not_a_traceback(
                  "--out", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: git ")
+
+
+def test_adding_no_photos_leaves_a_manifest_every_reader_can_parse(tmp_path: Path) -> None:
+    """With every row this module's and no source left, the manifest is empty: a lone blank
+    line made the next run (and the training pool's reader) fail on json.loads('')."""
+    mirror, _commit = _mirror(tmp_path)
+    out = tmp_path / "data"
+    out.mkdir()
+    mine = json.dumps({"file": "images/train/photos-pics/00000.png", "package": "photos-pics"})
+    (out / "manifest.jsonl").write_text(mine + "\n")
+    for _ in range(2):
+        assert add([], mirror, out) == {}
+        assert (out / "manifest.jsonl").read_text() == ""
