@@ -452,7 +452,8 @@ def adapt(labels: LabelSet, shipped: Head, meta: ModelMeta, settings: FitSetting
     start = time.process_time()
     n = len(labels)
     if n < settings.min_photos:
-        reason = (f"not fitted: only {n} labelled photos (need {settings.min_photos})"
+        reason = (f"not fitted: only {n} labelled photo{'' if n == 1 else 's'} "
+                  f"(need {settings.min_photos})"
                   if n else "not fitted: no labels to learn from")
         return Adapted(None, 1.0, Verdict(False, reason, None, None, n, n), 0.0)
     fold = folds_of(labels.sha256, settings.folds)

@@ -252,7 +252,8 @@ def main(argv: list[str]) -> int:
                    help="longer side the image is scaled to first, as the daemon does "
                         f"(default {MODEL_INPUT_SIDE})")
     p.add_argument("--threshold", type=float, default=None,
-                   help="threshold to mark (default: the model's recommended min_confidence)")
+                   help="threshold to mark (default: the review threshold of the backend "
+                        "that ran, as the daemon uses it)")
     p.add_argument("--worst", type=int, default=10, help="how many failing images to list")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     a = p.parse_args(argv)

@@ -166,9 +166,11 @@ def format_status(document: dict[str, Any]) -> str:
                  f"{queue.get('pending', 0)} settling")
     lines.extend(_waiting_lines(document.get("waiting")))
     power = document.get("power") or {}
+    # a stopped daemon's last power state is history, not what the machine does now
+    label = "power: " if document.get("running") else "power when it stopped: "
     with contextlib.suppress(AttributeError):
-        lines.append("power: " + ", ".join(f"{k} {v}" for k, v in power.items()
-                                           if not isinstance(v, dict | list)))
+        lines.append(label + ", ".join(f"{k} {v}" for k, v in power.items()
+                                       if not isinstance(v, dict | list)))
     lines.extend(_adapt_lines(document.get("adapt")))
     errors = document.get("last_errors", [])
     if errors:

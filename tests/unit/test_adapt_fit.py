@@ -102,6 +102,8 @@ def test_too_few_labels_are_not_fitted(labels: LabelSet) -> None:
     result = adapt(few, SHIPPED, META, SETTINGS)
     assert result.head is None and not result.verdict.accepted
     assert result.verdict.reason == "not fitted: only 5 labelled photos (need 10)"
+    one = adapt(labels.subset(np.arange(len(labels)) < 1), SHIPPED, META, SETTINGS)
+    assert one.verdict.reason == "not fitted: only 1 labelled photo (need 10)"
 
 
 def test_strength_holds_the_head_near_the_shipped_one(labels: LabelSet) -> None:

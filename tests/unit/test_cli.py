@@ -159,3 +159,13 @@ def test_status_shows_a_hostile_file_name_on_one_line() -> None:
                                            "detail": "unreadable", "at": 0}]})
     assert "\x1b" not in text and "forged line" in text
     assert not any(line.startswith("forged line") for line in text.splitlines())
+
+
+def test_a_stopped_daemons_status_does_not_show_its_last_power_state_as_current() -> None:
+    from rotwatchd.service.status import format_status
+
+    document = {"power": {"state": "asleep", "governor": "powersave"}, "counts": {}}
+    stopped = format_status({**document, "running": False}).splitlines()
+    assert "power when it stopped: state asleep, governor powersave" in stopped
+    running = format_status({**document, "running": True, "pid": 1}).splitlines()
+    assert "power: state asleep, governor powersave" in running
