@@ -39,9 +39,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
                           max_pixels=config.limits.max_pixels, folders=label_folders(config))
         try:
             if args.forget:
+                had_head = (adapter.folder / HEAD_NAME).is_file()
                 deleted = adapter.forget()
-                print(f"forgot {deleted} label(s) and the personal head; photos handled "
-                      "before now will not be collected again")
+                head = " and the personal head" if had_head else " (there was no personal head)"
+                print(f"forgot {deleted} label(s){head}; photos handled before now will not be "
+                      "collected again")
                 return EXIT_OK
             collected = 0
             while adapter.pending(1):

@@ -283,6 +283,8 @@ def test_adapt_forget_deletes_the_labels_and_the_head(
     out = capsys.readouterr().out
     assert "personal head not fitted: no labels to learn from" in out
     assert "no fit" in out and "trained on" not in out  # nothing reads as if it trained
+    assert main(["adapt", "-c", str(cfg), "--forget"]) == 0  # again: no head to speak of
+    assert "forgot 0 label(s) (there was no personal head)" in capsys.readouterr().out
 
 
 def test_a_rejected_fit_says_an_earlier_head_stays(
