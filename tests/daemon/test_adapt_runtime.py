@@ -531,14 +531,15 @@ def test_an_output_replaced_with_its_old_mtime_put_back_is_not_read(
         adapter.close()
 
 
-def test_status_json_follows_what_adaptation_did_while_the_daemon_sleeps(
-        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
-    """Collecting and fitting happen while asleep, when nothing else publishes the status:
-    status.json (what `rotwatchd status` and the web page read) shows the labels just
-    collected and the fit's verdict, not the counts from before the daemon fell asleep."""
+
+def _attached_with_two_tagged(daemon_factory: Callable[..., Any], tmp_path: Path,
+                              adapt: dict[str, Any]
+                              ) -> tuple[Any, AdaptRuntime, Callable[[], dict[str, Any]]]:
+    """A started daemon with adaptation attached (``adapt`` settings) that has turned two
+    EXIF-tagged photos: (daemon, runtime, a reader of the status.json it last published)."""
     from rotwatchd.service.status import read_status
 
-    config = fast_config(tmp_path, adapt={"after_idle": 0, "min_labels": 2})
+    config = fast_config(tmp_path, adapt=adapt)
     daemon, results = daemon_factory(config, start=False)
     runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
     daemon.start()
@@ -551,6 +552,15 @@ def test_status_json_follows_what_adaptation_did_while_the_daemon_sleeps(
         document = read_status(config.state_dir)
         return {} if document is None else document
 
+    return daemon, runtime, published
+
+def test_status_json_follows_what_adaptation_did_while_the_daemon_sleeps(
+        daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
+    """Collecting and fitting happen while asleep, when nothing else publishes the status:
+    status.json (what `rotwatchd status` and the web page read) shows the labels just
+    collected and the fit's verdict, not the counts from before the daemon fell asleep."""
+    _daemon, runtime, published = _attached_with_two_tagged(
+        daemon_factory, tmp_path, {"after_idle": 0, "min_labels": 2})
     wait_until(lambda: published().get("counts", {}).get("done") == 2)
     assert published()["adapt"]["labels"] == {"exif": 0, "human": 0}
     runtime.worker.on_power_state(PowerState.ASLEEP)  # as the SleepController tells it
@@ -593,25 +603,13 @@ def test_a_reload_while_asleep_applies_the_new_after_idle_at_once(
     """Asleep under a long ``adapt.after_idle``, the worker waits that long for its first look;
     a reload that shortens it (SIGHUP) makes it look again with the new setting, so the labels
     are collected now rather than when the old wait runs out."""
-    from rotwatchd.service.status import read_status
-
-    config = fast_config(tmp_path, adapt={"after_idle": "1h"})
-    daemon, results = daemon_factory(config, start=False)
-    runtime = AdaptRuntime.attach(daemon, SleepController(config.power, None, lambda: 0))
-    daemon.start()
-    for i in range(2):
-        make_photo(tmp_path / "inbox" / f"tagged{i}.jpg", exif_orientation=6, seed=i,
-                   size=(160, 120))
-    results.wait_count(2)
+    daemon, runtime, published = _attached_with_two_tagged(
+        daemon_factory, tmp_path, {"after_idle": "1h"})
     runtime.worker.on_power_state(PowerState.ASLEEP)  # the first look is an hour away
     assert runtime.worker.adapter.store.count() == 0
     daemon.reload(fast_config(tmp_path, adapt={"after_idle": 0}))
-
-    def labels() -> Any:
-        document = read_status(config.state_dir)
-        return None if document is None else document["adapt"]["labels"]
-
-    assert wait_until(lambda: labels() == {"exif": 2, "human": 0})
+    assert wait_until(lambda: published().get("adapt", {}).get("labels")
+                      == {"exif": 2, "human": 0})
 
 
 def test_status_gives_the_last_fit_verdict_once_in_its_own_words(tmp_path: Path) -> None:
