@@ -20,11 +20,12 @@ crop, the face cue once (``cue_table``). From that one table:
    on a small grid whose fused answers decide the most cases correctly at ``--target-risk``
    (the one-pass set: whose adaptive cascade does);
 3. the review thresholds: the lowest confidence at which at most ``--target-risk`` of the
-   decided cases are wrong, for one pass (``min_confidence``), the 4-pass ensemble
-   (``tta_min_confidence``) and the adaptive cascade (``cascade_min_confidence`` with its
-   ``escalate_from``, the highest floor that loses no decided case nor a right answer,
-   limited so that at most ``--max-escalated`` (half) of the cases pay for the ensemble: the
-   median image stays one pass).
+   decided cases are wrong, for one pass (``min_confidence``, where the adaptive backend's
+   first pass also skips the text network when the scene and face cues alone reach it), the
+   4-pass ensemble (``tta_min_confidence``) and the adaptive cascade
+   (``cascade_min_confidence`` with its ``escalate_from``, the highest floor that loses no
+   decided case nor a right answer, limited so that at most ``--max-escalated`` (half) of the
+   cases pay for the ensemble: the median image stays one pass).
 
 All go into the model's JSON sidecar, which the runtime reads.
 """
@@ -43,7 +44,14 @@ from PIL import Image, ImageOps
 
 from rotwatchd.evaluation.accuracy import Case, resave, risk_coverage, turned, upright_images
 from rotwatchd.model.base import CORRECTIONS, ModelError
-from rotwatchd.model.fusion import FusionParams, _faces_for, _text_for, escalates, fuse
+from rotwatchd.model.fusion import (
+    FusionParams,
+    _faces_for,
+    _text_for,
+    escalates,
+    fuse,
+    skips_text,
+)
 from rotwatchd.model.network import LITERT
 from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, softmax
 from rotwatchd.model.text import text_input
@@ -173,8 +181,12 @@ def fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
 
 
 def fused_cases(table: CueTable, temperature: float, passes: int, scene_weight: float,
-                text_weight: float, text_weight_sure: float | None = None) -> list[Case]:
-    """What the fused classifier answers on every case for these weights (``fusion.fuse``)."""
+                text_weight: float, text_weight_sure: float | None = None,
+                skip_text_from: float | None = None) -> list[Case]:
+    """What the fused classifier answers on every case for these weights (``fusion.fuse``);
+    with ``skip_text_from`` (one pass only), as the adaptive backend's first pass does: a case
+    whose scene and face cues alone reach that confidence is fused without the text cue
+    (``fusion.skips_text``)."""
     params = FusionParams(scene_weight=scene_weight, text_weight=text_weight,
                           text_gate=TEXT_GATE, text_weight_sure=text_weight_sure)
     out = []
@@ -183,7 +195,10 @@ def fused_cases(table: CueTable, temperature: float, passes: int, scene_weight: 
         scene = belief(views)
         text = belief(table.text[i][:passes]) if table.text[i].any() else None
         faces = as_probs(table.faces[i]) if table.faces[i][0] >= 0 else None
-        f = fuse(as_probs(scene), faces, params, as_probs(text) if text is not None else None)
+        f = fuse(as_probs(scene), faces, params)
+        if text is not None and (skip_text_from is None
+                                 or not skips_text(f.confidence, skip_text_from)):
+            f = fuse(as_probs(scene), faces, params, as_probs(text))
         out.append(Case(str(table.group[i]), CORRECTIONS[int(table.truth[i])], f.correction,
                         f.confidence, str(table.name[i])))
     return out
@@ -232,8 +247,7 @@ def pick_one_pass_weights(table: CueTable, temperature: float, four: list[Case],
     best: tuple[tuple[float, float], Weights, list[Case]] | None = None
     for a in WEIGHT_GRID:
         for b, sure in _text_pairs(table):
-            one = fused_cases(table, temperature, 1, a, b, sure)
-            below, _rows = pick_threshold(one, target_risk)
+            one, below = first_pass_cases(table, temperature, (a, b, sure), target_risk)
             floor, threshold, _r = pick_escalation(one, four, below, target_risk, max_escalated)
             cases = cascade(one, four, below, floor)
             score = decided_correctly(cases, target_risk)[1]
@@ -243,6 +257,23 @@ def pick_one_pass_weights(table: CueTable, temperature: float, four: list[Case],
                 best = (key, (a, b, sure), one)
     assert best is not None
     return best[1], best[2]
+
+
+def first_pass_cases(table: CueTable, temperature: float, w: Weights, target_risk: float
+                     ) -> tuple[list[Case], float]:
+    """(cases, one-pass threshold) of the adaptive backend's first pass with weights ``w``:
+    its threshold is also where it skips the text cue (``fusion.skips_text``), so the two are
+    found together: threshold of the cases with the text cue, then of the cases skipping it
+    from there, until the threshold stays put (it moves at most once or twice: the skip
+    changes hardly any case)."""
+    below = pick_threshold(fused_cases(table, temperature, 1, *w), target_risk)[0]
+    for _ in range(5):
+        one = fused_cases(table, temperature, 1, *w, skip_text_from=below)
+        again = pick_threshold(one, target_risk)[0]
+        if again == below:
+            break
+        below = again
+    return one, below
 
 
 def cascade(one: list[Case], four: list[Case], escalate_below: float,

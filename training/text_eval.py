@@ -101,7 +101,7 @@ def whole_model(table: dict[str, np.ndarray], sidecar: Path) -> None:
     tab = CueTable(**{k: table[k] for k in CueTable.__dataclass_fields__})
     temp = meta["temperature"]
     one = fused_cases(tab, temp, 1, meta["scene_weight"], meta["text_weight"],
-                      meta["text_weight_sure"])
+                      meta["text_weight_sure"], skip_text_from=meta["min_confidence"])
     four = fused_cases(tab, temp, 4, meta["tta_scene_weight"], meta["tta_text_weight"],
                        meta["tta_text_weight_sure"])
     cases = cascade(one, four, meta["min_confidence"], meta["escalate_from"])

@@ -79,7 +79,7 @@ import numpy as np
 from rotwatchd.adapt.labels import LabelSet
 from rotwatchd.evaluation.accuracy import Case, RiskRow, risk_coverage
 from rotwatchd.model.base import CORRECTIONS
-from rotwatchd.model.fusion import FusionParams, escalates, fuse, weights
+from rotwatchd.model.fusion import FusionParams, escalates, fuse, skips_text, weights
 from rotwatchd.model.personal import Head, Support, support_rows, unit_rows
 from rotwatchd.model.scene import as_probs, tta_average
 from rotwatchd.model.sidecar import ModelMeta
@@ -181,8 +181,9 @@ def cascade_cases(head: Head, labels: LabelSet, meta: ModelMeta,
         for turned in range(4):  # stored turned `turned` times: its view m is view turned+m
             order = [(turned + m) % 4 for m in range(4)]
             text = None if labels.text is None else labels.text[i, order]
-            fused = fuse(as_probs(probs[i, order[0]]), None, one,
-                         None if text is None else as_probs(text[0]))
+            fused = fuse(as_probs(probs[i, order[0]]), None, one)
+            if text is not None and not skips_text(fused.confidence, meta.min_confidence):
+                fused = fuse(as_probs(probs[i, order[0]]), None, one, as_probs(text[0]))
             if escalates(fused.confidence, meta.escalate_from, meta.min_confidence):
                 fused = fuse(as_probs(tta_average(probs[i, order])), None, four,
                              None if text is None else as_probs(tta_average(text)))

@@ -131,6 +131,8 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
 class TextScores(Protocol):
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray: ...
 
+    def turn_views(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray: ...
+
     def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -195,11 +197,23 @@ def escalates(confidence: float, escalate_from: float, escalate_below: float) ->
     return escalate_from <= confidence < escalate_below
 
 
+def skips_text(confidence: float, escalate_below: float) -> bool:
+    """The adaptive backend's shortcut: the scene network and the face cue alone are sure
+    (their fused one-pass confidence reaches the one-pass review threshold), so the text
+    network is not run. (Pure; ``training.calibrate`` simulates it. On the pooled validation
+    sets of release 8.1 the rule skipped the text network for 19 % of the cases and changed
+    no decision: a text network sure of another answer on a picture the scene network is sure
+    of hardly ever occurs.)"""
+    return confidence >= escalate_below
+
+
 class AdaptiveClassifier(FusedClassifier):
     """One pass of each network + faces; the other three turns only when that is not sure.
 
     ``escalate_below`` is the one-pass review threshold (the sidecar's ``min_confidence``): an
-    image the one-pass backend would turn anyway costs one pass; one it would send to review
+    image whose scene network and faces alone reach it costs one scene pass (no text network,
+    :func:`skips_text`); one the one-pass backend would turn anyway costs one pass; one it
+    would send to review
     gets the 4-pass ensemble of the scene and text networks (fused with the 4-pass weights),
     unless its one-pass confidence is below ``escalate_from`` (the sidecar's; from there the
     ensemble hardly ever becomes sure), and then it goes to review after one pass. The
@@ -221,13 +235,17 @@ class AdaptiveClassifier(FusedClassifier):
         first = self.scene.view(arr, 0)
         one_pass = as_probs(first)
         faces = self.faces.scores(image) if self.faces is not None else None
+        fused = fuse(one_pass, faces, self.params)
+        if skips_text(fused.confidence, self.escalate_below):
+            return self._prediction(one_pass, faces, None, fused, ("passes", 1.0))
         text_arr = text_input(image) if self.text is not None else None
         text_first = self._text_views(text_arr, (0,))
         text = as_probs(text_first[0]) if text_first is not None else None
-        fused = fuse(one_pass, faces, self.params, text)
+        if text is not None:
+            fused = fuse(one_pass, faces, self.params, text)
         if not escalates(fused.confidence, self.escalate_from, self.escalate_below):
             return self._prediction(one_pass, faces, text, fused, ("passes", 1.0))
-        views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
+        views = np.concatenate([first[None], self.scene.turn_views(arr, (1, 2, 3))])
         scene = as_probs(tta_average(views))
         text_rest = self._text_views(text_arr, (1, 2, 3))
         if text_first is not None and text_rest is not None:
@@ -239,7 +257,7 @@ class AdaptiveClassifier(FusedClassifier):
         """The text network's probabilities for ``arr`` turned each of ``turns`` times."""
         if self.text is None or arr is None:
             return None
-        return np.stack([self.text.view(arr, m) for m in turns])
+        return self.text.turn_views(arr, turns)
 
 
 def _cue_dir(model_path: Path | None) -> Path:
@@ -297,4 +315,5 @@ def load_fused_tta(model_path: Path | None, threads: int,
 
 
 __all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "escalates", "fuse",
+           "skips_text",
            "load_adaptive", "load_fused", "load_fused_tta", "load_scene_only"]

@@ -125,7 +125,7 @@ def test_an_unsure_first_pass_gets_exactly_the_four_pass_answer() -> None:
     assert got.cues == (*want.cues, ("passes", 4.0))
 
 
-def test_a_sure_first_pass_uses_every_cue_once() -> None:
+def test_a_first_pass_sure_without_text_runs_the_scene_and_face_cues_once() -> None:
     from rotwatchd.model import load_classifier
     from rotwatchd.model.fusion import AdaptiveClassifier
 
@@ -137,8 +137,9 @@ def test_a_sure_first_pass_uses_every_cue_once() -> None:
     finally:
         adaptive.close()
     names = [name for name, _ in pred.cues]
-    assert names == ["scene", "face", "face_correction", "text", "text_correction", "passes"]
+    assert names == ["scene", "face", "face_correction", "passes"]  # no text network pass
     assert dict(pred.cues)["passes"] == 1.0 and pred.correction == 0
+    assert pred.confidence >= adaptive.escalate_below
 
     bare = AdaptiveClassifier(SceneClassifier(threads=1), None)  # no face or text model
     try:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from rotwatchd.evaluation.accuracy import Case, resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, calibrated_threshold, default_model_dir, load_classifier
+from rotwatchd.model.base import OrientationClassifier
 from rotwatchd.model.fusion import AdaptiveClassifier
 from rotwatchd.model.sidecar import MODEL_FILE
 from training.calibrate import cascade, pick_escalation, pick_threshold
@@ -100,22 +101,41 @@ def test_sure_and_hopeless_images_cost_one_pass_the_unsure_get_the_ensemble(
     ranked = sorted(p.confidence for p in first)
     low, middle = ranked[len(ranked) // 4], ranked[len(ranked) // 2]
     model = _model_copy(tmp_path, {"min_confidence": middle, "escalate_from": low})
+    bare = _without_text(model)  # the same one pass, scene network and faces only
+    try:
+        alone = [bare.predict(im) for im in images]
+    finally:
+        bare.close()
     adaptive = load_classifier("auto", model, 1)
     try:
         got = [adaptive.predict(im) for im in images]
     finally:
         adaptive.close()
-    branches = {"sure": 0, "unsure": 0, "hopeless": 0}
-    for a, o, f in zip(got, first, ensemble, strict=True):
-        passes = dict(a.cues)["passes"]
-        if low <= o.confidence < middle:
+    branches = {"sure without text": 0, "unsure": 0, "hopeless": 0}
+    for a, o, f, s in zip(got, first, ensemble, alone, strict=True):
+        cues = dict(a.cues)
+        if s.confidence >= middle:  # scene and faces alone are sure: the text network is skipped
+            branches["sure without text"] += 1
+            assert cues["passes"] == 1.0 and "text" not in cues
+            assert a.probabilities == pytest.approx(s.probabilities, abs=1e-6)
+        elif low <= o.confidence < middle:
             branches["unsure"] += 1
-            assert passes == 4.0 and a.probabilities == pytest.approx(f.probabilities, abs=1e-6)
+            assert cues["passes"] == 4.0 and "text" in cues
+            assert a.probabilities == pytest.approx(f.probabilities, abs=1e-6)
         else:
-            branches["sure" if o.confidence >= middle else "hopeless"] += 1
-            assert passes == 1.0 and a.probabilities == pytest.approx(o.probabilities, abs=1e-6)
+            key = "hopeless" if o.confidence < low else "sure with text"
+            branches[key] = branches.get(key, 0) + 1
+            assert cues["passes"] == 1.0 and "text" in cues
+            assert a.probabilities == pytest.approx(o.probabilities, abs=1e-6)
         assert a.correction == CORRECTIONS[max(range(4), key=lambda i: a.probabilities[i])]
     assert min(branches.values()) > 0, branches
+
+
+def _without_text(model: Path) -> OrientationClassifier:
+    """The one-pass backend on a copy of ``model``'s directory without its text network."""
+    bare = model.parent.parent / "bare" / model.name
+    shutil.copytree(model.parent, bare.parent, ignore=shutil.ignore_patterns("text"))
+    return load_classifier("litert", bare, 1)
 
 
 def _case(truth: int, predicted: int, confidence: float) -> Case:
