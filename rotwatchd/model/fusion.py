@@ -131,8 +131,6 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
 class TextScores(Protocol):
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray: ...
 
-    def turn_views(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray: ...
-
     def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -212,9 +210,9 @@ class AdaptiveClassifier(FusedClassifier):
 
     ``escalate_below`` is the one-pass review threshold (the sidecar's ``min_confidence``): an
     image whose scene network and faces alone reach it costs one scene pass (no text network,
-    :func:`skips_text`); one the one-pass backend would turn anyway costs one pass; one it
-    would send to review
-    gets the 4-pass ensemble of the scene and text networks (fused with the 4-pass weights),
+    :func:`skips_text`); one the one-pass backend would turn anyway costs one pass of each
+    network; one it would send to review gets the 4-pass ensemble of the scene and text
+    networks (fused with the 4-pass weights),
     unless its one-pass confidence is below ``escalate_from`` (the sidecar's; from there the
     ensemble hardly ever becomes sure), and then it goes to review after one pass. The
     ``passes`` cue says which happened.
@@ -245,7 +243,7 @@ class AdaptiveClassifier(FusedClassifier):
             fused = fuse(one_pass, faces, self.params, text)
         if not escalates(fused.confidence, self.escalate_from, self.escalate_below):
             return self._prediction(one_pass, faces, text, fused, ("passes", 1.0))
-        views = np.concatenate([first[None], self.scene.turn_views(arr, (1, 2, 3))])
+        views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
         scene = as_probs(tta_average(views))
         text_rest = self._text_views(text_arr, (1, 2, 3))
         if text_first is not None and text_rest is not None:
@@ -257,7 +255,7 @@ class AdaptiveClassifier(FusedClassifier):
         """The text network's probabilities for ``arr`` turned each of ``turns`` times."""
         if self.text is None or arr is None:
             return None
-        return self.text.turn_views(arr, turns)
+        return np.stack([self.text.view(arr, m) for m in turns])
 
 
 def _cue_dir(model_path: Path | None) -> Path:

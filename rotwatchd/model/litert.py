@@ -36,11 +36,6 @@ class LiteRTNetwork:
     """A ``.tflite`` file on the TFLite interpreter. An int8 input or output (a fully
     quantized model) is quantized and dequantized here, so callers see float32 only.
 
-    A batch of N inputs runs as one invocation with the input resized to N (XNNPACK's kernels
-    reuse each packed weight across the batch: 3 turns of the scene network cost ~1.8 passes
-    on one x86 core, ``rotwatchd bench --cues``); a graph that cannot take another batch (a
-    reshape fixed to batch 1) runs the N inputs one by one, with the same results.
-
     Raises ModelError when no interpreter is installed or the file does not load."""
 
     def __init__(self, path: Path, threads: int, what: str) -> None:
@@ -55,30 +50,8 @@ class LiteRTNetwork:
         self._outs = self._interp.get_output_details()
         self.input_shape = tuple(int(d) for d in self._in["shape"])
         self.output_shapes = tuple(tuple(int(d) for d in o["shape"]) for o in self._outs)
-        self._batch = self.input_shape[0] if self.input_shape else 1
-        self._batches = True  # False once the graph refused another batch size
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        other = x.ndim == len(self.input_shape) and x.shape[0] != self._batch
-        if other and not (self._batches and self._resize(x.shape[0])):
-            parts = [self.run(x[i:i + 1]) for i in range(x.shape[0])]
-            return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
-        return self._invoke(x)
-
-    def _resize(self, batch: int) -> bool:
-        """Resize the input to ``batch``; False (and batch 1 again) when the graph refuses."""
-        try:
-            self._interp.resize_tensor_input(self._in["index"], [batch, *self.input_shape[1:]])
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError):
-            self._batches = False
-            batch = self.input_shape[0]
-            self._interp.resize_tensor_input(self._in["index"], list(self.input_shape))
-            self._interp.allocate_tensors()
-        self._batch = batch
-        return self._batches
-
-    def _invoke(self, x: np.ndarray) -> list[np.ndarray]:
         if self._in["dtype"] != np.float32:
             scale, zero = self._in["quantization"]
             info = np.iinfo(self._in["dtype"])

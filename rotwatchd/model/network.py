@@ -34,9 +34,7 @@ class Network(Protocol):
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Outputs (float32, batch dimension kept, in the file's order) for the input ``x``
-        (float32, shaped as ``input_shape`` except the batch: N inputs stacked give N rows,
-        as one invocation where the runtime and graph allow it, else one by one).
-        Raises ModelError when the runtime fails."""
+        (float32, shaped as ``input_shape``). Raises ModelError when the runtime fails."""
         ...
 
     def close(self) -> None: ...

@@ -71,10 +71,6 @@ class OnnxNetwork:
                                    for o in self._session.get_outputs())
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        if x.ndim == len(self.input_shape) and x.shape[0] != self.input_shape[0]:
-            # the exported graphs fix their batch at 1: a batch runs one input at a time
-            parts = [self.run(x[i:i + 1]) for i in range(x.shape[0])]
-            return [np.concatenate(outs) for outs in zip(*parts, strict=True)]
         try:
             outs = self._session.run(None, {self._input: np.ascontiguousarray(x, np.float32)})
         except Exception as exc:

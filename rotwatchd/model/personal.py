@@ -32,7 +32,7 @@ from PIL import Image
 from rotwatchd.model.base import ModelError, Prediction, default_model_dir
 from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
 from rotwatchd.model.network import LITERT, Runtime
-from rotwatchd.model.scene import SceneClassifier, preprocess, turned_batch
+from rotwatchd.model.scene import SceneClassifier, preprocess
 from rotwatchd.model.sidecar import MODEL_FILE
 from rotwatchd.model.text import text_input
 
@@ -192,37 +192,25 @@ class FeatureScene(SceneClassifier):
     def features(self, arr: np.ndarray, turns: int) -> np.ndarray:
         """Pooled features (F,) of a :func:`preprocess`-ed image turned ``turns`` times
         counter-clockwise: one network pass."""
-        out: np.ndarray = self.features_of(arr, (turns,))[0]
-        return out
-
-    def features_of(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray:
-        """(len(turns), F): :meth:`features` of each of ``turns``, run as one batch."""
-        outputs = self._net.run(turned_batch(arr, turns))
-        return np.array(outputs[self._features_output], dtype=np.float32)
+        outputs = self._net.run(np.ascontiguousarray(np.rot90(arr, turns))[None])
+        return np.array(outputs[self._features_output][0], dtype=np.float32)
 
     def turn_features(self, image: Image.Image) -> np.ndarray:
         """(4, F): the features of ``image`` turned 0, 1, 2, 3 times counter-clockwise (for
         an upright image, view m is an example of class m)."""
-        return self.features_of(preprocess(image, self.input_size), (0, 1, 2, 3))
-
-    def remember(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray:
-        """(len(turns), F) features, those of turns not in ``memo`` computed in one batch (and
-        kept there when ``memo`` is not None)."""
-        memo = self.memo if self.memo is not None else {}
-        missing = tuple(m for m in turns if m not in memo)
-        if missing:
-            memo.update(zip(missing, self.features_of(arr, missing), strict=True))
-        out: np.ndarray = np.stack([memo[m] for m in turns])
-        return out
+        arr = preprocess(image, self.input_size)
+        return np.stack([self.features(arr, m) for m in range(4)])
 
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray:
-        out: np.ndarray = self.turn_views(arr, (turns,))[0]
-        return out
-
-    def turn_views(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray:
         if self.head is None:
-            return super().turn_views(arr, turns)
-        out: np.ndarray = self.head.probabilities(self.remember(arr, turns))
+            return super().view(arr, turns)
+        if self.memo is None:
+            features = self.features(arr, turns)
+        elif turns in self.memo:
+            features = self.memo[turns]
+        else:
+            features = self.memo[turns] = self.features(arr, turns)
+        out: np.ndarray = self.head.probabilities(features)
         return out
 
 
@@ -255,8 +243,14 @@ class PersonalClassifier(AdaptiveClassifier):
             first = super().predict(image)
             if first.confidence >= self.personal.shipped_threshold:
                 return replace(first, cues=(*first.cues, ("personal", 0.0)))
-            turns = scene.remember(preprocess(image, scene.input_size), (0, 1, 2, 3))
+            memo = scene.memo
+            if len(memo) < 4:
+                arr = preprocess(image, scene.input_size)
+                for m in range(4):
+                    if m not in memo:
+                        memo[m] = scene.features(arr, m)
             support = self.personal.support
+            turns = np.stack([memo[m] for m in range(4)])
             where = float(support.photo_distance(turns)) / max(support.radius, 1e-12)
             if where > 1.0:
                 return replace(first, cues=(*first.cues, ("personal", 0.0), ("support", where)))

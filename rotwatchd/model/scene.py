@@ -53,12 +53,6 @@ def belief(views: np.ndarray) -> np.ndarray:
     return out
 
 
-def turned_batch(arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray:
-    """(len(turns), H, W, C) contiguous: ``arr`` turned each of ``turns`` times
-    counter-clockwise (exact ``np.rot90``), stacked as one network batch."""
-    return np.ascontiguousarray(np.stack([np.rot90(arr, m) for m in turns]))
-
-
 def as_probs(p: np.ndarray) -> tuple[float, float, float, float]:
     """A probability array as the 4-tuple the cues and ``Prediction`` carry."""
     return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
@@ -112,16 +106,9 @@ class SceneClassifier:
         counter-clockwise (exact ``np.rot90``): one network pass."""
         return softmax(self._run(np.rot90(arr, turns)), self.meta.temperature)
 
-    def turn_views(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray:
-        """(len(turns), 4): :meth:`view` of each of ``turns``, the turned copies run as one
-        batch (the same numbers, in less time than one pass each)."""
-        logits = self._net.run(turned_batch(arr, turns))[0]
-        return np.stack([softmax(np.asarray(z, np.float32), self.meta.temperature)
-                         for z in logits])
-
     def probabilities(self, image: Image.Image) -> tuple[float, float, float, float]:
         arr = preprocess(image, self.input_size)
-        return as_probs(belief(self.turn_views(arr, tuple(range(self.passes)))))
+        return as_probs(belief(np.stack([self.view(arr, m) for m in range(self.passes)])))
 
     def predict(self, image: Image.Image) -> Prediction:
         probs = self.probabilities(image)

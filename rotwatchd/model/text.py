@@ -24,7 +24,7 @@ from PIL import Image
 
 from rotwatchd.model.base import ModelError, default_model_dir
 from rotwatchd.model.network import LITERT, Runtime
-from rotwatchd.model.scene import as_probs, belief, turned_batch
+from rotwatchd.model.scene import as_probs, belief
 
 TEXT_MODEL = Path("text") / "text.tflite"
 INPUT_SIZE = 224
@@ -71,16 +71,10 @@ class TextCue:
         out: np.ndarray = p / max(float(p.sum()), 1e-12)
         return out
 
-    def turn_views(self, arr: np.ndarray, turns: tuple[int, ...]) -> np.ndarray:
-        """(len(turns), 4): :meth:`view` of each of ``turns``, run as one batch where the
-        graph takes one (the same numbers)."""
-        p = np.asarray(self._net.run(turned_batch(arr, turns))[0], dtype=np.float64)
-        out: np.ndarray = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
-        return out
-
     def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray:
         """(passes, 4) probabilities of the image turned 0..passes-1 times."""
-        return self.turn_views(text_input(image), tuple(range(passes or self.passes)))
+        arr = text_input(image)
+        return np.stack([self.view(arr, m) for m in range(passes or self.passes)])
 
     def scores(self, image: Image.Image) -> Probs:
         """4 probabilities per correction (``CORRECTIONS`` order)."""
