@@ -7,13 +7,15 @@ DIR``, every upright image under DIR turned 4 ways and JPEG re-saved (as ``rotwa
 does), round after round until ``--runs`` predictions are timed. Reported: file size, load
 time, latency per image p50/p95 (preprocessing included), throughput, the child's peak resident
 memory, the CPU time per image (all threads; on a busy machine a steadier figure than the
-latency), and the share of predictions that ran the scene network on all four turns. ``--cues``
-adds the whole shipped cue set (scene network + text network + face cue on all four
-rotations) as the default
-adaptive backend (one pass, 4 passes when unsure), always one pass (``litert``) and always 4
-passes (``litert-tta``) as more rows. The adaptive backend's time depends on the images: time
-it on real photos (``--images``). The synthetic image is below its escalation band (one pass);
-an escalated image costs about the ``litert-tta`` row.
+latency), the share of predictions that ran the scene network on all four turns (``4-pass``) and
+the share that ran the text network at all (``text``: both count work, free of the machine's
+speed). ``--cues`` adds the whole shipped cue set (scene network + text network + face cue on
+all four rotations) as the default adaptive backend (one pass, without the text network when the
+scene network and faces are sure, 4 passes when unsure), always one pass (``litert``) and
+always 4 passes (``litert-tta``) as more rows. The adaptive backend's time depends on the
+images: time it on real photos (``--images``). The synthetic image is one the networks are
+unsure of, so its adaptive row is an escalated picture's cost (one pass, then the other three
+turns: a little more than the ``litert-tta`` row); the share column says so.
 ``--runtimes litert,onnxruntime`` times every row on each runtime (the ``.onnx`` files beside
 the ``.tflite`` ones on ONNX Runtime; ``--providers`` for its execution providers) and adds
 the agreement with LiteRT on the same images: the share of the same correction, and of the
@@ -107,14 +109,16 @@ def measure(model: Path | None, threads: int, runs: int, backend: str,
     answers = []
     for item in items[:3]:
         clf.predict(decode(item))
-    times, cpu, passes = [], [], []
+    times, cpu, passes, texts = [], [], [], []
     for i in range(max(runs, len(items)) if folder is not None else runs):
         image = decode(items[i % len(items)])
         t, c = time.perf_counter(), time.process_time()
         pred = clf.predict(image)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
-        passes.append(dict(pred.cues).get("passes", PASSES.get(backend, 1.0)))
+        cues = dict(pred.cues)
+        passes.append(cues.get("passes", PASSES.get(backend, 1.0)))
+        texts.append("text" in cues)
         if i < len(items):
             answers.append((pred.correction, pred.confidence >= threshold))
     clf.close()
@@ -123,7 +127,8 @@ def measure(model: Path | None, threads: int, runs: int, backend: str,
             "p95_ms": float(np.percentile(arr, 95)), "img_per_s": 1000 / float(arr.mean()),
             "cpu_ms": float(np.mean(cpu)) * 1000,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "four_pass_share": float(np.mean(np.array(passes) == 4.0)), "answers": answers}
+            "four_pass_share": float(np.mean(np.array(passes) == 4.0)),
+            "text_share": float(np.mean(texts)), "answers": answers}
 
 
 def agreement(rows: list[dict[str, Any]]) -> None:
@@ -164,7 +169,7 @@ def _child(model: Path, threads: int, runs: int, backend: str, folder: Path | No
 def table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'model':48s} {'runtime':>11s} {'threads':>7s} {'size MB':>8s} {'load ms':>8s} "
             f"{'p50 ms':>7s} {'p95 ms':>7s} {'img/s':>7s} {'CPU ms':>7s} {'peak MB':>8s} "
-            f"{'4-pass':>7s} {'same corr':>9s} {'same dec':>8s}")
+            f"{'4-pass':>7s} {'text':>5s} {'same corr':>9s} {'same dec':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         agree = (f"{r['same_correction']:9.1%} {r['same_decision']:8.1%}"
@@ -173,7 +178,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f"{r['size_mb']:8.2f} {r['load_ms']:8.1f} {r['p50_ms']:7.2f} "
                      f"{r['p95_ms']:7.2f} {r['img_per_s']:7.1f} {r['cpu_ms']:7.2f} "
                      f"{r['peak_rss_mb']:8.1f} "
-                     f"{r['four_pass_share']:7.0%} {agree}")
+                     f"{r['four_pass_share']:7.0%} {r.get('text_share', 0.0):5.0%} {agree}")
     return "\n".join(lines)
 
 

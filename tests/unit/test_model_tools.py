@@ -133,6 +133,7 @@ def test_bench_cues_times_every_backend(capsys: pytest.CaptureFixture[str]) -> N
     assert cues["size_mb"] == tta["size_mb"] == adaptive["size_mb"] > scene["size_mb"]
     assert tta["p50_ms"] > cues["p50_ms"]  # four network passes cost more than one
     assert (scene["four_pass_share"], cues["four_pass_share"], tta["four_pass_share"]) == (0, 0, 1)
+    assert (scene["text_share"], cues["text_share"], tta["text_share"]) == (0, 1, 1)
 
 
 def test_bench_on_real_photos_counts_the_adaptive_escalations(
@@ -143,13 +144,16 @@ def test_bench_on_real_photos_counts_the_adaptive_escalations(
     assert benchmark.main(["--model", str(shipped), "--runs", "1", "--threads", "1", "--cues",
                            "--images", str(photos), "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    share = rows["orientation.tflite all cues, adaptive (default)"]["four_pass_share"]
-    # every case timed once (runs < cases); the share is what the backend itself does there
+    adaptive = rows["orientation.tflite all cues, adaptive (default)"]
+    # every case timed once (runs < cases); the shares are what the backend itself does there
     clf = load_classifier("auto", shipped, 1)
     try:
-        passes = [dict(clf.predict(im).cues)["passes"] for im in benchmark.bench_images(photos)]
+        cues = [dict(clf.predict(im).cues) for im in benchmark.bench_images(photos)]
     finally:
         clf.close()
-    assert len(passes) == n_cases
-    assert share == pytest.approx(passes.count(4.0) / n_cases)
+    assert len(cues) == n_cases
+    assert adaptive["four_pass_share"] == pytest.approx(
+        sum(c["passes"] == 4.0 for c in cues) / n_cases)
+    ran_text = sum("text" in c for c in cues) / n_cases
+    assert adaptive["text_share"] == pytest.approx(ran_text) and 0 < ran_text < 1
     assert benchmark.main(["--images", str(photos / "nope")]) == 2
