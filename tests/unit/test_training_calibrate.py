@@ -113,3 +113,32 @@ def test_shares_given_as_percents_are_refused(
         assert f"{option}: '{value}' is not a share between 0 and 1" in capsys.readouterr().err
     assert not model.with_suffix(".json").exists()  # nothing was started
     assert calibrate.share_arg("0.5") == 0.5 and calibrate.share_arg("0") == 0.0
+
+
+def _table(scene_logits: list[list[float]], text: list[list[float]]) -> calibrate.CueTable:
+    """A cue table of len(scene_logits) upright cases, each view the same (no face found)."""
+    n = len(scene_logits)
+    return calibrate.CueTable(
+        group=np.array(["photos"] * n), name=np.array([f"c{i}" for i in range(n)]),
+        truth=np.zeros(n, dtype=np.int64),
+        scene_logits=np.repeat(np.array(scene_logits, np.float32)[:, None], 4, axis=1),
+        text=np.repeat(np.array(text, np.float64)[:, None], 4, axis=1),
+        faces=np.full((n, 4), -1.0))
+
+
+def test_the_first_pass_is_simulated_skipping_the_text_network_where_the_runtime_does() -> None:
+    """The adaptive backend skips the text network where the scene cue alone reaches the
+    one-pass threshold (``fusion.skips_text``): calibration's cases must be those answers."""
+    sure_scene_text_against = [8.0, 0.0, 0.0, 0.0], [0.02, 0.94, 0.02, 0.02]
+    unsure_scene_text_for = [1.0, 0.8, 0.0, 0.0], [0.97, 0.01, 0.01, 0.01]
+    table = _table([sure_scene_text_against[0], unsure_scene_text_for[0]],
+                   [sure_scene_text_against[1], unsure_scene_text_for[1]])
+    weights = (1.0, 0.0, 1.5)  # text weighs only past the gate (0.9), as shipped
+    every_cue = calibrate.fused_cases(table, 1.0, 1, *weights)
+    skipping = calibrate.fused_cases(table, 1.0, 1, *weights, skip_text_from=0.99)
+    scene_alone = calibrate.fused_cases(table, 1.0, 1, 1.0, 0.0, None)
+    assert every_cue[0].confidence < 0.99 <= scene_alone[0].confidence  # text pulls it down
+    assert skipping[0] == scene_alone[0]  # sure without text: the text network is not run
+    assert skipping[1] == every_cue[1] != scene_alone[1]  # unsure: the text network votes
+    cases, below = calibrate.first_pass_cases(table, 1.0, weights, 0.01)
+    assert cases == calibrate.fused_cases(table, 1.0, 1, *weights, skip_text_from=below)
