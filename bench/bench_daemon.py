@@ -3,7 +3,8 @@
 Measures, for 12-megapixel JPEGs renamed into the inbox all at once:
   * end-to-end throughput (first rename -> last upright copy journaled), 1 and 2 workers;
   * CPU seconds the idle daemon uses over ``--idle`` seconds (goal: ~0, no polling loops);
-  * resident memory (RSS) idle after start, and after the batch.
+  * resident memory (RSS) idle after start, after the batch, and once the daemon has fallen
+    asleep after it (the free heap handed back to the system, ``rotwatchd/power/heap.py``).
 
 Usage:  nice -n 15 .venv/bin/python bench/bench_daemon.py [--images 16] [--idle 60]
 Not a test: prints a table. Needs the shipped model (``rotwatchd check`` must work).
@@ -99,11 +100,13 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(120)
 
 
-def throughput(images: list[Path], workers: int) -> tuple[float, float, float]:
-    """(images/s, RSS MiB idle after start, RSS MiB after the batch)."""
+def throughput(images: list[Path], workers: int) -> tuple[float, float, float, float]:
+    """(images/s, RSS MiB idle after start, RSS MiB after the batch, RSS MiB once the daemon
+    has fallen asleep after the batch: ``power.idle_timeout`` 2 s here)."""
     with tempfile.TemporaryDirectory(dir=images[0].parent.parent) as tmp:
         root = Path(tmp)
-        proc, _ = start_daemon(root, workers)
+        proc, log = start_daemon(root, workers, settings="watch: {quiet_period: 200ms}\n"
+                                                         "power: {idle_timeout: 2s}\n")
         process = psutil.Process(proc.pid)
         rss_idle = process.memory_info().rss / 2**20
         staging = root / "staging"
@@ -118,8 +121,10 @@ def throughput(images: list[Path], workers: int) -> tuple[float, float, float]:
         if counts.get("done") != len(images):
             raise RuntimeError(f"not every image was done: {counts}")
         rss_busy = process.memory_info().rss / 2**20
+        wait_for(lambda: "sleeping" in log.read_text(errors="replace"), 120)
+        rss_asleep = process.memory_info().rss / 2**20
         stop(proc)
-    return len(images) / elapsed, rss_idle, rss_busy
+    return len(images) / elapsed, rss_idle, rss_busy, rss_asleep
 
 
 def idle_cpu(scratch: Path, seconds: float) -> tuple[float, float]:
@@ -152,18 +157,19 @@ def main(argv: list[str] | None = None) -> int:
               f"({images[0].stat().st_size / 2**20:.1f} MiB each)", file=sys.stderr)
         rows = []
         for workers in (1, 2):
-            rate, rss_idle, rss_busy = throughput(images, workers)
+            rate, rss_idle, rss_busy, rss_asleep = throughput(images, workers)
             print(f"{workers} worker(s): {rate:.2f} images/s", file=sys.stderr)
-            rows.append((workers, rate, rss_idle, rss_busy))
+            rows.append((workers, rate, rss_idle, rss_busy, rss_asleep))
         print(f"measuring the idle daemon for {args.idle:.0f} s", file=sys.stderr)
         cpu, rss = idle_cpu(scratch, args.idle)
     cpus = os.cpu_count()
     print(f"\nrotwatchd daemon benchmark ({w}x{h} JPEG, {args.images} images, {cpus} CPUs, "
           f"load avg {os.getloadavg()[0]:.1f})")
     print(f"{'workers':>8} {'images/s':>9} {'s/image':>8} {'RSS idle MiB':>13} "
-          f"{'RSS busy MiB':>13}")
-    for workers, rate, rss_idle, rss_busy in rows:
-        print(f"{workers:>8} {rate:>9.2f} {1 / rate:>8.2f} {rss_idle:>13.0f} {rss_busy:>13.0f}")
+          f"{'RSS busy MiB':>13} {'RSS asleep MiB':>15}")
+    for workers, rate, rss_idle, rss_busy, rss_asleep in rows:
+        print(f"{workers:>8} {rate:>9.2f} {1 / rate:>8.2f} {rss_idle:>13.0f} {rss_busy:>13.0f} "
+              f"{rss_asleep:>15.0f}")
     print(f"\nidle daemon: {cpu:.3f} CPU s over {args.idle:.0f} s "
           f"({100 * cpu / args.idle:.3f}% of one core), RSS {rss:.0f} MiB")
     return 0

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from rotwatchd.config import PowerConfig
 from rotwatchd.power.governor import GovernorControl
+from rotwatchd.power.heap import return_free_heap
 from rotwatchd.power.policy import percentile, seconds_until_sleep, wake_target
 from rotwatchd.threads.stoppable import StoppableThread
 
@@ -56,7 +57,9 @@ class SleepController(StoppableThread):
 
     Inputs: the ``power`` settings, a :class:`GovernorControl` (None = no governor handling),
     ``queue_depth`` (a callable returning the number of queued files), an optional model holder
-    to release while asleep, and a monotonic ``clock``. Thread-safe.
+    to release while asleep, a monotonic ``clock`` and ``return_heap``, called on every fall
+    asleep to give the C heap's free pages back (:func:`~rotwatchd.power.heap.return_free_heap`).
+    Thread-safe.
     """
 
     LATENCY_WINDOW = 200  # recent wake latencies kept for p50/p95 in the status JSON
@@ -69,8 +72,10 @@ class SleepController(StoppableThread):
         *,
         model: ReleasableModel | None = None,
         clock: Clock = time.monotonic,
+        return_heap: Callable[[], object] = return_free_heap,
     ) -> None:
         super().__init__("rotwatchd-sleep")
+        self._return_heap = return_heap
         self.settings = settings
         self.governors = governors
         self._queue_depth = queue_depth
@@ -260,6 +265,7 @@ class SleepController(StoppableThread):
             self.governors.apply(self.settings.idle_governor)
         if release and self._model is not None:
             self._model.release()
+        self._return_heap()  # what the batch just freed goes back to the system while asleep
         with self._cond:
             self._model_released = release
             self.sleeps += 1

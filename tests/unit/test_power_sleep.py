@@ -259,3 +259,49 @@ def test_close_releases_a_parked_worker(tree: Path) -> None:
     thread.join(10)
     assert result == [False]
     assert read_governors(tree) == ["schedutil", "ondemand"]
+
+
+def test_falling_asleep_gives_the_free_heap_back_each_time(tree: Path) -> None:
+    clock, returned = FakeClock(), []
+    s = settings(tree)
+    ctl = SleepController(s, GovernorControl(s.cpufreq_path), Queue(), clock=clock,
+                          return_heap=lambda: returned.append(clock.now))
+    assert ctl.governors is not None
+    ctl.governors.remember_originals()
+    clock.advance(59)
+    ctl.step()
+    assert returned == []  # awake: the heap is left to the work
+    clock.advance(1)
+    ctl.step()
+    assert ctl.state is PowerState.ASLEEP and returned == [clock.now]
+    ctl.step()
+    assert len(returned) == 1  # once per fall asleep, not on every look
+    ctl.activity(clock.now)
+    ctl.step()
+    clock.advance(60)
+    ctl.step()
+    assert ctl.state is PowerState.ASLEEP and len(returned) == 2
+
+
+def test_the_free_heap_goes_back_to_the_system_for_real() -> None:
+    """glibc's malloc_trim on this Linux: resident memory freed by Python falls back."""
+    import ctypes.util
+
+    from rotwatchd.power.heap import return_free_heap
+
+    if "musl" in (ctypes.util.find_library("c") or ""):
+        pytest.skip("musl has no malloc_trim")
+    import psutil
+
+    me = psutil.Process()
+    blocks = [bytearray(64 * 1024) for _ in range(2000)]  # ~128 MiB in small heap blocks
+    for block in blocks:
+        block[::4096] = b"x" * len(block[::4096])  # touch every page
+    held = me.memory_info().rss
+    del blocks[::2]  # every other block: freed, but the heap's top stays in use
+    del block
+    before = me.memory_info().rss
+    assert return_free_heap() is True
+    after = me.memory_info().rss
+    assert after < before - 32 * 1024 * 1024, (held, before, after)
+    del blocks
