@@ -382,6 +382,43 @@ def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -
     assert "personal head in use" not in text
 
 
+@pytest.mark.parametrize(("model", "why"), [
+    (ModelConfig(runtime="onnxruntime"),
+     "model.runtime onnxruntime: it needs the LiteRT scene network's features output"),
+    (ModelConfig(backend="litert"), "model.backend litert: only the default backend uses it"),
+], ids=["onnxruntime", "one-pass backend"])
+def test_a_head_these_model_settings_never_run_is_not_reported_in_use(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, model: ModelConfig, why: str) -> None:
+    """status must say what the daemon does: with these settings the daemon's classifier is
+    the shipped one (the ONNX scene model has no features output), so the head is not in use."""
+    from rotwatchd.service.journal import Journal
+
+    built: list[ModelConfig] = []
+
+    def base(config: ModelConfig) -> OrientationClassifier:
+        built.append(config)
+        from rotwatchd.model import load_classifier
+        return load_classifier("litert-scene")
+
+    _accepted_head(tmp_path / "state")
+    made = personal_factory(tmp_path / "state", base)(model)
+    try:
+        assert not isinstance(made, PersonalClassifier) and built == [model]
+    finally:
+        made.close()
+    assert model.runtime == "litert" or f"personal head not used ({why}" in caplog.text
+    with Journal(tmp_path / "state") as journal:
+        adapter = Adapter(tmp_path / "state", journal, SETTINGS, model)
+        try:
+            document = adapter.status()
+        finally:
+            adapter.close()
+    assert document["personal_head"] is False and document["not_used"] == why
+    text = format_status({"adapt": document})
+    assert f"personal head: not used ({why}; the shipped head decides)" in text
+    assert "personal head in use" not in text
+
+
 def test_labels_collected_by_an_earlier_network_are_not_fitted_on(
         daemon_factory: Callable[..., Any], tmp_path: Path) -> None:
     """After an upgrade the store still holds labels whose features the earlier scene
