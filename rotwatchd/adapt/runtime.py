@@ -406,10 +406,12 @@ def personal_factory(state_dir: Path, base: ClassifierFactory) -> ClassifierFact
             log.warning("adapt: personal head not used (%s); the shipped head decides", why)
             return base(model)
         try:
+            from rotwatchd.model.fusion import with_review_threshold
             from rotwatchd.model.network import Runtime
 
-            return load_personal(model.path, model.threads, personal,
-                                 Runtime(model.runtime, model.providers))
+            return with_review_threshold(
+                load_personal(model.path, model.threads, personal,
+                              Runtime(model.runtime, model.providers)), model.min_confidence)
         except ModelError as exc:
             log.warning("adapt: personal head not used (%s); the shipped head decides", exc)
             return base(model)
