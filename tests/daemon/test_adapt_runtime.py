@@ -299,6 +299,22 @@ def test_a_rejected_fit_says_an_earlier_head_stays(
     assert json.loads(capsys.readouterr().out)["earlier_head_kept"] is True
 
 
+def test_adapt_says_when_the_configured_runtime_never_runs_the_head(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, state = _config_with_a_head(tmp_path)
+    cfg.write_text(cfg.read_text() + "model: {runtime: onnxruntime}\n")
+    assert main(["adapt", "-c", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert "the personal head fitted before stays where it was" in out
+    assert ("but the daemon does not use it with this config (model.runtime onnxruntime: it "
+            "needs the LiteRT scene network's features output): the shipped head decides") in out
+    assert main(["adapt", "-c", str(cfg), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["not_used"].startswith("model.runtime")
+    cfg.write_text(cfg.read_text().replace("onnxruntime", "litert"))
+    assert main(["adapt", "-c", str(cfg), "--json"]) == 1
+    assert "not_used" not in json.loads(capsys.readouterr().out)
+
+
 def _head_without_support(state_dir: Path) -> None:
     """A head file as written before the support gate: weights, bias and meta only."""
     meta = ModelMeta.for_model(model_path_or_default(None))
