@@ -338,27 +338,46 @@ class Adapter:
         counts, earlier = (self._closed_counts if self._closed_counts is not None
                            else self._label_counts())
         return adapt_status(self.folder.parent, self.settings.enabled, counts,
-                            self.model_digest(), earlier_labels=earlier)
+                            self.model_digest(), earlier_labels=earlier, model=self.model)
+
+
+def unused_with(model: ModelConfig) -> str | None:
+    """Why :func:`personal_factory` never runs a personal head with ``model``'s settings
+    (another backend than the default; a runtime other than LiteRT, whose scene model has
+    no features output), or None when it may."""
+    from rotwatchd.model.network import LITERT
+    from rotwatchd.model.registry import resolve
+
+    if resolve(model.backend) != "litert-adaptive":
+        return f"model.backend {model.backend}: only the default backend uses it"
+    if model.runtime != LITERT.name:
+        return (f"model.runtime {model.runtime}: it needs the LiteRT scene network's "
+                "features output")
+    return None
 
 
 def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
-                 model_digest: str | None = None, *, earlier_labels: int = 0) -> dict[str, Any]:
+                 model_digest: str | None = None, *, earlier_labels: int = 0,
+                 model: ModelConfig | None = None) -> dict[str, Any]:
     """Whether a personal head is in use and the figures it was accepted with, the last fit's
     verdict, and the labels collected (``labels``: those the configured scene network can use,
     per source; ``earlier_labels``: how many more an earlier network computed, reported as
     ``labels_earlier_network`` when any). With ``model_digest`` (the configured scene model's
     SHA-256), a head fitted for another model is reported as not in use (``not_used`` says
-    why), as the daemon then lets the shipped head decide."""
+    why), as the daemon then lets the shipped head decide; so is one that ``model`` (the
+    configured model settings) never runs (:func:`unused_with`)."""
     from rotwatchd.model.personal import read_personal
 
     folder = adapt_dir(state_dir)
     personal = read_personal(folder / HEAD_NAME)
+    not_used = None
     if (personal is not None and model_digest is not None
             and personal.model_digest != model_digest):
-        personal = None
         not_used = "fitted for another scene model"
-    else:
-        not_used = None
+    elif personal is not None and model is not None:
+        not_used = unused_with(model)
+    if not_used is not None:
+        personal = None
     out: dict[str, Any] = {"enabled": enabled, "labels": labels,
                            "personal_head": personal is not None}
     if earlier_labels:
@@ -382,11 +401,17 @@ def personal_factory(state_dir: Path, base: ClassifierFactory) -> ClassifierFact
         personal = read_personal(adapt_dir(state_dir) / HEAD_NAME)
         if personal is None or resolve(model.backend) != "litert-adaptive":
             return base(model)
+        why = unused_with(model)
+        if why is not None:
+            log.warning("adapt: personal head not used (%s); the shipped head decides", why)
+            return base(model)
         try:
+            from rotwatchd.model.fusion import with_review_threshold
             from rotwatchd.model.network import Runtime
 
-            return load_personal(model.path, model.threads, personal,
-                                 Runtime(model.runtime, model.providers))
+            return with_review_threshold(
+                load_personal(model.path, model.threads, personal,
+                              Runtime(model.runtime, model.providers)), model.min_confidence)
         except ModelError as exc:
             log.warning("adapt: personal head not used (%s); the shipped head decides", exc)
             return base(model)

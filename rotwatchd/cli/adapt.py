@@ -31,7 +31,7 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Carry out ``rotwatchd adapt``; returns the exit status."""
-    from rotwatchd.adapt.runtime import HEAD_NAME, Adapter, adapt_dir, label_folders
+    from rotwatchd.adapt.runtime import HEAD_NAME, Adapter, adapt_dir, label_folders, unused_with
     from rotwatchd.service.journal import Journal  # here: building the command line never needs it
 
     with Journal(config.state_dir) as journal:
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     earlier = not result.verdict.accepted and (adapt_dir(config.state_dir) / HEAD_NAME).is_file()
     if earlier:
         figures["earlier_head_kept"] = True
+    why = unused_with(config.model)
+    if why is not None and (result.verdict.accepted or earlier):
+        figures["not_used"] = why  # the daemon will not run it with these settings
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
@@ -91,6 +94,9 @@ def _report(f: dict[str, Any]) -> str:
     if f.get("earlier_head_kept"):
         lines.append("the personal head fitted before stays where it was (`rotwatchd status` "
                      "says whether it decides); `rotwatchd adapt --forget` removes it")
+    if f.get("not_used"):
+        lines.append(f"but the daemon does not use it with this config ({f['not_used']}): "
+                     "the shipped head decides")
     return "\n".join(lines)
 
 

@@ -167,14 +167,16 @@ def _child(model: Path, threads: int, runs: int, backend: str, folder: Path | No
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'model':48s} {'runtime':>11s} {'threads':>7s} {'size MB':>8s} {'load ms':>8s} "
+    """The rows as a fixed-width table; the model column is as wide as its longest name."""
+    w = max([48, *(len(str(r["name"])) for r in rows)])
+    head = (f"{'model':{w}s} {'runtime':>11s} {'threads':>7s} {'size MB':>8s} {'load ms':>8s} "
             f"{'p50 ms':>7s} {'p95 ms':>7s} {'img/s':>7s} {'CPU ms':>7s} {'peak MB':>8s} "
             f"{'4-pass':>7s} {'text':>5s} {'same corr':>9s} {'same dec':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         agree = (f"{r['same_correction']:9.1%} {r['same_decision']:8.1%}"
                  if "same_correction" in r else f"{'':9s} {'':8s}")
-        lines.append(f"{r['name']!s:48s} {r['runtime']!s:>11s} {r['threads']!s:>7s} "
+        lines.append(f"{r['name']!s:{w}s} {r['runtime']!s:>11s} {r['threads']!s:>7s} "
                      f"{r['size_mb']:8.2f} {r['load_ms']:8.1f} {r['p50_ms']:7.2f} "
                      f"{r['p95_ms']:7.2f} {r['img_per_s']:7.1f} {r['cpu_ms']:7.2f} "
                      f"{r['peak_rss_mb']:8.1f} "

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,7 @@ from rotwatchd.model.sidecar import ModelMeta
 from rotwatchd.model.text import TEXT_MODEL, TextCue, text_input
 
 Probs = tuple[float, float, float, float]
+C = TypeVar("C")
 
 
 class FaceScores(Protocol):
@@ -215,7 +216,10 @@ class AdaptiveClassifier(FusedClassifier):
     networks (fused with the 4-pass weights),
     unless its one-pass confidence is below ``escalate_from`` (the sidecar's; from there the
     ensemble hardly ever becomes sure), and then it goes to review after one pass. The
-    ``passes`` cue says which happened.
+    ``passes`` cue says which happened. ``skip_text_from`` is where the first pass skips the
+    text network: ``escalate_below``, or a stricter review threshold in use
+    (:func:`with_review_threshold`), so that no picture the text network could lift over that
+    threshold goes to review without it.
     """
 
     def __init__(self, scene: SceneClassifier, faces: FaceScores | None,
@@ -225,6 +229,7 @@ class AdaptiveClassifier(FusedClassifier):
         super().__init__(scene, faces, params, text)
         self.params_tta = weights(scene.meta, 4, params)
         self.escalate_below = scene.meta.min_confidence
+        self.skip_text_from = self.escalate_below
         self.escalate_from = scene.meta.escalate_from
         self.min_confidence = scene.meta.threshold("cascade")
 
@@ -234,7 +239,7 @@ class AdaptiveClassifier(FusedClassifier):
         one_pass = as_probs(first)
         faces = self.faces.scores(image) if self.faces is not None else None
         fused = fuse(one_pass, faces, self.params)
-        if skips_text(fused.confidence, self.escalate_below):
+        if skips_text(fused.confidence, self.skip_text_from):
             return self._prediction(one_pass, faces, None, fused, ("passes", 1.0))
         text_arr = text_input(image) if self.text is not None else None
         text_first = self._text_views(text_arr, (0,))
@@ -256,6 +261,17 @@ class AdaptiveClassifier(FusedClassifier):
         if self.text is None or arr is None:
             return None
         return np.stack([self.text.view(arr, m) for m in turns])
+
+
+def with_review_threshold(classifier: C, min_confidence: float | None) -> C:
+    """``classifier``, told the review threshold in use (``model.min_confidence``; None: the
+    calibrated one): an adaptive one then skips the text network only from the stricter of
+    that threshold and its one-pass threshold (a picture the scene network and faces put just
+    under a stricter threshold may be lifted over it by the text network). Other classifiers
+    are returned unchanged."""
+    if isinstance(classifier, AdaptiveClassifier) and min_confidence is not None:
+        classifier.skip_text_from = max(classifier.escalate_below, min_confidence)
+    return classifier
 
 
 def _cue_dir(model_path: Path | None) -> Path:
@@ -313,5 +329,5 @@ def load_fused_tta(model_path: Path | None, threads: int,
 
 
 __all__ = ["AdaptiveClassifier", "FusedClassifier", "FusionParams", "escalates", "fuse",
-           "skips_text",
+           "skips_text", "with_review_threshold",
            "load_adaptive", "load_fused", "load_fused_tta", "load_scene_only"]

@@ -71,9 +71,13 @@ ClassifierFactory = Callable[[ModelConfig], OrientationClassifier]
 
 def load_configured_classifier(model: ModelConfig) -> OrientationClassifier:
     """The real model as configured (``model.backend``, ``model.path``, ``model.threads``,
-    ``model.runtime``, ``model.providers``)."""
-    return load_classifier(model.backend, model.path, model.threads,
-                           Runtime(model.runtime, model.providers))
+    ``model.runtime``, ``model.providers``; ``model.min_confidence``: see
+    :func:`rotwatchd.model.fusion.with_review_threshold`)."""
+    from rotwatchd.model.fusion import with_review_threshold
+
+    return with_review_threshold(load_classifier(model.backend, model.path, model.threads,
+                                                 Runtime(model.runtime, model.providers)),
+                                 model.min_confidence)
 
 
 class Lifecycle:

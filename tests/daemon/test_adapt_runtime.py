@@ -299,6 +299,22 @@ def test_a_rejected_fit_says_an_earlier_head_stays(
     assert json.loads(capsys.readouterr().out)["earlier_head_kept"] is True
 
 
+def test_adapt_says_when_the_configured_runtime_never_runs_the_head(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, state = _config_with_a_head(tmp_path)
+    cfg.write_text(cfg.read_text() + "model: {runtime: onnxruntime}\n")
+    assert main(["adapt", "-c", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert "the personal head fitted before stays where it was" in out
+    assert ("but the daemon does not use it with this config (model.runtime onnxruntime: it "
+            "needs the LiteRT scene network's features output): the shipped head decides") in out
+    assert main(["adapt", "-c", str(cfg), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["not_used"].startswith("model.runtime")
+    cfg.write_text(cfg.read_text().replace("onnxruntime", "litert"))
+    assert main(["adapt", "-c", str(cfg), "--json"]) == 1
+    assert "not_used" not in json.loads(capsys.readouterr().out)
+
+
 def _head_without_support(state_dir: Path) -> None:
     """A head file as written before the support gate: weights, bias and meta only."""
     meta = ModelMeta.for_model(model_path_or_default(None))
@@ -379,6 +395,43 @@ def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -
     text = format_status({"adapt": document})
     assert "personal head: not used (fitted for another scene model; the shipped head " \
            "decides)" in text
+    assert "personal head in use" not in text
+
+
+@pytest.mark.parametrize(("model", "why"), [
+    (ModelConfig(runtime="onnxruntime"),
+     "model.runtime onnxruntime: it needs the LiteRT scene network's features output"),
+    (ModelConfig(backend="litert"), "model.backend litert: only the default backend uses it"),
+], ids=["onnxruntime", "one-pass backend"])
+def test_a_head_these_model_settings_never_run_is_not_reported_in_use(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, model: ModelConfig, why: str) -> None:
+    """status must say what the daemon does: with these settings the daemon's classifier is
+    the shipped one (the ONNX scene model has no features output), so the head is not in use."""
+    from rotwatchd.service.journal import Journal
+
+    built: list[ModelConfig] = []
+
+    def base(config: ModelConfig) -> OrientationClassifier:
+        built.append(config)
+        from rotwatchd.model import load_classifier
+        return load_classifier("litert-scene")
+
+    _accepted_head(tmp_path / "state")
+    made = personal_factory(tmp_path / "state", base)(model)
+    try:
+        assert not isinstance(made, PersonalClassifier) and built == [model]
+    finally:
+        made.close()
+    assert model.runtime == "litert" or f"personal head not used ({why}" in caplog.text
+    with Journal(tmp_path / "state") as journal:
+        adapter = Adapter(tmp_path / "state", journal, SETTINGS, model)
+        try:
+            document = adapter.status()
+        finally:
+            adapter.close()
+    assert document["personal_head"] is False and document["not_used"] == why
+    text = format_status({"adapt": document})
+    assert f"personal head: not used ({why}; the shipped head decides)" in text
     assert "personal head in use" not in text
 
 

@@ -186,3 +186,35 @@ def test_threshold_is_the_lowest_with_risk_within_target() -> None:
     assert at["risk"] == 0.0 and at["coverage"] > 0
     loose, _ = pick_threshold(right + wrong, 0.02)
     assert loose < chosen
+
+
+def test_a_stricter_review_threshold_keeps_the_text_network_for_pictures_under_it() -> None:
+    """With ``model.min_confidence`` above the one-pass threshold, a picture the scene network
+    puts between the two must still get the text network (which may lift it over the stricter
+    threshold) instead of going to review without it; elsewhere nothing changes."""
+    from rotwatchd.config import ModelConfig
+    from rotwatchd.service.daemon import load_configured_classifier
+
+    strict = 0.99
+    shipped = load_configured_classifier(ModelConfig())
+    stricter = load_configured_classifier(ModelConfig(min_confidence=strict))
+    assert isinstance(shipped, AdaptiveClassifier) and isinstance(stricter, AdaptiveClassifier)
+    assert shipped.skip_text_from == shipped.escalate_below < strict == stricter.skip_text_from
+    between, lifted = 0, 0
+    try:
+        for _group, path in upright_images(FIXTURES / "documents"):
+            with Image.open(path) as raw:
+                upright = raw.convert("RGB")
+            for correction in CORRECTIONS:
+                image = resave(turned(upright, correction), "jpeg", 85)
+                a, b = shipped.predict(image), stricter.predict(image)
+                if "text" in dict(a.cues) or a.confidence >= strict:
+                    assert (b.correction, b.confidence) == (a.correction, a.confidence)
+                    continue
+                between += 1  # skipped by the shipped settings, under the stricter threshold
+                assert "text" in dict(b.cues) and b.correction == a.correction == correction
+                lifted += b.confidence >= strict
+    finally:
+        shipped.close()
+        stricter.close()
+    assert between > 0 and lifted > 0

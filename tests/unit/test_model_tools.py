@@ -136,6 +136,22 @@ def test_bench_cues_times_every_backend(capsys: pytest.CaptureFixture[str]) -> N
     assert (scene["text_share"], cues["text_share"], tta["text_share"]) == (0, 1, 1)
 
 
+def test_bench_table_keeps_its_columns_under_the_longest_row_name(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = default_model_dir() / "orientation.tflite"
+    assert benchmark.main(["--model", str(shipped), "--runs", "2", "--threads", "1",
+                           "--cues"]) == 0
+    head, rule, *rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 4 and set(rule) == {"-"}
+    end = head.index("runtime") + len("runtime")  # right-aligned: values end where it ends
+    assert any(row.startswith("orientation.tflite + text + faces (all cues), 1-pass")
+               for row in rows)
+    for row in rows:
+        assert len(row) == len(head) == len(rule)
+        assert row[:end].endswith(" litert") and row[end] == " "
+        assert row[head.index("text") + len("text") - 1] == "%"
+
+
 def test_bench_on_real_photos_counts_the_adaptive_escalations(
         capsys: pytest.CaptureFixture[str]) -> None:
     photos = FIXTURES_DIR / "orientation" / "kphotoalbum"
