@@ -62,8 +62,8 @@ from training.sources import ROOT
 VAL = ROOT / "data" / "validation"
 EXCLUDED = ROOT / "models" / "validation-excluded.txt"
 WEIGHT_GRID = (0.5, 0.75, 1.0, 1.25)
-TEXT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-SURE_GRID = (None, 1.0, 1.5, 2.0, 3.0)  # text weight past the gate (None: no gate)
+TEXT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+SURE_GRID = (None, 1.0, 1.5, 2.0, 3.0, 4.0)  # text weight past the gate (None: no gate)
 TEXT_GATE = 0.9  # fixed beforehand, not searched: "the text network is sure of itself"
 #: Fewer pooled validation images than this draw a warning: a 1 % risk target is then a
 #: handful of wrong decisions, and one image more or less moves the thresholds.
