@@ -2,11 +2,12 @@
 
 Decoding a photo and running the networks allocate and free many large buffers through the C
 library's ``malloc``; glibc keeps freed pages inside the process for reuse, so a daemon that has
-just handled a batch of photos stays at its busiest resident size while it sleeps (measured
-here: ~10 MiB above the size before the batch, with every model loaded). glibc's
+just handled a batch of photos stays at its busiest resident size while it sleeps. glibc's
 ``malloc_trim(0)`` (``malloc_trim(3)``) hands every wholly free page back at once; the next
-photo gets fresh pages from the kernel (microseconds). Other C libraries (musl) have no such
-call and return pages on their own: there this does nothing.
+photo gets fresh pages from the kernel (microseconds). Measured with ``bench/bench_daemon.py``
+(16 photos of 12 MP, every model loaded): 1-4 MiB less resident once asleep (Pillow's large
+image buffers are mapped and unmapped on their own; the rest is smaller C allocations). Other
+C libraries (musl) have no such call and return pages on their own: there this does nothing.
 """
 
 from __future__ import annotations
