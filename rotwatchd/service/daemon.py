@@ -323,7 +323,7 @@ class Daemon:
 
     def _start_watching(self) -> None:
         cfg = self.config
-        known = self._known_unchanged
+        known = self._in_hand_or_known_unchanged
         for inbox in cfg.inboxes:
             watcher = InboxWatcher(inbox, self.settler, cfg.watch.ignore_patterns, known=known,
                                    observer_factory=self._observer_factory,
@@ -367,7 +367,12 @@ class Daemon:
         """Full rescans completed since the watchers (re)started."""
         return self._rescanner.passes if self._rescanner is not None else 0
 
-    def _known_unchanged(self, path: os.PathLike[str], st: os.stat_result) -> bool:
+    def _in_hand_or_known_unchanged(self, path: Path, st: os.stat_result) -> bool:
+        """What a scan may skip: a file queued or being processed, or one whose final
+        journal row has this stat. The queue is asked first: a run records its row before
+        it leaves the queue, so a file is never between the two unseen."""
+        if self.queue.holds(path):
+            return True
         return self.journal.is_known_unchanged(str(path), st.st_size, st.st_mtime_ns,
                                                st.st_ctime_ns, st.st_ino)
 

@@ -174,6 +174,14 @@ class WorkQueue:
         with self._cond:
             return self._running
 
+    def holds(self, path: Path) -> bool:
+        """True while ``path`` waits in the queue, is being processed or is deferred behind
+        its own run: a scan need not note it again (a change made meanwhile shows in its
+        stat once the run has recorded the one it read)."""
+        with self._cond:
+            return (path in self._waiting or path in self._running_paths
+                    or path in self._deferred)
+
     def is_idle(self) -> bool:
         with self._cond:
             return not self._items and self._running == 0

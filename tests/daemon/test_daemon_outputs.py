@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from helpers import fast_config, make_photo, red_edge, wait_until
+from helpers import MarkerClassifier, fast_config, make_photo, red_edge, wait_until
 from PIL import Image
 
 from rotwatchd.service.journal import Journal
@@ -124,3 +125,32 @@ def test_periodic_rescan_finds_missed_files_and_never_redoes_done_ones(
     passes = daemon.rescans
     wait_until(lambda: daemon.rescans >= passes + 3)
     assert classifier.calls == 1 and len(results.items) == 1 and not results.skipped
+
+
+class RescansWhileClassifying(MarkerClassifier):
+    """Holds each picture until ``rescans_done()`` is true: full rescans run while it is
+    being processed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rescans_done: Callable[[], bool] = lambda: True
+
+    def predict(self, image: Image.Image) -> Any:
+        wait_until(self.rescans_done)
+        return super().predict(image)
+
+
+def test_rescans_during_processing_leave_the_file_to_its_run(
+        tmp_path: Path, daemon_factory: Any) -> None:
+    classifier = RescansWhileClassifying()
+    config = fast_config(tmp_path, watch={"quiet_period": 0.1, "rescan_interval": 0.05})
+    daemon, results = daemon_factory(config, observer_factory=lambda polling: BlindObserver(),
+                                     classifier_factory=lambda model: classifier)
+    start = daemon.rescans
+    classifier.rescans_done = lambda: daemon.rescans >= start + 4
+    make_photo(config.inboxes[0].path / "slow.jpg", correction=90)
+    results.wait_count(1)
+    after = daemon.rescans
+    wait_until(lambda: daemon.rescans >= after + 3)
+    assert classifier.calls == 1 and [r.outcome for r in results.items] == ["done"]
+    assert not results.skipped  # no second pass that hashed it only to find it done

@@ -193,11 +193,13 @@ def test_queue_defers_a_path_that_is_running(tmp_path: Path) -> None:
     assert taken is first
     assert queue.offer(WorkItem(first.path, inbox))  # accepted, but not runnable yet
     assert queue.take(timeout=0.1) is None
+    assert queue.holds(first.path) and not queue.holds(inbox.path / "b.jpg")
     queue.done(taken)
     again = queue.take(timeout=1)
     assert again is not None and again.path == first.path
+    assert queue.holds(first.path)  # running again
     queue.done(again)
-    assert queue.is_idle()
+    assert queue.is_idle() and not queue.holds(first.path)
 
 
 def test_closed_file_settles_at_once_not_after_the_quiet_period(
