@@ -10,8 +10,9 @@ are skipped; several ``--val`` sets are pooled into one (under 200 images in all
 line on stderr says a 1 % risk target means little there; calibration still runs). Never the
 test sources. Each image is scaled to the daemon's model input side, turned 4 ways and JPEG
 re-saved ``--draws`` times at random quality 75-95, exactly as ``rotwatchd eval`` does; on each
-decoded case the scene network runs on the 4 turns, the text network on the 4 turns of its
-crop, the face cue once (``cue_table``). From that one table:
+decoded case the scene network runs on the 4 turns, the text network on its first view and
+the 3 other turns of its centre crop (``TextCue.views``), the face cue once (``cue_table``).
+From that one table:
 
 1. the softmax temperature of the scene network (minimum negative log-likelihood, one pass);
 2. the fusion weights (``fusion.fuse``: exponents of the scene and text probabilities, and the
@@ -54,7 +55,6 @@ from rotwatchd.model.fusion import (
 )
 from rotwatchd.model.network import LITERT
 from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, softmax
-from rotwatchd.model.text import text_input
 from rotwatchd.service.processor import MODEL_INPUT_SIDE
 from training.augment import SERVE_SIZE
 from training.sources import ROOT
@@ -62,7 +62,7 @@ from training.sources import ROOT
 VAL = ROOT / "data" / "validation"
 EXCLUDED = ROOT / "models" / "validation-excluded.txt"
 WEIGHT_GRID = (0.5, 0.75, 1.0, 1.25)
-TEXT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+TEXT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5)
 SURE_GRID = (None, 1.0, 1.5, 2.0, 3.0, 4.0)  # text weight past the gate (None: no gate)
 TEXT_GATE = 0.9  # fixed beforehand, not searched: "the text network is sure of itself"
 #: Fewer pooled validation images than this draw a warning: a 1 % risk target is then a
@@ -153,9 +153,7 @@ def cue_table(model: Path, images: list[tuple[str, Path]], draws: int, seed: int
                     arr = preprocess(case, scene.input_size)
                     rows["scene_logits"].append(np.stack([scene._run(np.rot90(arr, m))
                                                           for m in range(4)]))
-                    t_arr = text_input(case) if text is not None else None
-                    rows["text"].append(np.stack([text.view(t_arr, m) for m in range(4)])
-                                        if text is not None and t_arr is not None
+                    rows["text"].append(text.views(case, 4) if text is not None
                                         else np.zeros((4, 4)))
                     rows["faces"].append(np.array(faces.scores(case)) if faces is not None
                                          else -np.ones(4))

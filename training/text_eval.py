@@ -6,7 +6,8 @@
 
 Decodes exactly the cases of ``training.calibrate.cue_table`` (same image order, seed, JPEG
 draws, 384 px cap) and runs only the text network (``rotwatchd.model.text.TextCue``, LiteRT,
-the daemon's runtime) on the 4 turns of each case's crop. ``--base`` is a cue table that
+the daemon's runtime) on each case as ``TextCue.views`` does: its first view (both ends of
+the long side) and the 3 other turns of its centre crop. ``--base`` is a cue table that
 ``training.calibrate --table`` wrote for the same sets: its text column is replaced by this
 network's answers and the result written to ``--out``, so ``training.calibrate --table NEW.npz``
 calibrates the whole model with this text network without rerunning the scene network.
@@ -32,7 +33,7 @@ from PIL import Image, ImageOps
 from rotwatchd.evaluation.accuracy import resave, turned
 from rotwatchd.model.base import CORRECTIONS
 from rotwatchd.model.scene import belief
-from rotwatchd.model.text import TextCue, text_input
+from rotwatchd.model.text import TextCue
 from rotwatchd.service.processor import MODEL_INPUT_SIDE
 from training.calibrate import VAL, validation_images
 
@@ -52,8 +53,7 @@ def text_column(model: Path, images: list[tuple[str, Path]], draws: int = 2,
                     im.thumbnail((MODEL_INPUT_SIDE, MODEL_INPUT_SIDE), Image.Resampling.BILINEAR)
                 for corr in CORRECTIONS:
                     case = resave(turned(im, corr), "jpeg", rng.randint(75, 95)).convert("RGB")
-                    arr = text_input(case)
-                    out.append(np.stack([cue.view(arr, m) for m in range(4)]))
+                    out.append(cue.views(case, 4))
     finally:
         cue.close()
     return np.array(out)

@@ -132,6 +132,8 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
 class TextScores(Protocol):
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray: ...
 
+    def first_view(self, image: Image.Image) -> np.ndarray: ...
+
     def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -241,26 +243,20 @@ class AdaptiveClassifier(FusedClassifier):
         fused = fuse(one_pass, faces, self.params)
         if skips_text(fused.confidence, self.skip_text_from):
             return self._prediction(one_pass, faces, None, fused, ("passes", 1.0))
-        text_arr = text_input(image) if self.text is not None else None
-        text_first = self._text_views(text_arr, (0,))
-        text = as_probs(text_first[0]) if text_first is not None else None
+        text_first = self.text.first_view(image) if self.text is not None else None
+        text = as_probs(text_first) if text_first is not None else None
         if text is not None:
             fused = fuse(one_pass, faces, self.params, text)
         if not escalates(fused.confidence, self.escalate_from, self.escalate_below):
             return self._prediction(one_pass, faces, text, fused, ("passes", 1.0))
         views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
         scene = as_probs(tta_average(views))
-        text_rest = self._text_views(text_arr, (1, 2, 3))
-        if text_first is not None and text_rest is not None:
-            text = as_probs(tta_average(np.concatenate([text_first, text_rest])))
+        if self.text is not None and text_first is not None:
+            crop = text_input(image)
+            text = as_probs(tta_average(np.stack(
+                [text_first, *(self.text.view(crop, m) for m in (1, 2, 3))])))
         return self._prediction(scene, faces, text, fuse(scene, faces, self.params_tta, text),
                                 ("passes", 4.0))
-
-    def _text_views(self, arr: np.ndarray | None, turns: tuple[int, ...]) -> np.ndarray | None:
-        """The text network's probabilities for ``arr`` turned each of ``turns`` times."""
-        if self.text is None or arr is None:
-            return None
-        return np.stack([self.text.view(arr, m) for m in turns])
 
 
 def with_review_threshold(classifier: C, min_confidence: float | None) -> C:

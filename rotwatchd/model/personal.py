@@ -34,7 +34,6 @@ from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
 from rotwatchd.model.network import LITERT, Runtime
 from rotwatchd.model.scene import SceneClassifier, preprocess
 from rotwatchd.model.sidecar import MODEL_FILE
-from rotwatchd.model.text import text_input
 
 HEAD_SUFFIX = "-head.npz"
 
@@ -338,7 +337,10 @@ class LabelCues:
     exact transpose and re-saved as JPEG (``quality``), then read again; not a turn of the
     same decoded pixels, whose JPEG block grid would turn with them (a trace the network can
     read, which would make the held-out figures flatter than what the daemon meets).
-    8 network passes and 4 JPEG round trips (~0.1 s at 384 px): run only while idle."""
+    The text probabilities of each turn are the network's first view of it
+    (``TextCue.first_view``); an escalation at run time reads its 3 extra turns from the
+    centre crop instead, a difference the adaptation's simulated 4-pass answers ignore.
+    12 network passes and 4 JPEG round trips (~0.1 s at 384 px): run only while idle."""
 
     def __init__(self, model_path: Path | None = None, threads: int = 1,
                  quality: int = 90) -> None:
@@ -353,7 +355,7 @@ class LabelCues:
                                     else image, self.quality)
             features.append(self.scene.features(preprocess(view, self.scene.input_size), 0))
             if self.text is not None:
-                text.append(self.text.view(text_input(view), 0))
+                text.append(self.text.first_view(view))
         return np.stack(features), (np.stack(text) if self.text is not None else None)
 
     def close(self) -> None:

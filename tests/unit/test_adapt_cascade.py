@@ -24,7 +24,6 @@ from rotwatchd.model.network import LITERT
 from rotwatchd.model.personal import FeatureScene, Head, model_path_or_default, shipped_head
 from rotwatchd.model.scene import preprocess
 from rotwatchd.model.sidecar import ModelMeta
-from rotwatchd.model.text import text_input
 
 FIXTURES = FIXTURES_DIR / "orientation"
 META = ModelMeta.for_model(model_path_or_default(None))
@@ -56,9 +55,8 @@ def test_the_simulated_cascade_is_the_runtime_on_the_same_numbers(head: Head) ->
                 image = turned(picture, correction)
                 runtime.append(clf.predict(image))
                 arr = preprocess(image, scene.input_size)
-                crop = text_input(image)
                 feats.append(np.stack([scene.features(arr, m) for m in range(4)]))
-                texts.append(np.stack([text.view(crop, m) for m in range(4)]))
+                texts.append(text.views(image, 4))
     finally:
         clf.close()
     n = len(runtime)

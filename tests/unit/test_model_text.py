@@ -16,7 +16,15 @@ from rotwatchd.evaluation.accuracy import resave, turned, upright_images
 from rotwatchd.model import CORRECTIONS, ModelError, default_model_dir, load_classifier
 from rotwatchd.model.fusion import AdaptiveClassifier, FusedClassifier, FusionParams, fuse
 from rotwatchd.model.sidecar import MODEL_FILE
-from rotwatchd.model.text import INPUT_SIZE, TEXT_MODEL, TextCue, text_input
+from rotwatchd.model.text import (
+    INPUT_SIZE,
+    TEXT_MODEL,
+    TILE_ASPECT,
+    TextCue,
+    geometric_mean,
+    text_input,
+    text_tiles,
+)
 
 FIXTURES = FIXTURES_DIR / "orientation"
 
@@ -55,6 +63,65 @@ def test_text_input_is_the_centre_crop_of_the_short_side_resize() -> None:
     # short side 300 -> 256 (factor 0.853): the band lands in the crop's middle rows
     middle = arr[INPUT_SIZE // 2, :, 0]
     assert middle.min() > 200 and arr[0, :, 0].max() < 30
+
+
+def _receipt(width: int = 380, height: int = 1000) -> Image.Image:
+    """A till receipt: a header and items at the top, totals at the bottom, blank between."""
+    page = Image.new("RGB", (width, height), (248, 248, 244))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=18)
+    top = ["CORNER SHOP  Main Street 4", "Receipt 20931  12:41", "Bread wholemeal   2.40",
+           "Milk 1 l          1.15", "Apples 1.2 kg     3.05", "Coffee beans      8.90"]
+    bottom = ["Subtotal         15.50", "VAT 7 %           1.01", "TOTAL EUR        15.50",
+              "Card payment     15.50", "Thank you, come again"]
+    for y, line in enumerate(top):
+        draw.text((20, 20 + 30 * y), line, fill=(15, 15, 15), font=font)
+    for y, line in enumerate(bottom):
+        draw.text((20, height - 170 + 30 * y), line, fill=(15, 15, 15), font=font)
+    return page
+
+
+def test_text_tiles_are_both_ends_of_the_long_side() -> None:
+    tall = Image.new("RGB", (300, 900), (0, 0, 0))
+    tall.paste((255, 255, 255), (0, 0, 300, 40))  # a white band at the top
+    tall.paste((128, 128, 128), (0, 860, 300, 900))  # a grey one at the bottom
+    tiles = text_tiles(tall)
+    assert tiles.shape == (2, INPUT_SIZE, INPUT_SIZE, 3) and tiles.dtype == np.float32
+    # short side 300 -> 256: the first crop starts at the top, the second ends at the bottom
+    assert tiles[0, 5, :, 0].min() > 200 and tiles[0, -5, :, 0].max() < 30
+    assert 100 < tiles[1, -5, :, 0].min() < 160 and tiles[1, 5, :, 0].max() < 30
+    wide = tall.transpose(Image.Transpose.ROTATE_90)  # the same picture lying on its side
+    tiles = text_tiles(wide)
+    assert tiles.shape == (2, INPUT_SIZE, INPUT_SIZE, 3)
+    assert tiles[0, :, 5, 0].min() > 200 and 100 < tiles[1, :, -5, 0].min() < 160
+
+
+def test_geometric_mean_of_crops_that_disagree_is_unsure() -> None:
+    sure = np.array([0.9, 0.05, 0.03, 0.02])
+    other = np.array([0.05, 0.9, 0.03, 0.02])
+    assert geometric_mean(np.stack([sure, sure])) == pytest.approx(sure, abs=1e-9)
+    mixed = geometric_mean(np.stack([sure, other]))
+    assert mixed.sum() == pytest.approx(1.0) and mixed.max() < 0.5
+
+
+def test_first_view_reads_a_receipt_whose_middle_is_blank(text_cue: TextCue) -> None:
+    """The centre crop of this receipt holds no text (the network guesses, ~0.26 sure);
+    the first view reads the header and the totals at its ends."""
+    receipt = _receipt()
+    for truth in CORRECTIONS:
+        image = resave(turned(receipt, truth), "jpeg", 85)
+        first = text_cue.first_view(image)
+        centre = text_cue.view(text_input(image), 0)
+        assert CORRECTIONS[int(np.argmax(first))] == truth and max(first) > 0.8, (truth, first)
+        assert max(centre) < 0.5, centre
+        views = text_cue.views(image, 4)
+        assert views.shape == (4, 4) and np.allclose(views[0], first)
+
+
+def test_first_view_of_a_4_by_3_picture_is_its_centre_crop(text_cue: TextCue) -> None:
+    photo = _page(800, 600)  # 4:3, under TILE_ASPECT: one network pass on the centre crop
+    assert 800 / 600 < TILE_ASPECT <= 1000 / 380
+    assert np.array_equal(text_cue.first_view(photo), text_cue.view(text_input(photo), 0))
 
 
 def test_text_network_reads_every_turn_of_a_rendered_page(text_cue: TextCue) -> None:
