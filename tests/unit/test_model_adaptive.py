@@ -195,7 +195,7 @@ def test_a_stricter_review_threshold_keeps_the_text_network_for_pictures_under_i
     from rotwatchd.config import ModelConfig
     from rotwatchd.service.daemon import load_configured_classifier
 
-    strict = 0.99
+    strict = 0.9999
     shipped = load_configured_classifier(ModelConfig())
     stricter = load_configured_classifier(ModelConfig(min_confidence=strict))
     assert isinstance(shipped, AdaptiveClassifier) and isinstance(stricter, AdaptiveClassifier)
