@@ -38,7 +38,7 @@ from rotwatchd.model.base import CORRECTIONS, ModelError, Prediction, default_mo
 from rotwatchd.model.network import LITERT, Runtime
 from rotwatchd.model.scene import SceneClassifier, as_probs, belief, preprocess, tta_average
 from rotwatchd.model.sidecar import ModelMeta
-from rotwatchd.model.text import TEXT_MODEL, TextCue, text_input
+from rotwatchd.model.text import TEXT_MODEL, TextCrops, TextCue
 
 Probs = tuple[float, float, float, float]
 C = TypeVar("C")
@@ -132,7 +132,7 @@ def fuse(scene: Probs, faces: Probs | None, params: FusionParams = FusionParams(
 class TextScores(Protocol):
     def view(self, arr: np.ndarray, turns: int) -> np.ndarray: ...
 
-    def first_view(self, image: Image.Image) -> np.ndarray: ...
+    def first_view(self, image: Image.Image | TextCrops) -> np.ndarray: ...
 
     def views(self, image: Image.Image, passes: int | None = None) -> np.ndarray: ...
 
@@ -243,7 +243,8 @@ class AdaptiveClassifier(FusedClassifier):
         fused = fuse(one_pass, faces, self.params)
         if skips_text(fused.confidence, self.skip_text_from):
             return self._prediction(one_pass, faces, None, fused, ("passes", 1.0))
-        text_first = self.text.first_view(image) if self.text is not None else None
+        crops = TextCrops(image)
+        text_first = self.text.first_view(crops) if self.text is not None else None
         text = as_probs(text_first) if text_first is not None else None
         if text is not None:
             fused = fuse(one_pass, faces, self.params, text)
@@ -252,9 +253,8 @@ class AdaptiveClassifier(FusedClassifier):
         views = np.stack([first, *(self.scene.view(arr, m) for m in (1, 2, 3))])
         scene = as_probs(tta_average(views))
         if self.text is not None and text_first is not None:
-            crop = text_input(image)
             text = as_probs(tta_average(np.stack(
-                [text_first, *(self.text.view(crop, m) for m in (1, 2, 3))])))
+                [text_first, *(self.text.view(crops.centre, m) for m in (1, 2, 3))])))
         return self._prediction(scene, faces, text, fuse(scene, faces, self.params_tta, text),
                                 ("passes", 4.0))
 
