@@ -59,6 +59,7 @@ from rotwatchd.threads.stoppable import StoppableThread
 if TYPE_CHECKING:
     from PIL import Image
 
+    from rotwatchd.model.personal import PersonalHead
     from rotwatchd.service.daemon import Daemon
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,19 @@ def unused_with(model: ModelConfig) -> str | None:
     return None
 
 
+def _calibration_mismatch(personal: PersonalHead, model: ModelConfig) -> str | None:
+    """:func:`~rotwatchd.model.personal.calibration_mismatch` against ``model``'s sidecar
+    (None when the sidecar cannot be read: the daemon then fails to load the model anyway)."""
+    from rotwatchd.model.personal import calibration_mismatch, model_path_or_default
+    from rotwatchd.model.sidecar import ModelMeta
+
+    try:
+        meta = ModelMeta.for_model(model_path_or_default(model.path))
+    except (ModelError, OSError):
+        return None
+    return calibration_mismatch(personal, meta)
+
+
 def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
                  model_digest: str | None = None, *, earlier_labels: int = 0,
                  model: ModelConfig | None = None) -> dict[str, Any]:
@@ -365,7 +379,8 @@ def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
     ``labels_earlier_network`` when any). With ``model_digest`` (the configured scene model's
     SHA-256), a head fitted for another model is reported as not in use (``not_used`` says
     why), as the daemon then lets the shipped head decide; so is one that ``model`` (the
-    configured model settings) never runs (:func:`unused_with`)."""
+    configured model settings) never runs (:func:`unused_with`) or that was fitted for
+    another calibration of its sidecar (``calibration_mismatch``)."""
     from rotwatchd.model.personal import read_personal
 
     folder = adapt_dir(state_dir)
@@ -375,7 +390,7 @@ def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
             and personal.model_digest != model_digest):
         not_used = "fitted for another scene model"
     elif personal is not None and model is not None:
-        not_used = unused_with(model)
+        not_used = unused_with(model) or _calibration_mismatch(personal, model)
     if not_used is not None:
         personal = None
     out: dict[str, Any] = {"enabled": enabled, "labels": labels,

@@ -33,7 +33,7 @@ from rotwatchd.model.base import ModelError, Prediction, default_model_dir
 from rotwatchd.model.fusion import AdaptiveClassifier, _faces_for, _text_for
 from rotwatchd.model.network import LITERT, Runtime
 from rotwatchd.model.scene import SceneClassifier, preprocess
-from rotwatchd.model.sidecar import MODEL_FILE
+from rotwatchd.model.sidecar import MODEL_FILE, ModelMeta
 
 HEAD_SUFFIX = "-head.npz"
 
@@ -261,15 +261,33 @@ class PersonalClassifier(AdaptiveClassifier):
                        cues=(*second.cues, ("personal", 1.0), ("support", where)))
 
 
+def calibration_mismatch(personal: PersonalHead, meta: ModelMeta) -> str | None:
+    """Why ``personal`` does not fit the scene model's sidecar ``meta``: it was fitted for
+    another adaptive review threshold (``shipped_threshold`` against the sidecar's
+    ``cascade_min_confidence``: a sidecar of another release, with other fusion weights, on
+    which its guardrail was never measured, and onto whose threshold its confidences would be
+    mapped wrongly), or None when they agree."""
+    now = meta.threshold("cascade")
+    if abs(personal.shipped_threshold - now) > 1e-9:
+        return (f"fitted for the review threshold {personal.shipped_threshold:g}, the model's "
+                f"sidecar now has {now:g}: `rotwatchd adapt` fits it again")
+    return None
+
+
 def load_personal(model_path: Path | None, threads: int, personal: PersonalHead,
                   runtime: Runtime = LITERT) -> PersonalClassifier:
     """Every cue, as ``litert-adaptive``, with ``personal``'s scene head.
 
-    Raises ModelError when the head was fitted for another scene model or its weights are not
-    of the scene model's shape, or as the backend."""
+    Raises ModelError when the head was fitted for another scene model or another sidecar
+    calibration (:func:`calibration_mismatch`) or its weights are not of the scene model's
+    shape, or as the backend."""
     if personal.model_digest != model_digest(model_path):
         raise ModelError("the personal head was fitted for another scene model")
     scene = FeatureScene(model_path, threads, runtime=runtime)
+    why = calibration_mismatch(personal, scene.meta)
+    if why is not None:
+        scene.close()
+        raise ModelError(f"the personal head was {why}")
     shipped = shipped_head(model_path, scene.meta.temperature)
     if personal.head.weight.shape != shipped.weight.shape:
         raise ModelError(f"the personal head's weights are {personal.head.weight.shape}, "

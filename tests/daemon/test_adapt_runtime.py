@@ -178,12 +178,14 @@ HEAD_FIGURES = {"accepted": True, "labels_held_out": 40,
 
 
 def _accepted_head(state_dir: Path, digest: str | None = None,
-                   figures: dict[str, Any] | None = None) -> None:
+                   figures: dict[str, Any] | None = None,
+                   shipped_threshold: float | None = None) -> None:
     meta = ModelMeta.for_model(model_path_or_default(None))
     # radius 1: every picture inside (the features are non-negative: cosine distance <= 1)
     everywhere = Support(np.ones((1, 1280), np.float32) / np.sqrt(1280), 1.0)
     personal = PersonalHead(shipped_head(None, meta.temperature), 0.9,
-                            meta.threshold("cascade"), digest or model_digest(None), everywhere,
+                            meta.threshold("cascade") if shipped_threshold is None
+                            else shipped_threshold, digest or model_digest(None), everywhere,
                             HEAD_FIGURES if figures is None else figures)
     adapt_dir(state_dir).mkdir(parents=True, exist_ok=True)
     (adapt_dir(state_dir) / HEAD_NAME).write_bytes(personal_bytes(personal))
@@ -396,6 +398,42 @@ def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -
     assert "personal head: not used (fitted for another scene model; the shipped head " \
            "decides)" in text
     assert "personal head in use" not in text
+
+
+def test_a_head_fitted_for_another_sidecar_is_neither_used_nor_reported_in_use(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An upgrade that keeps the scene network but ships another calibration (release 8.4:
+    the adaptive review threshold 0.96 -> 0.955, other fusion weights) leaves a head fitted
+    before with the same model digest; its confidences were mapped onto the old threshold, so
+    at the new one it would decide pictures below its own calibrated threshold."""
+    from rotwatchd.service.journal import Journal
+
+    now = ModelMeta.for_model(model_path_or_default(None)).threshold("cascade")
+    earlier = now + 0.005 if now < 0.99 else now - 0.005
+    _accepted_head(tmp_path / "state", shipped_threshold=earlier)
+    built: list[str] = []
+
+    def base(model: ModelConfig) -> OrientationClassifier:
+        built.append(model.backend)
+        from rotwatchd.model import load_classifier
+        return load_classifier(model.backend, model.path, model.threads)
+
+    made = personal_factory(tmp_path / "state", base)(ModelConfig())
+    try:
+        assert not isinstance(made, PersonalClassifier) and built == ["auto"]
+    finally:
+        made.close()
+    why = (f"fitted for the review threshold {earlier:g}, the model's sidecar now has "
+           f"{now:g}: `rotwatchd adapt` fits it again")
+    assert f"personal head not used (the personal head was {why})" in caplog.text
+    with Journal(tmp_path / "state") as journal:
+        adapter = Adapter(tmp_path / "state", journal, SETTINGS, ModelConfig())
+        try:
+            document = adapter.status()
+        finally:
+            adapter.close()
+    assert document["personal_head"] is False and document["not_used"] == why
+    assert "personal head in use" not in format_status({"adapt": document})
 
 
 @pytest.mark.parametrize(("model", "why"), [
