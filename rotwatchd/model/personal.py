@@ -358,7 +358,8 @@ class LabelCues:
     The text probabilities of each turn are the network's first view of it
     (``TextCue.first_view``); an escalation at run time reads its 3 extra turns from the
     centre crop instead, a difference the adaptation's simulated 4-pass answers ignore.
-    12 network passes and 4 JPEG round trips (~0.1 s at 384 px): run only while idle."""
+    8 network passes (12 for an elongated picture) and 4 JPEG round trips (~0.1 s at 384 px):
+    run only while idle."""
 
     def __init__(self, model_path: Path | None = None, threads: int = 1,
                  quality: int = 90) -> None:

@@ -13,7 +13,7 @@ two crops instead, at both ends of the long side, and takes the geometric mean o
 probabilities (:func:`text_tiles`, :meth:`TextCue.first_view`): a screenshot's title bar and
 a receipt's header lie outside the centre crop. Chosen on the pooled realistic validation
 sets (text network alone, one view, documents and screenshots: centre crop 92.6 %, both ends
-95.5 % right; every kind: 82.4 -> 85.5 %). The three extra turns of an escalation read the
+95.5 % right; every kind: 82.4 -> 84.4 %). The three extra turns of an escalation read the
 centre crop. One pass costs ~4-5 ms on one x86 core (``rotwatchd bench --cues``); the first
 view of an elongated picture two of them.
 
