@@ -357,7 +357,7 @@ def unused_with(model: ModelConfig) -> str | None:
     return None
 
 
-def _calibration_mismatch(personal: PersonalHead, model: ModelConfig) -> str | None:
+def sidecar_mismatch(personal: PersonalHead, model: ModelConfig) -> str | None:
     """:func:`~rotwatchd.model.personal.calibration_mismatch` against ``model``'s sidecar
     (None when the sidecar cannot be read: the daemon then fails to load the model anyway)."""
     from rotwatchd.model.personal import calibration_mismatch, model_path_or_default
@@ -390,7 +390,7 @@ def adapt_status(state_dir: Path, enabled: bool, labels: dict[str, int],
             and personal.model_digest != model_digest):
         not_used = "fitted for another scene model"
     elif personal is not None and model is not None:
-        not_used = unused_with(model) or _calibration_mismatch(personal, model)
+        not_used = unused_with(model) or sidecar_mismatch(personal, model)
     if not_used is not None:
         personal = None
     out: dict[str, Any] = {"enabled": enabled, "labels": labels,

@@ -31,7 +31,15 @@ def add_parser(sub: Any, config_args: Callable[[argparse.ArgumentParser], None])
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """Carry out ``rotwatchd adapt``; returns the exit status."""
-    from rotwatchd.adapt.runtime import HEAD_NAME, Adapter, adapt_dir, label_folders, unused_with
+    from rotwatchd.adapt.runtime import (
+        HEAD_NAME,
+        Adapter,
+        adapt_dir,
+        label_folders,
+        sidecar_mismatch,
+        unused_with,
+    )
+    from rotwatchd.model.personal import read_personal
     from rotwatchd.service.journal import Journal  # here: building the command line never needs it
 
     with Journal(config.state_dir) as journal:
@@ -64,6 +72,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if earlier:
         figures["earlier_head_kept"] = True
     why = unused_with(config.model)
+    if why is None and earlier:  # kept, but fitted for another calibration of the sidecar
+        kept = read_personal(adapt_dir(config.state_dir) / HEAD_NAME)
+        why = sidecar_mismatch(kept, config.model) if kept is not None else None
     if why is not None and (result.verdict.accepted or earlier):
         figures["not_used"] = why  # the daemon will not run it with these settings
     if args.json:

@@ -269,8 +269,8 @@ def calibration_mismatch(personal: PersonalHead, meta: ModelMeta) -> str | None:
     mapped wrongly), or None when they agree."""
     now = meta.threshold("cascade")
     if abs(personal.shipped_threshold - now) > 1e-9:
-        return (f"fitted for the review threshold {personal.shipped_threshold:g}, the model's "
-                f"sidecar now has {now:g}: `rotwatchd adapt` fits it again")
+        return (f"fitted for another calibration of the scene model: review threshold "
+                f"{personal.shipped_threshold:g}, now {now:g}")
     return None
 
 

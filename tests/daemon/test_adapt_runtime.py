@@ -301,6 +301,23 @@ def test_a_rejected_fit_says_an_earlier_head_stays(
     assert json.loads(capsys.readouterr().out)["earlier_head_kept"] is True
 
 
+def test_a_rejected_fit_says_an_earlier_head_of_another_sidecar_is_not_used(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The head kept after a rejected fit was fitted for another calibration of the sidecar:
+    `adapt` must not leave it reading as if it decided."""
+    (tmp_path / "inbox").mkdir()
+    cfg = tmp_path / "rotwatchd.yaml"
+    cfg.write_text("inboxes: [{path: inbox, output: outbox}]\nstate_dir: state\n")
+    now = ModelMeta.for_model(model_path_or_default(None)).threshold("cascade")
+    earlier = now + 0.005 if now < 0.99 else now - 0.005
+    _accepted_head(tmp_path / "state", shipped_threshold=earlier)
+    assert main(["adapt", "-c", str(cfg), "--json"]) == 1  # this fit: nothing to learn from
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["earlier_head_kept"] is True
+    assert figures["not_used"] == ("fitted for another calibration of the scene model"
+                                   f": review threshold {earlier:g}, now {now:g}")
+
+
 def test_adapt_says_when_the_configured_runtime_never_runs_the_head(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, state = _config_with_a_head(tmp_path)
@@ -423,8 +440,8 @@ def test_a_head_fitted_for_another_sidecar_is_neither_used_nor_reported_in_use(
         assert not isinstance(made, PersonalClassifier) and built == ["auto"]
     finally:
         made.close()
-    why = (f"fitted for the review threshold {earlier:g}, the model's sidecar now has "
-           f"{now:g}: `rotwatchd adapt` fits it again")
+    why = (f"fitted for another calibration of the scene model: review threshold {earlier:g}, "
+           f"now {now:g}")
     assert f"personal head not used (the personal head was {why})" in caplog.text
     with Journal(tmp_path / "state") as journal:
         adapter = Adapter(tmp_path / "state", journal, SETTINGS, ModelConfig())
