@@ -11,8 +11,9 @@ The pictures are ``rotwatchd bench --images``'s: every upright picture of the fo
 the daemon's 384 px, turned 4 ways and re-saved as JPEG.
 
 ``--old-centre-crop`` gives the old setup the text network's first view of releases up to 8.3:
-the centre crop for every picture (``text_input``), not both ends of an elongated one; with it,
-a copy of release 8.3's model folder as ``--old-model`` times that release as it shipped.
+the centre crop for every picture (``TextCrops.centre``), not both ends of an elongated one;
+with it, a copy of release 8.3's model folder as ``--old-model`` times that release as it
+shipped.
 
 Prints, per setup: p50, p95 and mean milliseconds per picture, the share escalated to 4
 passes, the share that ran the text network, and the p50 of the escalated pictures alone.
@@ -31,11 +32,12 @@ from PIL import Image
 from rotwatchd.evaluation.speed import _encoded, decode
 from rotwatchd.model import load_classifier
 from rotwatchd.model.fusion import AdaptiveClassifier
-from rotwatchd.model.text import TextCue, text_input
+from rotwatchd.model.text import TextCrops, TextCue
 
 
-def _centre_first_view(self: TextCue, image: Image.Image) -> np.ndarray:
-    return self.view(text_input(image), 0)
+def _centre_first_view(self: TextCue, image: Image.Image | TextCrops) -> np.ndarray:
+    crops = image if isinstance(image, TextCrops) else TextCrops(image)
+    return self.view(crops.centre, 0)
 
 
 def main(argv: list[str] | None = None) -> int:
