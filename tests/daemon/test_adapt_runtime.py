@@ -399,16 +399,21 @@ def test_the_final_status_of_a_stopped_daemon_still_shows_the_adaptation(
     assert "adaptation: on, labels exif 0, human 1" in format_status(document)
 
 
-def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -> None:
+def _adapter_status(state: Path) -> dict[str, Any]:
+    """What a daemon's Adapter on ``state`` (shipped model settings) reports."""
     from rotwatchd.service.journal import Journal
 
-    _accepted_head(tmp_path / "state", digest="0" * 64)
-    with Journal(tmp_path / "state") as journal:
-        adapter = Adapter(tmp_path / "state", journal, SETTINGS, ModelConfig())
+    with Journal(state) as journal:
+        adapter = Adapter(state, journal, SETTINGS, ModelConfig())
         try:
-            document = adapter.status()
+            return adapter.status()
         finally:
             adapter.close()
+
+
+def test_a_head_for_another_scene_model_is_not_reported_in_use(tmp_path: Path) -> None:
+    _accepted_head(tmp_path / "state", digest="0" * 64)
+    document = _adapter_status(tmp_path / "state")
     assert document["personal_head"] is False
     assert document["not_used"] == "fitted for another scene model"
     text = format_status({"adapt": document})
@@ -423,8 +428,6 @@ def test_a_head_fitted_for_another_sidecar_is_neither_used_nor_reported_in_use(
     the adaptive review threshold 0.96 -> 0.955, other fusion weights) leaves a head fitted
     before with the same model digest; its confidences were mapped onto the old threshold, so
     at the new one it would decide pictures below its own calibrated threshold."""
-    from rotwatchd.service.journal import Journal
-
     now = ModelMeta.for_model(model_path_or_default(None)).threshold("cascade")
     earlier = now + 0.005 if now < 0.99 else now - 0.005
     _accepted_head(tmp_path / "state", shipped_threshold=earlier)
@@ -443,12 +446,7 @@ def test_a_head_fitted_for_another_sidecar_is_neither_used_nor_reported_in_use(
     why = (f"fitted for another calibration of the scene model: review threshold {earlier:g}, "
            f"now {now:g}")
     assert f"personal head not used (the personal head was {why})" in caplog.text
-    with Journal(tmp_path / "state") as journal:
-        adapter = Adapter(tmp_path / "state", journal, SETTINGS, ModelConfig())
-        try:
-            document = adapter.status()
-        finally:
-            adapter.close()
+    document = _adapter_status(tmp_path / "state")
     assert document["personal_head"] is False and document["not_used"] == why
     assert "personal head in use" not in format_status({"adapt": document})
 
