@@ -10,7 +10,7 @@ Preprocessing follows the network's own recipe: resize so the short side is 256 
 224x224 crop: the centre one (:func:`text_input`). The first view of an elongated picture
 (long side at least ``TILE_ASPECT`` times the short one: pages, screenshots, receipts) reads
 two crops instead, at both ends of the long side, and takes the geometric mean of their
-probabilities (:func:`text_tiles`, :meth:`TextCue.first_view`): a screenshot's title bar and
+probabilities (:attr:`TextCrops.ends`, :meth:`TextCue.first_view`): a screenshot's title bar and
 a receipt's header lie outside the centre crop. Chosen on the pooled realistic validation
 sets (text network alone, one view, documents and screenshots: centre crop 92.6 %, both ends
 95.5 % right; every kind: 82.4 -> 84.4 %). The three extra turns of an escalation read the
@@ -95,12 +95,6 @@ def text_input(image: Image.Image) -> np.ndarray:
     return TextCrops(image).centre
 
 
-def text_tiles(image: Image.Image) -> np.ndarray:
-    """PIL image -> float32 (2, 224, 224, 3) RGB in [0, 255]: short side 256, the 224x224
-    crops at both ends of the long side (the width of a square picture), centred across it."""
-    return TextCrops(image).ends
-
-
 def geometric_mean(probs: np.ndarray) -> np.ndarray:
     """(n, 4) probabilities -> (4,): their normalised geometric mean (each clipped at 1e-6),
     a product of experts: crops that disagree leave it unsure."""
@@ -140,7 +134,7 @@ class TextCue:
     def first_view(self, image: Image.Image | TextCrops) -> np.ndarray:
         """(4,) probabilities of the image as it is: for an elongated picture (long side at
         least TILE_ASPECT times the short one) the geometric mean over its two ends
-        (:func:`text_tiles`, two network passes), else the centre crop (:func:`text_input`,
+        (:attr:`TextCrops.ends`, two network passes), else the centre crop (:func:`text_input`,
         one pass)."""
         crops = image if isinstance(image, TextCrops) else TextCrops(image)
         if not crops.elongated:

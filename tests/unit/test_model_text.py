@@ -20,10 +20,10 @@ from rotwatchd.model.text import (
     INPUT_SIZE,
     TEXT_MODEL,
     TILE_ASPECT,
+    TextCrops,
     TextCue,
     geometric_mean,
     text_input,
-    text_tiles,
 )
 
 FIXTURES = FIXTURES_DIR / "orientation"
@@ -81,17 +81,17 @@ def _receipt(width: int = 380, height: int = 1000) -> Image.Image:
     return page
 
 
-def test_text_tiles_are_both_ends_of_the_long_side() -> None:
+def test_text_crops_ends_are_both_ends_of_the_long_side() -> None:
     tall = Image.new("RGB", (300, 900), (0, 0, 0))
     tall.paste((255, 255, 255), (0, 0, 300, 40))  # a white band at the top
     tall.paste((128, 128, 128), (0, 860, 300, 900))  # a grey one at the bottom
-    tiles = text_tiles(tall)
+    tiles = TextCrops(tall).ends
     assert tiles.shape == (2, INPUT_SIZE, INPUT_SIZE, 3) and tiles.dtype == np.float32
     # short side 300 -> 256: the first crop starts at the top, the second ends at the bottom
     assert tiles[0, 5, :, 0].min() > 200 and tiles[0, -5, :, 0].max() < 30
     assert 100 < tiles[1, -5, :, 0].min() < 160 and tiles[1, 5, :, 0].max() < 30
     wide = tall.transpose(Image.Transpose.ROTATE_90)  # the same picture lying on its side
-    tiles = text_tiles(wide)
+    tiles = TextCrops(wide).ends
     assert tiles.shape == (2, INPUT_SIZE, INPUT_SIZE, 3)
     assert tiles[0, :, 5, 0].min() > 200 and 100 < tiles[1, :, -5, 0].min() < 160
 
